@@ -1,0 +1,149 @@
+"""Typed configuration, parsed once from environment variables at start-up.
+
+Every setting has one environment variable (``ENV_VARS``). A wrong or missing value
+stops start-up with one line that names the variable (``ConfigError``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+# Development-only secrets: refused when OPSHUB_ENV=production.
+DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789abcdef"
+DEV_DATA_KEYS = "ZGV2LW9ubHktZGF0YS1rZXktMDEyMzQ1Njc4OWFiY2Q="
+DEV_BLIND_INDEX_KEY = "dev-only-blind-index-key-0123456789"
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    env: Literal["dev", "test", "production"] = "dev"
+    # None means: SQLite file under var_dir.
+    database_url: str | None = None
+    # None means: the launcher (or the test suite) starts a private redis-server.
+    redis_url: str | None = None
+    redis_prefix: str = "opshub:"
+    var_dir: str = "var"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str = "http://127.0.0.1:8000"
+    jwt_secret: str = DEV_JWT_SECRET
+    access_token_ttl_seconds: int = 900
+    refresh_token_ttl_seconds: int = 30 * 24 * 3600
+    login_max_failures: int = 5
+    login_window_seconds: int = 900
+    max_request_body_bytes: int = 2 * 1024 * 1024
+    # Comma-separated Fernet keys, newest first: the first encrypts, all decrypt.
+    data_encryption_keys: str = DEV_DATA_KEYS
+    blind_index_key: str = DEV_BLIND_INDEX_KEY
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @property
+    def sqlite_path(self) -> Path:
+        return Path(self.var_dir) / "opshub.sqlite"
+
+    @property
+    def is_postgres(self) -> bool:
+        return bool(self.database_url and self.database_url.startswith(("postgres://", "postgresql://")))
+
+
+# Field name -> environment variable. Kept explicit so `.env.example` and errors agree.
+ENV_VARS: dict[str, str] = {
+    "env": "OPSHUB_ENV",
+    "database_url": "DATABASE_URL",
+    "redis_url": "REDIS_URL",
+    "redis_prefix": "OPSHUB_REDIS_PREFIX",
+    "var_dir": "OPSHUB_VAR_DIR",
+    "host": "HOST",
+    "port": "PORT",
+    "public_url": "OPSHUB_PUBLIC_URL",
+    "jwt_secret": "OPSHUB_JWT_SECRET",
+    "access_token_ttl_seconds": "OPSHUB_ACCESS_TOKEN_TTL_SECONDS",
+    "refresh_token_ttl_seconds": "OPSHUB_REFRESH_TOKEN_TTL_SECONDS",
+    "login_max_failures": "OPSHUB_LOGIN_MAX_FAILURES",
+    "login_window_seconds": "OPSHUB_LOGIN_WINDOW_SECONDS",
+    "max_request_body_bytes": "OPSHUB_MAX_REQUEST_BODY_BYTES",
+    "data_encryption_keys": "OPSHUB_DATA_ENCRYPTION_KEYS",
+    "blind_index_key": "OPSHUB_BLIND_INDEX_KEY",
+    "log_level": "OPSHUB_LOG_LEVEL",
+}
+
+
+class ConfigError(SystemExit):
+    """Raised at start-up; its message is the one line shown to the operator."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"opshub: configuration error: {message}")
+        self.message = message
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    environ = os.environ if environ is None else environ
+    raw = {field: environ[var] for field, var in ENV_VARS.items() if environ.get(var, "") != ""}
+    try:
+        settings = msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(_explain(exc)) from None
+    _check_semantics(settings)
+    return settings
+
+
+def _explain(exc: msgspec.ValidationError) -> str:
+    message = str(exc)
+    # msgspec reports "... - at `$.field`"; name the variable instead of the field.
+    if " - at `$." in message:
+        text, _, path = message.rpartition(" - at `$.")
+        field = path.rstrip("`").split(".")[0].split("[")[0]
+        var = ENV_VARS.get(field, field)
+        return f"{var}: {text}"
+    return message
+
+
+def _check_semantics(settings: Settings) -> None:
+    if settings.database_url and not (settings.is_postgres or settings.database_url.startswith("sqlite://")):
+        raise ConfigError("DATABASE_URL: must start with postgresql:// or sqlite://")
+    if settings.redis_url and not settings.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError("REDIS_URL: must start with redis://, rediss:// or unix://")
+    if not 1 <= settings.port <= 65535:
+        raise ConfigError("PORT: must be between 1 and 65535")
+    for field in ("access_token_ttl_seconds", "refresh_token_ttl_seconds", "login_window_seconds"):
+        if getattr(settings, field) <= 0:
+            raise ConfigError(f"{ENV_VARS[field]}: must be a positive number of seconds")
+    if settings.login_max_failures < 1:
+        raise ConfigError("OPSHUB_LOGIN_MAX_FAILURES: must be at least 1")
+    if settings.max_request_body_bytes < 1024:
+        raise ConfigError("OPSHUB_MAX_REQUEST_BODY_BYTES: must be at least 1024")
+    if len(settings.jwt_secret) < 32:
+        raise ConfigError("OPSHUB_JWT_SECRET: must be at least 32 characters")
+    from app.security.crypto import parse_fernet_keys  # local: keeps config import-light
+
+    try:
+        parse_fernet_keys(settings.data_encryption_keys)
+    except ValueError as exc:
+        raise ConfigError(f"OPSHUB_DATA_ENCRYPTION_KEYS: {exc}") from None
+    if settings.env == "production":
+        if settings.jwt_secret == DEV_JWT_SECRET:
+            raise ConfigError("OPSHUB_JWT_SECRET: must be set in production (the dev default is refused)")
+        if DEV_DATA_KEYS in settings.data_encryption_keys.split(","):
+            raise ConfigError("OPSHUB_DATA_ENCRYPTION_KEYS: the dev key is refused in production")
+        if settings.blind_index_key == DEV_BLIND_INDEX_KEY:
+            raise ConfigError("OPSHUB_BLIND_INDEX_KEY: must be set in production")
+
+
+_settings: Settings | None = None
+
+
+def get_settings() -> Settings:
+    """The process-wide settings, loaded on first use."""
+    global _settings
+    if _settings is None:
+        _settings = load_settings()
+    return _settings
+
+
+def reset_settings_cache() -> None:
+    global _settings
+    _settings = None

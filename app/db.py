@@ -1,0 +1,101 @@
+"""Database engine selection, start-up, health and migrations.
+
+One data path for both databases: SQLite (embedded default, a file under var/) and
+PostgreSQL (production, CI). Only what Piccolo's engines themselves differ in differs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from piccolo.engine.base import Engine
+from piccolo.engine.finder import engine_finder
+from piccolo.engine.postgres import PostgresEngine
+from piccolo.engine.sqlite import SQLiteEngine, TransactionType
+
+from app.config import Settings, get_settings
+
+SQLITE_BUSY_TIMEOUT_SECONDS = 30.0
+
+
+def sqlite_path_for(settings: Settings) -> Path:
+    if settings.database_url and settings.database_url.startswith("sqlite://"):
+        # sqlite:///relative/path or sqlite:////absolute/path
+        return Path(urlparse(settings.database_url).path[1:] or settings.sqlite_path)
+    return settings.sqlite_path
+
+
+def build_engine(settings: Settings | None = None) -> Engine[Any]:
+    settings = settings or get_settings()
+    if settings.is_postgres:
+        assert settings.database_url is not None
+        return PostgresEngine(config={"dsn": settings.database_url})
+    path = sqlite_path_for(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # WAL lets readers proceed while one writer commits; it is a property of the file.
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        connection.execute("PRAGMA journal_mode=WAL")
+    return SQLiteEngine(path=str(path), timeout=SQLITE_BUSY_TIMEOUT_SECONDS)
+
+
+def current_engine() -> Engine[Any]:
+    engine = engine_finder()
+    if engine is None:
+        raise RuntimeError("no Piccolo engine configured (piccolo_conf.DB)")
+    return engine
+
+
+def is_sqlite(engine: Engine[Any] | None = None) -> bool:
+    return (engine or current_engine()).engine_type == "sqlite"
+
+
+@contextlib.asynccontextmanager
+async def write_transaction() -> AsyncIterator[None]:
+    """A transaction for read-then-write work.
+
+    On SQLite it takes the write lock up front (BEGIN IMMEDIATE), which serialises
+    writers instead of failing one of them when both upgrade from read to write.
+    """
+    engine = current_engine()
+    if isinstance(engine, SQLiteEngine):
+        async with engine.transaction(transaction_type=TransactionType.immediate):
+            yield
+    else:
+        async with engine.transaction():
+            yield
+
+
+async def open_database() -> bool:
+    """Start the connection pool where the engine has one; returns whether we started it."""
+    engine = current_engine()
+    if isinstance(engine, PostgresEngine) and engine.pool is None:
+        await engine.start_connection_pool(min_size=1, max_size=20)
+        return True
+    return False
+
+
+async def close_database() -> None:
+    engine = current_engine()
+    if isinstance(engine, PostgresEngine) and engine.pool is not None:
+        await engine.close_connection_pool()
+
+
+async def database_is_reachable() -> bool:
+    try:
+        await current_engine().run_ddl("SELECT 1")
+    except Exception:
+        return False
+    return True
+
+
+async def apply_migrations() -> None:
+    from piccolo.apps.migrations.commands.forwards import run_forwards
+
+    result = await run_forwards(app_name="all")
+    if not result.success:
+        raise RuntimeError(f"migrations failed: {result.message}")

@@ -1,0 +1,181 @@
+"""Errors as RFC 9457 problem details, naming the field at fault.
+
+Domain code raises ``AppError`` subclasses; Litestar's own HTTP errors (bad JSON,
+validation, body too large, 404/405) and anything unexpected are rendered in the same
+shape, so a client never sees an HTML page or a bare 500 string.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+logger = logging.getLogger("opshub.errors")
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_TYPE_BASE = "https://opshub.dev/problems/"
+
+
+class FieldError(msgspec.Struct, frozen=True, omit_defaults=True):
+    field: str
+    message: str
+    source: str | None = None
+
+
+class ProblemDetail(msgspec.Struct, omit_defaults=True):
+    type: str
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+    errors: list[FieldError] | None = None
+    # Extension members for specific problems (e.g. allowed transitions, next free times).
+    extra: dict[str, Any] | None = None
+
+
+class AppError(Exception):
+    status = 400
+    slug = "bad-request"
+    title = "Bad request"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        errors: list[FieldError] | None = None,
+        extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors
+        self.extra = extra
+        self.headers = headers or {}
+
+
+class InvalidInput(AppError):
+    status = 422
+    slug = "invalid-input"
+    title = "Invalid input"
+
+    @classmethod
+    def for_field(cls, field: str, message: str) -> InvalidInput:
+        return cls(f"{field}: {message}", errors=[FieldError(field=field, message=message, source="body")])
+
+
+class Unauthenticated(AppError):
+    status = 401
+    slug = "unauthenticated"
+    title = "Authentication required"
+
+
+class Forbidden(AppError):
+    status = 403
+    slug = "forbidden"
+    title = "Forbidden"
+
+
+class NotFound(AppError):
+    status = 404
+    slug = "not-found"
+    title = "Not found"
+
+
+class Conflict(AppError):
+    status = 409
+    slug = "conflict"
+    title = "Conflict"
+
+
+class TooManyRequests(AppError):
+    status = 429
+    slug = "too-many-requests"
+    title = "Too many requests"
+
+
+def problem_response(problem: ProblemDetail, headers: dict[str, str] | None = None) -> Response[bytes]:
+    return Response(
+        content=msgspec.json.encode(problem),
+        status_code=problem.status,
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=headers,
+    )
+
+
+def handle_app_error(request: Request[Any, Any, Any], exc: AppError) -> Response[bytes]:
+    return problem_response(
+        ProblemDetail(
+            type=PROBLEM_TYPE_BASE + exc.slug,
+            title=exc.title,
+            status=exc.status,
+            detail=exc.detail,
+            instance=request.url.path,
+            errors=exc.errors,
+            extra=exc.extra,
+        ),
+        headers=exc.headers,
+    )
+
+
+def _field_errors(extra: Any) -> list[FieldError] | None:
+    if not isinstance(extra, list):
+        return None
+    errors = []
+    for item in extra:
+        if isinstance(item, dict) and "message" in item:
+            key = item.get("key") or "body"
+            errors.append(FieldError(field=str(key), message=str(item["message"]), source=item.get("source")))
+    return errors or None
+
+
+def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    status = exc.status_code
+    slug = "invalid-input" if isinstance(exc, ValidationException) else f"http-{status}"
+    detail = exc.detail
+    errors = _field_errors(exc.extra)
+    if errors and detail.startswith("Validation failed"):
+        detail = "; ".join(f"{e.field}: {e.message}" for e in errors)
+    return problem_response(
+        ProblemDetail(
+            type=PROBLEM_TYPE_BASE + slug,
+            title=_title_for(status),
+            status=status,
+            detail=detail,
+            instance=request.url.path,
+            errors=errors,
+        ),
+        headers=exc.headers,
+    )
+
+
+def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem_response(
+        ProblemDetail(
+            type=PROBLEM_TYPE_BASE + "internal-error",
+            title="Internal server error",
+            status=HTTP_500_INTERNAL_SERVER_ERROR,
+            detail="An unexpected error occurred; it has been logged.",
+            instance=request.url.path,
+        )
+    )
+
+
+def _title_for(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
+    AppError: handle_app_error,
+    HTTPException: handle_http_exception,
+    Exception: handle_unexpected,
+}

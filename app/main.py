@@ -1,0 +1,89 @@
+"""The Litestar application factory: `uvicorn app.main:create_app --factory`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.routes import HTTPRoute
+from litestar.types import ControllerRouterHandler
+
+from app.auth.controller import AuthController
+from app.auth.middleware import BearerAuthMiddleware, role_guard
+from app.auth.roles import allowed_roles, is_framework_handler
+from app.config import Settings, get_settings
+from app.db import close_database, open_database
+from app.deps import DEPENDENCIES
+from app.errors import EXCEPTION_HANDLERS
+from app.people.directory import directory_for
+from app.redis import create_redis
+from app.system.controller import health, ready
+
+VERSION = "0.1.0"
+
+
+def route_handlers() -> list[ControllerRouterHandler]:
+    """Every HTTP and websocket entry point of the hub, in one list."""
+    from app.sites.controller import SiteController
+
+    return [health, ready, AuthController, SiteController]
+
+
+def assert_every_route_declares_access(app: Litestar) -> None:
+    """Refuse to start when a route has no access rule: a forgotten rule must not mean 'open'."""
+    missing = []
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute):
+            continue
+        for handler in route.route_handlers:
+            if is_framework_handler(handler):
+                continue
+            try:
+                allowed_roles(handler.opt)
+            except LookupError:
+                missing.append(f"{sorted(handler.http_methods)} {route.path}")
+    if missing:
+        raise RuntimeError("routes without an access rule (use allow(...) or PUBLIC): " + ", ".join(missing))
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or get_settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        started_pool = await open_database()
+        redis = create_redis(settings)
+        app.state.redis = redis
+        try:
+            yield
+        finally:
+            await redis.aclose()
+            if started_pool:
+                await close_database()
+
+    app = Litestar(
+        route_handlers=route_handlers(),
+        lifespan=[lifespan],
+        dependencies=DEPENDENCIES,
+        middleware=[DefineMiddleware(BearerAuthMiddleware, exclude=["^/schema"])],
+        guards=[role_guard],
+        exception_handlers=EXCEPTION_HANDLERS,
+        request_max_body_size=settings.max_request_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="opshub",
+            version=VERSION,
+            path="/schema",
+            render_plugins=[SwaggerRenderPlugin()],
+        ),
+        state=State({"settings": settings, "directory": directory_for(settings)}),
+        debug=False,
+    )
+    assert_every_route_declares_access(app)
+    return app

@@ -1,0 +1,169 @@
+"""The one place where personal identifiers are written, read and looked up.
+
+Phone numbers, emails and plates are stored encrypted, with a keyed blind index for
+equality lookups (see ``app.security.crypto``). Nothing else queries those columns.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from functools import lru_cache
+from typing import Literal
+from uuid import UUID
+
+import msgspec
+
+from app.config import Settings
+from app.people.normalise import normalise_email, normalise_phone, normalise_plate
+from app.security.crypto import PiiCipher
+from schema.tables import ContactPoint, Vehicle
+
+ContactKind = Literal["mobile", "email"]
+ContactLabel = Literal["primary", "secondary"]
+
+
+@lru_cache(maxsize=4)
+def _cipher(encryption_keys: str, blind_index_key: str) -> PiiCipher:
+    return PiiCipher(encryption_keys, blind_index_key)
+
+
+def cipher_for(settings: Settings) -> PiiCipher:
+    return _cipher(settings.data_encryption_keys, settings.blind_index_key)
+
+
+class ContactPointView(msgspec.Struct, frozen=True):
+    kind: ContactKind
+    label: ContactLabel
+    value: str
+    status: str
+
+
+class VehicleView(msgspec.Struct, frozen=True):
+    id: UUID
+    plate: str
+    kind: str
+
+
+class PersonMatch(msgspec.Struct, frozen=True):
+    person_id: UUID
+    site_id: UUID
+
+
+class Directory:
+    def __init__(self, cipher: PiiCipher) -> None:
+        self._cipher = cipher
+
+    # Index computation is public so bulk code (import) can match many rows in one query.
+    def contact_index(self, kind: ContactKind, normalised_value: str) -> str:
+        return self._cipher.blind_index(kind, normalised_value)
+
+    def plate_index(self, normalised_plate: str) -> str:
+        return self._cipher.blind_index("plate", normalised_plate)
+
+    async def find_by_contact(
+        self, kind: ContactKind, normalised_value: str, site_id: UUID | None = None
+    ) -> list[PersonMatch]:
+        """People whose mobile/email equals the value; in one site, or in every site (login)."""
+        query = ContactPoint.select(ContactPoint.person, ContactPoint.site).where(
+            (ContactPoint.kind == kind) & (ContactPoint.value_index == self.contact_index(kind, normalised_value))
+        )
+        if site_id is not None:
+            query = query.where(ContactPoint.site == site_id)
+        rows = await query
+        unique = {(row["person"], row["site"]) for row in rows}
+        return [PersonMatch(person_id=p, site_id=s) for p, s in sorted(unique, key=str)]
+
+    async def find_by_phone(self, raw_phone: str, site_id: UUID, default_region: str = "IN") -> list[UUID]:
+        matches = await self.find_by_contact("mobile", normalise_phone(raw_phone, default_region), site_id)
+        return [m.person_id for m in matches]
+
+    async def find_by_email(self, raw_email: str, site_id: UUID) -> list[UUID]:
+        matches = await self.find_by_contact("email", normalise_email(raw_email), site_id)
+        return [m.person_id for m in matches]
+
+    async def find_by_plate(self, raw_plate: str, site_id: UUID) -> list[UUID]:
+        rows = await Vehicle.select(Vehicle.person).where(
+            (Vehicle.site == site_id) & (Vehicle.plate_index == self.plate_index(normalise_plate(raw_plate)))
+        )
+        return sorted({row["person"] for row in rows}, key=str)
+
+    def contact_point_row(
+        self, *, site_id: UUID, person_id: UUID, kind: ContactKind, label: ContactLabel, value: str
+    ) -> ContactPoint:
+        """An unsaved row; ``value`` must already be normalised."""
+        return ContactPoint(
+            site=site_id,
+            person=person_id,
+            kind=kind,
+            label=label,
+            value_encrypted=self._cipher.encrypt(value),
+            value_index=self.contact_index(kind, value),
+        )
+
+    async def set_contact_point(
+        self, *, site_id: UUID, person_id: UUID, kind: ContactKind, label: ContactLabel, value: str | None
+    ) -> None:
+        """Replace (or with None, remove) one contact point. Value must already be normalised."""
+        await ContactPoint.delete().where(
+            (ContactPoint.site == site_id)
+            & (ContactPoint.person == person_id)
+            & (ContactPoint.kind == kind)
+            & (ContactPoint.label == label)
+        )
+        if value is not None:
+            row = self.contact_point_row(site_id=site_id, person_id=person_id, kind=kind, label=label, value=value)
+            await row.save()
+
+    async def contact_points_for(self, site_id: UUID, person_ids: Iterable[UUID]) -> dict[UUID, list[ContactPointView]]:
+        ids = list(person_ids)
+        result: dict[UUID, list[ContactPointView]] = defaultdict(list)
+        if not ids:
+            return result
+        rows = await ContactPoint.select(
+            ContactPoint.person,
+            ContactPoint.kind,
+            ContactPoint.label,
+            ContactPoint.value_encrypted,
+            ContactPoint.status,
+        ).where((ContactPoint.site == site_id) & ContactPoint.person.is_in(ids))
+        for row in rows:
+            result[row["person"]].append(
+                ContactPointView(
+                    kind=row["kind"],
+                    label=row["label"],
+                    value=self._cipher.decrypt(row["value_encrypted"]),
+                    status=row["status"],
+                )
+            )
+        for views in result.values():
+            views.sort(key=lambda v: (v.kind, v.label))
+        return result
+
+    def vehicle_row(self, *, site_id: UUID, person_id: UUID, plate: str, kind: str = "car") -> Vehicle:
+        normalised = normalise_plate(plate)
+        return Vehicle(
+            site=site_id,
+            person=person_id,
+            plate_encrypted=self._cipher.encrypt(normalised),
+            plate_index=self.plate_index(normalised),
+            kind=kind,
+        )
+
+    async def vehicles_for(self, site_id: UUID, person_ids: Iterable[UUID]) -> dict[UUID, list[VehicleView]]:
+        ids = list(person_ids)
+        result: dict[UUID, list[VehicleView]] = defaultdict(list)
+        if not ids:
+            return result
+        rows = await Vehicle.select(Vehicle.id, Vehicle.person, Vehicle.plate_encrypted, Vehicle.kind).where(
+            (Vehicle.site == site_id) & Vehicle.person.is_in(ids)
+        )
+        for row in rows:
+            result[row["person"]].append(
+                VehicleView(id=row["id"], plate=self._cipher.decrypt(row["plate_encrypted"]), kind=row["kind"])
+            )
+        return result
+
+
+def directory_for(settings: Settings) -> Directory:
+    return Directory(cipher_for(settings))

@@ -1,0 +1,90 @@
+"""Test environment: real databases and a real Redis, isolated per run.
+
+- No DATABASE_URL: a fresh SQLite file in a temporary directory.
+- DATABASE_URL=postgresql://...: a fresh database is created on that server for this run
+  and dropped afterwards, so parallel or repeated runs never see each other's rows.
+- No REDIS_URL: a private redis-server is started. With REDIS_URL, that server, with a
+  per-run key prefix so nothing of another run is touched.
+
+This module configures the environment at import, before anything builds the engine.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.environment import TestEnvironment
+
+ENVIRONMENT = TestEnvironment.from_os(run_id=secrets.token_hex(4), tmp=Path(tempfile.mkdtemp(prefix="opshub-test-")))
+ENVIRONMENT.prepare()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    ENVIRONMENT.teardown()
+
+
+@pytest.fixture(scope="session")
+def test_environment() -> TestEnvironment:
+    return ENVIRONMENT
+
+
+@pytest.fixture(scope="session")
+def settings():  # type: ignore[no-untyped-def]
+    from app.config import load_settings
+
+    return load_settings()
+
+
+@pytest.fixture(scope="session")
+async def redis(settings):  # type: ignore[no-untyped-def]
+    from app.redis import create_redis
+
+    client = create_redis(settings)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def app(settings):  # type: ignore[no-untyped-def]
+    from app.main import create_app
+
+    return create_app(settings)
+
+
+@pytest.fixture(scope="session")
+async def client(app) -> AsyncIterator:  # type: ignore[no-untyped-def]
+    from litestar.testing import AsyncTestClient
+
+    async with AsyncTestClient(app=app) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+async def world(settings):  # type: ignore[no-untyped-def]
+    """A fresh site with two towers, units and one person per role."""
+    from tests.support.world import build_world
+
+    return await build_world(settings)
+
+
+@pytest.fixture
+async def other_world(settings):  # type: ignore[no-untyped-def]
+    """A second, unrelated site, for cross-site checks."""
+    from tests.support.world import build_world
+
+    return await build_world(settings)
+
+
+@pytest.fixture
+def tmp_dir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory() as directory:
+        yield Path(directory)
+
+
+os.environ.setdefault("OPSHUB_ENV", "test")
