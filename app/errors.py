@@ -14,6 +14,7 @@ import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.types import ExceptionHandlersMap
 
 logger = logging.getLogger("opshub.errors")
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -174,7 +175,7 @@ def _title_for(status: int) -> str:
         return "Error"
 
 
-EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     AppError: handle_app_error,
     HTTPException: handle_http_exception,
     Exception: handle_unexpected,

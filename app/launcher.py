@@ -46,6 +46,8 @@ def run(settings: Settings) -> int:
 
     private_redis: PrivateRedis | None = None
     env = dict(os.environ)
+    # Procfile commands (uvicorn, arq) live beside this interpreter, in the project's venv.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     if not settings.redis_url:
         private_redis = PrivateRedis(Path(settings.var_dir) / "redis")
         env["REDIS_URL"] = private_redis.start()

@@ -10,12 +10,14 @@ from collections.abc import Sequence
 from uuid import UUID
 
 import msgspec
+from piccolo.table import Table
 
 from app.auth.roles import Role
-from app.people.directory import Directory
+from app.people.directory import ContactKind, ContactLabel, Directory
 from schema.tables import Occupancy, Person, PersonRole, TechnicianSkill
 
 OccupancyRelation = str  # owner | tenant | allottee | family
+_CHUNK = 500  # rows per INSERT: well under SQLite's bound-parameter limit
 RELATIONS = frozenset({"owner", "tenant", "allottee", "family"})
 
 
@@ -36,20 +38,16 @@ class NewPerson(msgspec.Struct, frozen=True, kw_only=True):
     plates: Sequence[str] = ()
 
 
-def person_rows(
-    directory: Directory, site_id: UUID, new: NewPerson
-) -> tuple[Person, list[PersonRole | TechnicianSkill | Occupancy], list[object]]:
+def person_rows(directory: Directory, site_id: UUID, new: NewPerson) -> tuple[Person, list[Table], list[Table]]:
     """Unsaved rows for one person: the person, its plain dependants, and its encrypted dependants."""
     person = Person(site=site_id, full_name=new.full_name, password_hash=new.password_hash)
-    plain: list[PersonRole | TechnicianSkill | Occupancy] = [
-        PersonRole(site=site_id, person=person.id, role=str(role)) for role in sorted(new.roles)
-    ]
+    plain: list[Table] = [PersonRole(site=site_id, person=person.id, role=str(role)) for role in sorted(new.roles)]
     plain += [TechnicianSkill(site=site_id, person=person.id, skill=skill) for skill in new.skills]
     plain += [
         Occupancy(site=site_id, person=person.id, unit=link.unit_id, relation=link.relation) for link in new.unit_links
     ]
-    personal: list[object] = []
-    contacts = (
+    personal: list[Table] = []
+    contacts: tuple[tuple[ContactKind, ContactLabel, str | None], ...] = (
         ("mobile", "primary", new.primary_mobile),
         ("mobile", "secondary", new.secondary_mobile),
         ("email", "primary", new.email),
@@ -62,7 +60,7 @@ def person_rows(
                     person_id=person.id,
                     kind=kind,
                     label=label,
-                    value=value,  # type: ignore[arg-type]
+                    value=value,
                 )
             )
     personal += [directory.vehicle_row(site_id=site_id, person_id=person.id, plate=plate) for plate in new.plates]
@@ -72,23 +70,19 @@ def person_rows(
 async def create_people(directory: Directory, site_id: UUID, people: Sequence[NewPerson]) -> list[UUID]:
     """Insert many people in bulk (a few INSERTs per table, not per person)."""
     persons: list[Person] = []
-    dependants: dict[type, list[object]] = {}
+    dependants: dict[type[Table], list[Table]] = {}
     for new in people:
         person, plain, personal = person_rows(directory, site_id, new)
         persons.append(person)
         for row in [*plain, *personal]:
             dependants.setdefault(type(row), []).append(row)
-    for chunk in _chunks(persons):
-        await Person.insert(*chunk)
+    for start in range(0, len(persons), _CHUNK):
+        await Person.insert(*persons[start : start + _CHUNK])
     for table, rows in dependants.items():
-        for chunk in _chunks(rows):
-            await table.insert(*chunk)  # type: ignore[attr-defined]
+        for start in range(0, len(rows), _CHUNK):
+            await table.insert(*rows[start : start + _CHUNK])
     return [p.id for p in persons]
 
 
 async def create_person(directory: Directory, site_id: UUID, new: NewPerson) -> UUID:
     return (await create_people(directory, site_id, [new]))[0]
-
-
-def _chunks(rows: Sequence[object], size: int = 500) -> list[Sequence[object]]:
-    return [rows[i : i + size] for i in range(0, len(rows), size)]

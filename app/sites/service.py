@@ -5,6 +5,7 @@ from __future__ import annotations
 from uuid import UUID
 
 import msgspec
+from piccolo.columns.combination import Combinable
 
 from app.errors import Conflict, NotFound
 from schema.tables import Building, Site, Unit
@@ -71,7 +72,7 @@ def _unit_view(row: dict[str, object]) -> UnitView:
 
 
 async def list_units(site_id: UUID, *, building_id: UUID | None, q: str | None, limit: int, offset: int) -> UnitPage:
-    condition = Unit.site == site_id
+    condition: Combinable = Unit.site == site_id
     if building_id is not None:
         condition &= Unit.building == building_id
     if q:

@@ -1,0 +1,63 @@
+"""The arq worker: settings resolve, and maintenance jobs do their work through a real arq run."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import uuid
+from typing import Any
+
+from arq import create_pool
+from arq.worker import Worker
+
+from schema.tables import RefreshToken
+from tests.support.world import World
+from workers import maintenance
+from workers.main import WorkerSettings, queue_name, redis_settings
+
+
+async def _token(world: World, expires_at: dt.datetime) -> RefreshToken:
+    token = RefreshToken(
+        site=world.site_id,
+        person=world.people["occupant"],
+        token_hash=secrets.token_hex(32),
+        family_id=uuid.uuid4(),
+        expires_at=expires_at,
+    )
+    await token.save()
+    return token
+
+
+async def test_purge_keeps_recent_tokens_and_deletes_old_ones(world: World) -> None:
+    now = dt.datetime.now(dt.UTC)
+    old = await _token(world, now - dt.timedelta(days=30))
+    recent = await _token(world, now - dt.timedelta(days=1))
+    live = await _token(world, now + dt.timedelta(days=1))
+    deleted = await maintenance.purge_expired_refresh_tokens({}, now=now)
+    assert deleted >= 1
+    remaining = {row["id"] for row in await RefreshToken.select(RefreshToken.id)}
+    assert old.id not in remaining
+    assert {recent.id, live.id} <= remaining
+
+
+async def test_job_runs_through_a_real_arq_worker(world: World, settings: Any) -> None:
+    old = await _token(world, dt.datetime.now(dt.UTC) - dt.timedelta(days=60))
+    pool = await create_pool(redis_settings(settings), default_queue_name=queue_name(settings))
+    try:
+        job = await pool.enqueue_job("purge_expired_refresh_tokens")
+        assert job is not None
+        worker = Worker(
+            functions=WorkerSettings.functions,
+            redis_pool=pool,
+            queue_name=queue_name(settings),
+            burst=True,
+            poll_delay=0.05,
+            on_startup=WorkerSettings.on_startup,
+            on_shutdown=WorkerSettings.on_shutdown,
+        )
+        await worker.main()
+        assert worker.jobs_complete == 1 and worker.jobs_failed == 0
+        assert await job.result(timeout=5) >= 1
+    finally:
+        await pool.aclose()
+    assert not await RefreshToken.exists().where(RefreshToken.id == old.id)

@@ -1,0 +1,53 @@
+"""arq worker entry point: `arq workers.main.WorkerSettings`.
+
+Jobs are thin: they build their dependencies from the worker context and call domain
+functions elsewhere. arq runs a job at least once, so every job here is safe to re-run.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from arq import cron
+from arq.connections import RedisSettings
+
+from app.config import Settings, get_settings
+from app.db import close_database, open_database
+from workers import maintenance
+
+
+def queue_name(settings: Settings) -> str:
+    return f"{settings.redis_prefix}arq:queue"
+
+
+def redis_settings(settings: Settings) -> RedisSettings:
+    if not settings.redis_url:
+        raise SystemExit("opshub worker: REDIS_URL is not set (use `make run`, which starts a private Redis)")
+    return RedisSettings.from_dsn(settings.redis_url)
+
+
+async def startup(ctx: dict[str, Any]) -> None:
+    ctx["settings"] = get_settings()
+    ctx["started_pool"] = await open_database()
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    if ctx.get("started_pool"):
+        await close_database()
+
+
+_settings = get_settings()
+
+
+class WorkerSettings:
+    functions: ClassVar[list[Any]] = [maintenance.purge_expired_refresh_tokens]
+    cron_jobs: ClassVar[list[Any]] = [
+        cron(maintenance.purge_expired_refresh_tokens, hour={3}, minute={15}, run_at_startup=False, unique=True),
+    ]
+    on_startup = startup
+    on_shutdown = shutdown
+    queue_name = queue_name(_settings)
+    redis_settings = redis_settings(_settings) if _settings.redis_url else RedisSettings()
+    max_jobs = 50
+    job_timeout = 300
+    keep_result = 3600
