@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from litestar import Litestar
 from litestar.datastructures import State
@@ -12,11 +13,12 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.routes import HTTPRoute
+from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
 
 from app.auth.controller import AuthController
 from app.auth.middleware import BearerAuthMiddleware, role_guard
-from app.auth.roles import allowed_roles, is_framework_handler
+from app.auth.roles import PUBLIC, allowed_roles, is_framework_handler
 from app.config import Settings, get_settings
 from app.db import close_database, open_database
 from app.deps import DEPENDENCIES
@@ -26,13 +28,26 @@ from app.redis import create_redis
 from app.system.controller import health, ready
 
 VERSION = "0.1.0"
+DOCS_ASSETS = "/schema/assets"
 
 
 def route_handlers() -> list[ControllerRouterHandler]:
     """Every HTTP and websocket entry point of the hub, in one list."""
     from app.sites.controller import SiteController
 
-    return [health, ready, AuthController, SiteController]
+    return [health, ready, AuthController, SiteController, docs_assets_router()]
+
+
+def docs_assets_router() -> ControllerRouterHandler:
+    """Swagger UI's files, served from the swagger-ui-py wheel: the docs need no CDN."""
+    import swagger_ui
+
+    return create_static_files_router(
+        path=DOCS_ASSETS,
+        directories=[Path(swagger_ui.__file__).parent / "static"],
+        include_in_schema=False,
+        opt=PUBLIC,
+    )
 
 
 def assert_every_route_declares_access(app: Litestar) -> None:
@@ -80,7 +95,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
             title="opshub",
             version=VERSION,
             path="/schema",
-            render_plugins=[SwaggerRenderPlugin()],
+            render_plugins=[
+                SwaggerRenderPlugin(
+                    js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+                    css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+                    standalone_preset_js_url=f"{DOCS_ASSETS}/swagger-ui-standalone-preset.js",
+                    favicon='<link rel="icon" href="data:,">',
+                )
+            ],
         ),
         state=State({"settings": settings, "directory": directory_for(settings)}),
         debug=False,

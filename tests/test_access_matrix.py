@@ -180,3 +180,12 @@ async def test_unknown_route_is_404_problem(client: Any) -> None:
     response = await client.get("/api/no-such-thing")
     assert response.status_code == 404
     assert response.headers["content-type"].startswith(PROBLEM)
+
+
+async def test_api_docs_are_served_without_a_cdn(client: Any) -> None:
+    page = await client.get("/schema/swagger")
+    assert page.status_code == 200
+    assert "cdn." not in page.text and "unpkg" not in page.text
+    assert (await client.get("/schema/assets/swagger-ui-bundle.js")).status_code == 200
+    schema = (await client.get("/schema/openapi.json")).json()
+    assert schema["paths"]["/api/auth/login"]["post"]
