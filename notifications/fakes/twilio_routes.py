@@ -1,0 +1,149 @@
+"""HTTP surface of the fake Twilio: the provider API plus the ``/_fake`` control API."""
+
+import asyncio
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, Router, get, patch, post
+from litestar.exceptions import NotFoundException, ValidationException
+from litestar.params import FromPath, JSONBody
+
+from notifications.fakes.twilio_models import (
+    API_VERSION,
+    InboundRequest,
+    PlacedCall,
+    SentMessage,
+    TwilioBehaviour,
+    WebhookDelivery,
+)
+from notifications.fakes.twilio_server import TwilioApiError, TwilioFake, encode_error
+
+_ACCOUNT = f"/{API_VERSION}/Accounts/{{account_sid:str}}"
+
+
+def _json(payload: msgspec.Struct, status_code: int) -> Response[bytes]:
+    return Response(msgspec.json.encode(payload), status_code=status_code, media_type="application/json")
+
+
+def _error(exc: TwilioApiError) -> Response[bytes]:
+    return Response(encode_error(exc), status_code=exc.http_status, media_type="application/json")
+
+
+async def _form(request: Request[Any, Any, Any]) -> dict[str, list[str]]:
+    # Twilio params can repeat (MediaUrl, StatusCallbackEvent), so keep every value.
+    form = await request.form()
+    collected: dict[str, list[str]] = {}
+    for key, value in form.multi_items():
+        collected.setdefault(key, []).append(str(value))
+    return collected
+
+
+def twilio_router(fake: TwilioFake, path: str = "/twilio") -> Router:
+    """Routes are closures over ``fake`` so several independent fakes can coexist."""
+
+    @post(f"{_ACCOUNT}/Messages.json", status_code=201)
+    async def create_message(request: Request[Any, Any, Any], account_sid: FromPath[str]) -> Response[bytes]:
+        try:
+            fake.check_auth(request.headers.get("authorization"), account_sid)
+            message = fake.create_message(await _form(request))
+        except TwilioApiError as exc:
+            return _error(exc)
+        return _json(message.resource(), 201)
+
+    @get(f"{_ACCOUNT}/Messages/{{resource:str}}")
+    async def fetch_message(
+        request: Request[Any, Any, Any], account_sid: FromPath[str], resource: FromPath[str]
+    ) -> Response[bytes]:
+        try:
+            fake.check_auth(request.headers.get("authorization"), account_sid)
+            message = fake.message(resource.removesuffix(".json"))
+            if message is None:
+                raise TwilioApiError(20404)
+        except TwilioApiError as exc:
+            return _error(exc)
+        return _json(message.resource(), 200)
+
+    @post(f"{_ACCOUNT}/Calls.json", status_code=201)
+    async def create_call(request: Request[Any, Any, Any], account_sid: FromPath[str]) -> Response[bytes]:
+        try:
+            fake.check_auth(request.headers.get("authorization"), account_sid)
+            call = fake.create_call(await _form(request))
+        except TwilioApiError as exc:
+            return _error(exc)
+        return _json(call.resource(), 201)
+
+    @get(f"{_ACCOUNT}/Calls/{{resource:str}}")
+    async def fetch_call(
+        request: Request[Any, Any, Any], account_sid: FromPath[str], resource: FromPath[str]
+    ) -> Response[bytes]:
+        try:
+            fake.check_auth(request.headers.get("authorization"), account_sid)
+            call = fake.call(resource.removesuffix(".json"))
+            if call is None:
+                raise TwilioApiError(20404)
+        except TwilioApiError as exc:
+            return _error(exc)
+        return _json(call.resource(), 200)
+
+    # -- control / inspection --------------------------------------------------------------------
+    @get("/_fake/messages")
+    async def list_messages() -> list[SentMessage]:
+        return fake.messages
+
+    @get("/_fake/messages/{sid:str}")
+    async def get_message(sid: FromPath[str]) -> SentMessage:
+        message = fake.message(sid)
+        if message is None:
+            raise NotFoundException(f"no message {sid}")
+        return message
+
+    @get("/_fake/calls")
+    async def list_calls() -> list[PlacedCall]:
+        return fake.calls
+
+    @get("/_fake/webhooks")
+    async def list_webhooks() -> list[WebhookDelivery]:
+        return fake.webhooks
+
+    @get("/_fake/config")
+    async def get_config() -> TwilioBehaviour:
+        return fake.behaviour
+
+    @patch("/_fake/config")
+    async def patch_config(data: JSONBody[dict[str, Any]]) -> TwilioBehaviour:
+        try:
+            return fake.configure(**data)
+        except msgspec.ValidationError as exc:
+            raise ValidationException(str(exc)) from exc
+
+    @post("/_fake/reset", status_code=204)
+    async def reset() -> None:
+        fake.reset()
+
+    @post("/_fake/drain", status_code=204)
+    async def drain() -> None:
+        async with asyncio.timeout(30):
+            await fake.drain()
+
+    @post("/_fake/inbound", status_code=200)
+    async def inbound(data: JSONBody[InboundRequest]) -> WebhookDelivery:
+        return await fake.send_inbound(data.url, from_=data.from_, to=data.to, body=data.body, extra=data.extra)
+
+    return Router(
+        path=path,
+        route_handlers=[
+            create_message,
+            fetch_message,
+            create_call,
+            fetch_call,
+            list_messages,
+            get_message,
+            list_calls,
+            list_webhooks,
+            get_config,
+            patch_config,
+            reset,
+            drain,
+            inbound,
+        ],
+    )
