@@ -40,6 +40,31 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     data_encryption_keys: str = DEV_DATA_KEYS
     blind_index_key: str = DEV_BLIND_INDEX_KEY
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Providers. A *_base_url points the real SDK at another server (the local fakes in dev/tests).
+    twilio_account_sid: str = "ACfake0000000000000000000000000000"
+    twilio_auth_token: str = "fake-twilio-auth-token"
+    twilio_base_url: str | None = None
+    twilio_sms_from: str = "OPSHUB"
+    twilio_whatsapp_from: str = "whatsapp:+14155238886"
+    # Approved WhatsApp template (ContentSid) used outside the 24-hour session window.
+    whatsapp_template_sid: str | None = None
+    fcm_project_id: str = "opshub-dev"
+    fcm_base_url: str | None = None
+    fcm_access_token: str | None = None
+    fcm_credentials_file: str | None = None
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 1025
+    smtp_from: str = "opshub <noreply@opshub.test>"
+    # Sends per second per channel, shared by all workers through Redis; 0 = unlimited.
+    notify_rate_sms: float = 1.0
+    notify_rate_whatsapp: float = 20.0
+    notify_rate_push: float = 0.0
+    notify_rate_email: float = 10.0
+    # A claimed send older than this is "in doubt" and is reconciled before any retry.
+    notify_claim_lease_seconds: int = 120
+    notify_policy_version: str = "2026-11"
+    # `make run` starts the local provider fakes unless provider URLs are given.
+    start_fakes: bool = True
 
     @property
     def sqlite_path(self) -> Path:
@@ -69,6 +94,26 @@ ENV_VARS: dict[str, str] = {
     "data_encryption_keys": "OPSHUB_DATA_ENCRYPTION_KEYS",
     "blind_index_key": "OPSHUB_BLIND_INDEX_KEY",
     "log_level": "OPSHUB_LOG_LEVEL",
+    "twilio_account_sid": "TWILIO_ACCOUNT_SID",
+    "twilio_auth_token": "TWILIO_AUTH_TOKEN",
+    "twilio_base_url": "TWILIO_BASE_URL",
+    "twilio_sms_from": "TWILIO_SMS_FROM",
+    "twilio_whatsapp_from": "TWILIO_WHATSAPP_FROM",
+    "whatsapp_template_sid": "OPSHUB_WHATSAPP_TEMPLATE_SID",
+    "fcm_project_id": "FCM_PROJECT_ID",
+    "fcm_base_url": "FCM_BASE_URL",
+    "fcm_access_token": "FCM_ACCESS_TOKEN",
+    "fcm_credentials_file": "GOOGLE_APPLICATION_CREDENTIALS",
+    "smtp_host": "SMTP_HOST",
+    "smtp_port": "SMTP_PORT",
+    "smtp_from": "SMTP_FROM",
+    "notify_rate_sms": "OPSHUB_NOTIFY_RATE_SMS",
+    "notify_rate_whatsapp": "OPSHUB_NOTIFY_RATE_WHATSAPP",
+    "notify_rate_push": "OPSHUB_NOTIFY_RATE_PUSH",
+    "notify_rate_email": "OPSHUB_NOTIFY_RATE_EMAIL",
+    "notify_claim_lease_seconds": "OPSHUB_NOTIFY_CLAIM_LEASE_SECONDS",
+    "notify_policy_version": "OPSHUB_NOTIFY_POLICY_VERSION",
+    "start_fakes": "OPSHUB_START_FAKES",
 }
 
 
@@ -124,6 +169,8 @@ def _check_semantics(settings: Settings) -> None:
         parse_fernet_keys(settings.data_encryption_keys)
     except ValueError as exc:
         raise ConfigError(f"OPSHUB_DATA_ENCRYPTION_KEYS: {exc}") from None
+    if settings.notify_claim_lease_seconds < 1:
+        raise ConfigError("OPSHUB_NOTIFY_CLAIM_LEASE_SECONDS: must be at least 1")
     if settings.env == "production":
         if settings.jwt_secret == DEV_JWT_SECRET:
             raise ConfigError("OPSHUB_JWT_SECRET: must be set in production (the dev default is refused)")

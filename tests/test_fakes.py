@@ -642,3 +642,19 @@ async def test_cli_starts_all_fakes_and_prints_urls() -> None:
             warnings.simplefilter("ignore", ResourceWarning)
             async with asyncio.timeout(15):
                 assert await process.wait() == 0
+
+
+async def test_twilio_list_messages_filters_by_recipient_newest_first() -> None:
+    from notifications.fakes import running_fakes
+    from notifications.fakes.sdk_wiring import twilio_client_for_fake
+
+    async with running_fakes(twilio_account_sid="AC" + "1" * 32, twilio_auth_token="secret") as fakes:
+        client = twilio_client_for_fake(fakes.twilio_url, "AC" + "1" * 32, "secret")
+        try:
+            for body in ("first", "second"):
+                await client.messages.create_async(to="+919812345678", from_="OPSHUB", body=body)
+            await client.messages.create_async(to="+919812345679", from_="OPSHUB", body="other")
+            listed = await client.messages.list_async(to="+919812345678", limit=10)
+        finally:
+            await client.http_client.close()  # type: ignore[attr-defined]
+    assert [m.body for m in listed] == ["second", "first"]

@@ -50,6 +50,36 @@ def twilio_router(fake: TwilioFake, path: str = "/twilio") -> Router:
             return _error(exc)
         return _json(message.resource(), 201)
 
+    @get(f"{_ACCOUNT}/Messages.json")
+    async def list_messages_api(request: Request[Any, Any, Any], account_sid: FromPath[str]) -> Response[bytes]:
+        """Twilio's list: newest first, filtered by To/From, one page (PageSize, default 50)."""
+        try:
+            fake.check_auth(request.headers.get("authorization"), account_sid)
+        except TwilioApiError as exc:
+            return _error(exc)
+        query = request.query_params
+        size = min(1000, int(query.get("PageSize", "50")))
+        found = [
+            m
+            for m in reversed(fake.messages)
+            if m.account_sid == account_sid
+            and (not query.get("To") or m.to == query["To"])
+            and (not query.get("From") or m.from_ == query["From"])
+        ][:size]
+        uri = f"/{API_VERSION}/Accounts/{account_sid}/Messages.json"
+        page = {
+            "messages": [msgspec.to_builtins(m.resource()) for m in found],
+            "page": 0,
+            "page_size": size,
+            "first_page_uri": uri,
+            "previous_page_uri": None,
+            "next_page_uri": None,
+            "start": 0,
+            "end": max(0, len(found) - 1),
+            "uri": uri,
+        }
+        return Response(msgspec.json.encode(page), media_type="application/json")
+
     @get(f"{_ACCOUNT}/Messages/{{resource:str}}")
     async def fetch_message(
         request: Request[Any, Any, Any], account_sid: FromPath[str], resource: FromPath[str]
@@ -137,6 +167,7 @@ def twilio_router(fake: TwilioFake, path: str = "/twilio") -> Router:
             create_call,
             fetch_call,
             list_messages,
+            list_messages_api,
             get_message,
             list_calls,
             list_webhooks,

@@ -1,0 +1,1 @@
+"""Channel adapters: one file per provider channel, each implementing ``ChannelAdapter``."""

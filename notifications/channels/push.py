@@ -1,0 +1,112 @@
+"""Push through Firebase Cloud Messaging (firebase-admin's async API).
+
+One delivery row is one person; a person may have several devices, so each row becomes
+one message per token. The delivery id is the notification tag / collapse id, so if a
+send is ever repeated after a crash, the device replaces the first rather than showing two.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import warnings
+
+import firebase_admin
+from firebase_admin import exceptions as fcm_errors
+from firebase_admin import messaging
+
+from notifications.categories import Channel
+from notifications.channels.base import Outcome, Outgoing, Recipient
+
+FCM_BATCH_LIMIT = 500  # send_each accepts at most 500 messages per call
+DEAD_TOKEN_ERRORS = (messaging.UnregisteredError, messaging.SenderIdMismatchError)
+TRANSIENT_ERRORS = (
+    messaging.QuotaExceededError,
+    fcm_errors.UnavailableError,
+    fcm_errors.InternalError,
+    fcm_errors.DeadlineExceededError,
+)
+
+
+class PushAdapter:
+    channel = Channel.PUSH
+
+    def __init__(self, app: firebase_admin.App) -> None:
+        self._app = app
+
+    def _message(self, message: Outgoing, recipient: Recipient, token: str) -> messaging.Message:
+        urgent = message.urgency == "critical"
+        tag = str(recipient.delivery_id)
+        data = {**message.data, "delivery_id": tag, "category": message.category}
+        ttl = dt.timedelta(seconds=message.ttl_seconds)
+        with warnings.catch_warnings():
+            # firebase-admin 7.7 warns on `token` in favour of `fid`; FCM v1 still names it token.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return messaging.Message(
+                token=token,
+                notification=messaging.Notification(title=message.title, body=message.body),
+                data=data,
+                android=messaging.AndroidConfig(
+                    collapse_key=message.collapse_key,
+                    priority="high" if urgent else "normal",
+                    ttl=ttl,
+                    notification=messaging.AndroidNotification(tag=message.collapse_key or tag),
+                ),
+                apns=messaging.APNSConfig(
+                    headers={
+                        "apns-priority": "10" if urgent else "5",
+                        "apns-collapse-id": (message.collapse_key or tag)[:64],
+                        "apns-expiration": str(int(dt.datetime.now(dt.UTC).timestamp() + message.ttl_seconds)),
+                    }
+                ),
+            )
+
+    async def send(self, message: Outgoing, recipients: list[Recipient]) -> list[Outcome]:
+        pairs = [(r, token) for r in recipients for token in r.push_tokens]
+        results: list[tuple[Recipient, str, Exception | str]] = []
+        for start in range(0, len(pairs), FCM_BATCH_LIMIT):
+            chunk = pairs[start : start + FCM_BATCH_LIMIT]
+            try:
+                batch = await messaging.send_each_async(
+                    [self._message(message, r, token) for r, token in chunk], app=self._app
+                )
+            except Exception as exc:  # the whole call failed (network): every message in it is transient
+                results += [(r, token, exc) for r, token in chunk]
+                continue
+            for (r, token), response in zip(chunk, batch.responses, strict=True):
+                results.append((r, token, response.message_id if response.success else response.exception))
+        return [_outcome(r, [(t, res) for rr, t, res in results if rr is r]) for r in recipients]
+
+    async def aclose(self) -> None:
+        await asyncio.sleep(0)
+
+
+def _outcome(recipient: Recipient, results: list[tuple[str, Exception | str]]) -> Outcome:
+    if not recipient.push_tokens:
+        return Outcome(delivery_id=recipient.delivery_id, status="failed", provider_code="no_device")
+    accepted = [res for _, res in results if isinstance(res, str)]
+    dead = tuple(token for token, res in results if isinstance(res, DEAD_TOKEN_ERRORS))
+    if accepted:
+        return Outcome(
+            delivery_id=recipient.delivery_id, status="sent", provider_id=accepted[0][-64:], dead_tokens=dead
+        )
+    if dead and len(dead) == len(results):
+        return Outcome(
+            delivery_id=recipient.delivery_id,
+            status="failed",
+            provider_code="UNREGISTERED",
+            effect="dead_tokens",
+            dead_tokens=dead,
+        )
+    errors = [res for _, res in results if isinstance(res, Exception) and not isinstance(res, DEAD_TOKEN_ERRORS)]
+    if any(isinstance(e, TRANSIENT_ERRORS) or not isinstance(e, fcm_errors.FirebaseError) for e in errors):
+        return Outcome(
+            delivery_id=recipient.delivery_id, status="retry", provider_code=_code(errors[0]), dead_tokens=dead
+        )
+    return Outcome(delivery_id=recipient.delivery_id, status="failed", provider_code=_code(errors[0]), dead_tokens=dead)
+
+
+def _code(error: Exception) -> str:
+    if isinstance(error, fcm_errors.FirebaseError):
+        return str(error.code)
+    return type(error).__name__

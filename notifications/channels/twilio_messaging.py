@@ -1,0 +1,122 @@
+"""SMS and WhatsApp through Twilio's Messages API (the twilio SDK's async client).
+
+Twilio error 21610 (recipient unsubscribed) and 21211 (invalid number) are permanent and
+change the person's record; 20429 and 5xx are transient. Each message carries a status
+callback URL naming its delivery row, so the ledger learns delivery even if the worker
+that sent it died before recording the send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from twilio.base.exceptions import TwilioRestException
+from twilio.rest import Client
+
+from notifications.categories import Channel
+from notifications.channels.base import Outcome, Outgoing, Recipient
+
+OPTED_OUT = 21610
+INVALID_NUMBERS = {21211, 21614, 21612}
+TRANSIENT_CODES = {20429, 20003, 20500, 20503}
+CONCURRENCY = 32
+CLOCK_SKEW_SECONDS = 5.0
+
+SessionCheck = Callable[[str], Awaitable[bool]]
+
+
+class TwilioMessagingAdapter:
+    def __init__(
+        self,
+        client: Client,
+        *,
+        channel: Channel,
+        sender: str,
+        status_callback_url: str,
+        whatsapp_template_sid: str | None = None,
+        whatsapp_session_open: SessionCheck | None = None,
+    ) -> None:
+        assert channel in (Channel.SMS, Channel.WHATSAPP)
+        self.channel: Channel = channel
+        self._client = client
+        self._sender = sender
+        self._callback = status_callback_url
+        self._template_sid = whatsapp_template_sid
+        self._session_open = whatsapp_session_open
+        self._slots = asyncio.Semaphore(CONCURRENCY)
+
+    async def _params(self, message: Outgoing, recipient: Recipient) -> dict[str, Any]:
+        assert recipient.address is not None
+        params: dict[str, Any] = {
+            "from_": self._sender,
+            "status_callback": f"{self._callback}?delivery={recipient.delivery_id}",
+        }
+        text = f"{message.title}: {message.body}" if message.title else message.body
+        if self.channel is Channel.WHATSAPP:
+            params["to"] = f"whatsapp:{recipient.address}"
+            in_session = self._session_open is not None and await self._session_open(recipient.address)
+            if not in_session and self._template_sid:
+                # Outside the 24-hour window WhatsApp only takes an approved template.
+                params["content_sid"] = self._template_sid
+                params["content_variables"] = json.dumps({"1": message.title, "2": message.body})
+            else:
+                params["body"] = text
+        else:
+            params["to"] = recipient.address
+            # India (DLT): the entity and template ids are registered with Twilio for the sender,
+            # not sent per message; the text must match one of those approved templates.
+            params["body"] = text
+        return params
+
+    async def _send_one(self, message: Outgoing, recipient: Recipient) -> Outcome:
+        if not recipient.address:
+            return Outcome(delivery_id=recipient.delivery_id, status="failed", provider_code="no_address")
+        params = await self._params(message, recipient)
+        async with self._slots:
+            try:
+                created = await self._client.messages.create_async(**params)
+            except TwilioRestException as exc:
+                return _failure(recipient, exc)
+            except Exception as exc:  # network trouble: the request may not have arrived; try again
+                return Outcome(delivery_id=recipient.delivery_id, status="retry", provider_code=type(exc).__name__)
+        return Outcome(delivery_id=recipient.delivery_id, status="sent", provider_id=created.sid)
+
+    async def find_accepted(self, message: Outgoing, recipient: Recipient, since_epoch: float) -> str | None:
+        """Ask Twilio for recent messages to this number; ours has this body and a later creation time."""
+        if not recipient.address:
+            return None
+        params = await self._params(message, recipient)
+        listed = await self._client.messages.list_async(to=params["to"], limit=50)
+        for sent in listed:
+            created = sent.date_created.timestamp() if sent.date_created else 0.0
+            # Allow for clock skew between us and the provider.
+            if created + CLOCK_SKEW_SECONDS < since_epoch:
+                continue
+            if "body" not in params or sent.body == params["body"]:
+                return sent.sid
+        return None
+
+    async def send(self, message: Outgoing, recipients: list[Recipient]) -> list[Outcome]:
+        return list(await asyncio.gather(*(self._send_one(message, r) for r in recipients)))
+
+    async def aclose(self) -> None:
+        http_client: Any = self._client.http_client
+        close = getattr(http_client, "close", None)
+        if close is not None:
+            await close()
+
+
+def _failure(recipient: Recipient, exc: TwilioRestException) -> Outcome:
+    code = exc.code
+    if code == OPTED_OUT:
+        return Outcome(delivery_id=recipient.delivery_id, status="failed", provider_code=str(code), effect="opted_out")
+    if code in INVALID_NUMBERS:
+        return Outcome(
+            delivery_id=recipient.delivery_id, status="failed", provider_code=str(code), effect="invalid_address"
+        )
+    if code in TRANSIENT_CODES or exc.status in (429, 500, 502, 503, 504):
+        return Outcome(delivery_id=recipient.delivery_id, status="retry", provider_code=str(code or exc.status))
+    return Outcome(delivery_id=recipient.delivery_id, status="failed", provider_code=str(code or exc.status))

@@ -1,0 +1,132 @@
+"""Loads, for a chunk of people, everything the policy needs to decide: in a few bulk queries."""
+
+from __future__ import annotations
+
+import datetime as dt
+from uuid import UUID
+
+import msgspec
+
+from app.people.directory import Directory
+from notifications.categories import Category, Channel, Urgency
+from notifications.policy import DndSettings, Facts, SitePolicy
+from notifications.preferences import consent_matrix, dnd_of, is_enabled
+from schema.jsonvalue import as_dict
+from schema.notifications import NationalDndEntry
+from schema.tables import Device, Person, Site
+
+
+class PersonFacts(msgspec.Struct, frozen=True, kw_only=True):
+    person_id: UUID
+    choices: dict[tuple[Channel, Category], bool]
+    dnd: DndSettings | None
+    mobile: str | None
+    mobile_status: str
+    email: str | None
+    email_status: str
+    push_tokens: tuple[str, ...]
+    on_national_dnd: bool
+
+    def address(self, channel: Channel) -> str | None:
+        if channel in (Channel.SMS, Channel.WHATSAPP):
+            return self.mobile
+        if channel is Channel.EMAIL:
+            return self.email
+        return None
+
+    def facts(
+        self, *, channel: Channel, category: Category, urgency: Urgency, created_at: dt.datetime, now: dt.datetime
+    ) -> Facts:
+        if channel is Channel.PUSH:
+            present, status = bool(self.push_tokens), "ok"
+        elif channel is Channel.IN_APP:
+            present, status = True, "ok"
+        elif channel is Channel.EMAIL:
+            present, status = self.email is not None, self.email_status
+        else:
+            present, status = self.mobile is not None, self.mobile_status
+        return Facts(
+            channel=channel,
+            category=category,
+            urgency=urgency,
+            consented=is_enabled(self.choices, channel, category),
+            contact_present=present,
+            contact_status=status,
+            on_national_dnd=self.on_national_dnd,
+            dnd=self.dnd,
+            created_at=created_at,
+            now=now,
+        )
+
+
+def site_policy(site_row: dict[str, object]) -> SitePolicy:
+    notify = as_dict(as_dict(site_row.get("settings")).get("notifications"))
+    policy = SitePolicy(timezone=str(site_row.get("timezone") or "Asia/Kolkata"))
+    if "critical_categories" in notify:
+        policy = msgspec.structs.replace(
+            policy, critical_categories=frozenset(Category(c) for c in notify["critical_categories"])
+        )
+    if "ttl_seconds" in notify:
+        merged = {**policy.ttl_seconds, **{Category(k): int(v) for k, v in notify["ttl_seconds"].items()}}
+        policy = msgspec.structs.replace(policy, ttl_seconds=merged)
+    return policy
+
+
+async def load_site_policy(site_id: UUID) -> SitePolicy:
+    row = await Site.select(Site.timezone, Site.settings).where(Site.id == site_id).first()
+    if row is None:
+        raise LookupError(f"site {site_id} not found")
+    return site_policy(row)
+
+
+async def load_facts(
+    directory: Directory, site_id: UUID, site_timezone: str, person_ids: list[UUID]
+) -> dict[UUID, PersonFacts]:
+    if not person_ids:
+        return {}
+    choices = await consent_matrix(person_ids)
+    person_zones = {
+        row["id"]: row["timezone"]
+        for row in await Person.select(Person.id, Person.timezone).where(Person.id.is_in(person_ids))
+    }
+    dnd = await dnd_of(person_ids, site_timezone)
+    contacts = await directory.contact_points_for(site_id, person_ids)
+    tokens: dict[UUID, list[str]] = {}
+    for row in await Device.select(Device.person, Device.push_token).where(Device.person.is_in(person_ids)):
+        tokens.setdefault(row["person"], []).append(row["push_token"])
+
+    mobiles: dict[UUID, tuple[str, str]] = {}
+    emails: dict[UUID, tuple[str, str]] = {}
+    for person_id, views in contacts.items():
+        # Primary first (views are sorted by kind, label): a secondary fills in only when missing.
+        for view in views:
+            target = mobiles if view.kind == "mobile" else emails
+            target.setdefault(person_id, (view.value, view.status))
+    indexes = {directory.contact_index("mobile", value): pid for pid, (value, _) in mobiles.items()}
+    listed: set[UUID] = set()
+    if indexes:
+        rows = await NationalDndEntry.select(NationalDndEntry.phone_index).where(
+            (NationalDndEntry.site == site_id) & NationalDndEntry.phone_index.is_in(list(indexes))
+        )
+        listed = {indexes[row["phone_index"]] for row in rows}
+
+    result = {}
+    for pid in person_ids:
+        own_dnd = dnd.get(pid)
+        if own_dnd is None and person_zones.get(pid):
+            # No quiet hours, but the person's own timezone still sets their 09:00-21:00.
+            own_dnd = DndSettings(timezone=person_zones[pid])
+        mobile, mobile_status = mobiles.get(pid, (None, "ok"))
+        email, email_status = emails.get(pid, (None, "ok"))
+        result[pid] = PersonFacts(
+            person_id=pid,
+            choices=choices.get(pid, {}),
+            dnd=own_dnd,
+            mobile=mobile,
+            mobile_status=mobile_status,
+            email=email,
+            email_status=email_status,
+            push_tokens=tuple(tokens.get(pid, ())),
+            on_national_dnd=pid in listed,
+        )
+    return result

@@ -1,0 +1,268 @@
+"""The delivery ledger: one row per (notification, person, channel), and every change to it.
+
+Exactly-once rests on three things here:
+- rows are inserted with ON CONFLICT DO NOTHING against a unique index, so expanding an
+  audience twice creates nothing twice;
+- a sender claims rows atomically (pending -> sending, with a claim token) before it calls a
+  provider, so two workers never send the same row;
+- results are written only where the claim is still held, and provider callbacks only move a
+  row forward (sent -> delivered -> read), never back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from collections.abc import Iterable, Sequence
+from typing import Any
+from uuid import UUID
+
+import msgspec
+from piccolo.query.methods.insert import Insert
+
+from app.db import is_sqlite, write_transaction
+from notifications.categories import Channel
+from schema.notifications import Delivery
+
+FINAL_STATUSES = frozenset({"suppressed", "sent", "delivered", "read", "failed"})
+OPEN_STATUSES = frozenset({"pending", "sending", "deferred"})
+# Callback statuses in the order a message moves through them; a row never moves backwards.
+PROGRESS_RANK = {"pending": 0, "sending": 1, "deferred": 1, "sent": 2, "delivered": 3, "read": 4}
+MAX_ATTEMPTS = 5
+
+
+class Claimed(msgspec.Struct, frozen=True):
+    delivery_id: UUID
+    person_id: UUID
+    attempts: int
+
+
+class Counters(msgspec.Struct):
+    by_channel: dict[str, dict[str, int]] = msgspec.field(default_factory=dict)
+    suppressed_by_reason: dict[str, int] = msgspec.field(default_factory=dict)
+    deferred: int = 0
+    sent: int = 0
+    delivered: int = 0
+    failed: int = 0
+    pending: int = 0
+
+
+def now_utc() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _uuid(value: Any) -> UUID:
+    return value if isinstance(value, UUID) else UUID(str(value))
+
+
+async def insert_rows(rows: Sequence[Delivery]) -> None:
+    """Insert ledger rows; a row that already exists (re-run) is left as it is."""
+    for start in range(0, len(rows), 500):
+        query: Insert[Any] = Delivery.insert(*rows[start : start + 500]).on_conflict(target=None, action="DO NOTHING")
+        await query
+
+
+async def existing_people(notification_id: UUID, person_ids: Sequence[UUID]) -> set[UUID]:
+    rows = await Delivery.select(Delivery.person).where(
+        (Delivery.notification == notification_id) & Delivery.person.is_in(list(person_ids))
+    )
+    return {row["person"] for row in rows}
+
+
+async def claim_batch(
+    notification_id: UUID, channel: Channel, limit: int, now: dt.datetime
+) -> tuple[str, list[Claimed]]:
+    """Atomically move up to `limit` due pending rows to `sending` under a fresh claim token."""
+    token = secrets.token_hex(8)
+    pick = (
+        "SELECT id FROM delivery WHERE notification = {} AND channel = {} AND status = 'pending' "
+        "AND (next_attempt_at IS NULL OR next_attempt_at <= {}) ORDER BY id LIMIT {}"
+    )
+    if not is_sqlite():
+        pick += " FOR UPDATE SKIP LOCKED"  # concurrent senders take disjoint rows
+    sql = (
+        "UPDATE delivery SET status = 'sending', claim_token = {}, claimed_at = {}, updated_at = {}, "
+        f"attempts = attempts + 1 WHERE id IN ({pick}) RETURNING id, person, attempts"
+    )
+    async with write_transaction():
+        rows = await Delivery.raw(sql, token, now, now, notification_id, str(channel), now, limit)
+    return token, [Claimed(_uuid(r["id"]), _uuid(r["person"]), int(r["attempts"])) for r in rows]
+
+
+async def _update_where_claimed(
+    token: str,
+    ids: Iterable[UUID],
+    assignments: str,
+    *params: Any,
+    case_column: str | None = None,
+    case_values: dict[UUID, str | None] | None = None,
+) -> None:
+    ids = list(ids)
+    if not ids:
+        return
+    values: list[Any] = list(params)
+    set_clause = assignments
+    if case_column and case_values:
+        whens = " ".join("WHEN {} THEN {}" for _ in case_values)
+        set_clause += f", {case_column} = CASE id {whens} END"
+        for key, value in case_values.items():
+            values += [key, value]
+    placeholders = ", ".join("{}" for _ in ids)
+    sql = f"UPDATE delivery SET {set_clause} WHERE claim_token = {{}} AND status = 'sending' AND id IN ({placeholders})"
+    await Delivery.raw(sql, *values, token, *ids)
+
+
+async def record_sent(token: str, provider_ids: dict[UUID, str | None], now: dt.datetime) -> None:
+    await _update_where_claimed(
+        token,
+        provider_ids,
+        "status = 'sent', sent_at = {}, updated_at = {}",
+        now,
+        now,
+        case_column="provider_id",
+        case_values=provider_ids,
+    )
+
+
+async def record_failed(token: str, codes: dict[UUID, str | None], now: dt.datetime) -> None:
+    await _update_where_claimed(
+        token,
+        codes,
+        "status = 'failed', reason = 'provider_error', updated_at = {}",
+        now,
+        case_column="provider_code",
+        case_values=codes,
+    )
+
+
+async def record_retry(
+    token: str, codes: dict[UUID, str | None], next_attempt_at: dt.datetime, now: dt.datetime
+) -> None:
+    await _update_where_claimed(
+        token,
+        codes,
+        "status = 'pending', next_attempt_at = {}, updated_at = {}",
+        next_attempt_at,
+        now,
+        case_column="provider_code",
+        case_values=codes,
+    )
+
+
+async def record_suppressed(token: str, reasons: dict[UUID, str | None], now: dt.datetime) -> None:
+    await _update_where_claimed(
+        token, reasons, "status = 'suppressed', updated_at = {}", now, case_column="reason", case_values=reasons
+    )
+
+
+async def record_deferred(
+    token: str, until: dict[UUID, dt.datetime], reason: dict[UUID, str | None], now: dt.datetime
+) -> None:
+    for when in sorted(set(until.values())):
+        ids = [i for i, u in until.items() if u == when]
+        await _update_where_claimed(
+            token,
+            ids,
+            "status = 'deferred', defer_until = {}, updated_at = {}",
+            when,
+            now,
+            case_column="reason",
+            case_values={i: reason[i] for i in ids},
+        )
+
+
+async def release_claim(token: str, ids: Iterable[UUID], now: dt.datetime) -> None:
+    """Give rows back unsent (e.g. the notification was cancelled meanwhile): they were never sent."""
+    await _update_where_claimed(token, ids, "status = 'pending', updated_at = {}", now)
+
+
+async def advance_from_callback(
+    delivery_id: UUID, status: str, provider_id: str | None, provider_code: str | None, now: dt.datetime
+) -> bool:
+    """Apply a provider status callback; it only ever moves a row forward. Returns whether it moved."""
+    if status in ("failed", "undelivered"):
+        moved = await Delivery.raw(
+            "UPDATE delivery SET status = 'failed', reason = 'provider_error', provider_code = {}, "
+            "provider_id = COALESCE(provider_id, {}), updated_at = {} "
+            "WHERE id = {} AND status IN ('sending', 'sent') RETURNING id",
+            provider_code or status,
+            provider_id,
+            now,
+            delivery_id,
+        )
+        return bool(moved)
+    rank = PROGRESS_RANK.get(status)
+    if rank is None or rank < PROGRESS_RANK["sent"]:
+        return False
+    earlier = [s for s, r in PROGRESS_RANK.items() if r < rank and s not in ("pending", "deferred")]
+    stamp = {"sent": "sent_at", "delivered": "delivered_at", "read": "read_at"}[status]
+    placeholders = ", ".join("{}" for _ in earlier)
+    moved = await Delivery.raw(
+        f"UPDATE delivery SET status = {{}}, {stamp} = {{}}, provider_id = COALESCE(provider_id, {{}}), "
+        f"sent_at = COALESCE(sent_at, {{}}), updated_at = {{}} WHERE id = {{}} AND status IN ({placeholders}) "
+        "RETURNING id",
+        status,
+        now,
+        provider_id,
+        now,
+        now,
+        delivery_id,
+        *earlier,
+    )
+    return bool(moved)
+
+
+async def release_due_deferrals(now: dt.datetime) -> list[tuple[UUID, str]]:
+    """Deferred rows whose wait is over become pending again; returns (notification, channel) pairs."""
+    async with write_transaction():
+        rows = await Delivery.raw(
+            "UPDATE delivery SET status = 'pending', next_attempt_at = NULL, updated_at = {} "
+            "WHERE status = 'deferred' AND defer_until <= {} RETURNING notification, channel",
+            now,
+            now,
+        )
+    return sorted({(_uuid(r["notification"]), str(r["channel"])) for r in rows}, key=str)
+
+
+async def in_doubt(older_than: dt.datetime, limit: int = 1000) -> list[dict[str, Any]]:
+    """Rows claimed by a sender that never reported back (it died, or the network did)."""
+    rows = await Delivery.raw(
+        "SELECT id, notification, person, channel, claim_token, claimed_at FROM delivery "
+        "WHERE status = 'sending' AND claimed_at < {} ORDER BY claimed_at LIMIT {}",
+        older_than,
+        limit,
+    )
+    return list(rows)
+
+
+async def counters(notification_id: UUID) -> Counters:
+    rows = await Delivery.raw(
+        "SELECT channel, status, reason, COUNT(*) AS n FROM delivery WHERE notification = {} "
+        "GROUP BY channel, status, reason",
+        notification_id,
+    )
+    result = Counters()
+    for row in rows:
+        channel, status, n = str(row["channel"]), str(row["status"]), int(row["n"])
+        by_status = result.by_channel.setdefault(channel, {})
+        by_status[status] = by_status.get(status, 0) + n
+        if status == "suppressed":
+            reason = str(row["reason"] or "unknown")
+            result.suppressed_by_reason[reason] = result.suppressed_by_reason.get(reason, 0) + n
+        elif status == "deferred":
+            result.deferred += n
+        elif status in ("sent", "delivered", "read"):
+            result.sent += n
+            if status in ("delivered", "read"):
+                result.delivered += n
+        elif status == "failed":
+            result.failed += n
+        else:
+            result.pending += n
+    return result
+
+
+async def open_rows(notification_id: UUID) -> int:
+    return await Delivery.count().where(
+        (Delivery.notification == notification_id) & Delivery.status.is_in(list(OPEN_STATUSES))
+    )

@@ -1,0 +1,136 @@
+"""Tables of the notification pipeline: preferences, consent history, DND, and the delivery ledger.
+
+The ledger (``Delivery``) holds exactly one row per (notification, person, channel): the
+truth about what was decided and sent, which arq jobs read and update so that re-running
+any job sends nothing twice and misses no one.
+"""
+
+from __future__ import annotations
+
+from piccolo.columns import (
+    JSON,
+    UUID,
+    Boolean,
+    ForeignKey,
+    Integer,
+    OnDelete,
+    Text,
+    Timestamptz,
+    Varchar,
+)
+from piccolo.table import Table
+
+from schema.tables import Person, Site
+
+
+class NotificationPreference(Table, tablename="notification_preference"):
+    """The current on/off per person, channel and category; absent means the category's default."""
+
+    id = UUID(primary_key=True)
+    site = ForeignKey(references=Site, on_delete=OnDelete.cascade, null=False, index=True)
+    person = ForeignKey(references=Person, on_delete=OnDelete.cascade, null=False, index=True)
+    channel = Varchar(length=16)
+    category = Varchar(length=32)
+    enabled = Boolean()
+    updated_at = Timestamptz()
+
+
+class ConsentEvent(Table, tablename="consent_event"):
+    """Append-only history of every consent change (never updated, only added to)."""
+
+    id = UUID(primary_key=True)
+    site = ForeignKey(references=Site, on_delete=OnDelete.cascade, null=False, index=True)
+    person = ForeignKey(references=Person, on_delete=OnDelete.cascade, null=False, index=True)
+    channel = Varchar(length=16)
+    category = Varchar(length=32)
+    granted = Boolean()
+    source = Varchar(length=16)  # app | web | keyword | admin | import | provider
+    policy_version = Varchar(length=32)
+    actor = ForeignKey(references=Person, on_delete=OnDelete.set_null, null=True, default=None)
+    created_at = Timestamptz()
+
+
+class DoNotDisturb(Table, tablename="do_not_disturb"):
+    id = UUID(primary_key=True)
+    site = ForeignKey(references=Site, on_delete=OnDelete.cascade, null=False, index=True)
+    person = ForeignKey(references=Person, on_delete=OnDelete.cascade, null=False, unique=True)
+    timezone = Varchar(length=64)
+    # [{"weekday": 0-6, "start": "22:00", "end": "07:00"}, ...]
+    windows = JSON(default="[]")
+    snooze_until = Timestamptz(null=True, default=None)
+    updated_at = Timestamptz()
+
+
+class NationalDndEntry(Table, tablename="national_dnd_entry"):
+    """A number on the national do-not-call registry (NCPR), as the site imported it.
+
+    Only the keyed blind index is stored: the registry's numbers need not be readable here.
+    """
+
+    id = UUID(primary_key=True)
+    site = ForeignKey(references=Site, on_delete=OnDelete.cascade, null=False, index=True)
+    phone_index = Varchar(length=64, index=True)
+    imported_at = Timestamptz()
+
+
+class Notification(Table, tablename="notification"):
+    """One message to many people: an FM announcement or an event-driven notification."""
+
+    id = UUID(primary_key=True)
+    site = ForeignKey(references=Site, on_delete=OnDelete.cascade, null=False, index=True)
+    kind = Varchar(length=16)  # announcement | event
+    category = Varchar(length=32)
+    urgency = Varchar(length=16, default="normal")
+    title = Varchar(length=200)
+    body = Text()
+    data = JSON(default="{}")
+    channels = JSON(default="[]")
+    audience = JSON(default="{}")
+    # Messages that supersede each other (slot availability) share a collapse key.
+    collapse_key = Varchar(length=64, null=True, default=None)
+    idempotency_key = Varchar(length=128, null=True, default=None)
+    created_by = ForeignKey(references=Person, on_delete=OnDelete.set_null, null=True, default=None)
+    # draft | scheduled | expanding | sending | completed | cancelled
+    status = Varchar(length=16, default="scheduled")
+    scheduled_at = Timestamptz(null=True, default=None)
+    created_at = Timestamptz()
+    expanded_at = Timestamptz(null=True, default=None)
+    completed_at = Timestamptz(null=True, default=None)
+    cancelled_at = Timestamptz(null=True, default=None)
+    targeted = Integer(default=0)
+
+
+class Delivery(Table, tablename="delivery"):
+    """The ledger: one row per (notification, person, channel) and its fate."""
+
+    id = UUID(primary_key=True)
+    site = ForeignKey(references=Site, on_delete=OnDelete.cascade, null=False, index=True)
+    notification = ForeignKey(references=Notification, on_delete=OnDelete.cascade, null=False, index=True)
+    person = ForeignKey(references=Person, on_delete=OnDelete.cascade, null=False, index=True)
+    channel = Varchar(length=16)
+    # pending | sending | deferred | suppressed | sent | delivered | read | failed
+    status = Varchar(length=16)
+    reason = Varchar(length=32, null=True, default=None)
+    defer_until = Timestamptz(null=True, default=None)
+    next_attempt_at = Timestamptz(null=True, default=None)
+    attempts = Integer(default=0)
+    # Set when a sender claims the row; a claim older than the lease is "in doubt".
+    claimed_at = Timestamptz(null=True, default=None)
+    claim_token = Varchar(length=32, null=True, default=None)
+    provider_id = Varchar(length=64, null=True, default=None, index=True)
+    provider_code = Varchar(length=32, null=True, default=None)
+    created_at = Timestamptz()
+    updated_at = Timestamptz()
+    sent_at = Timestamptz(null=True, default=None)
+    delivered_at = Timestamptz(null=True, default=None)
+    read_at = Timestamptz(null=True, default=None)
+
+
+NOTIFICATION_TABLES: list[type[Table]] = [
+    NotificationPreference,
+    ConsentEvent,
+    DoNotDisturb,
+    NationalDndEntry,
+    Notification,
+    Delivery,
+]

@@ -1,0 +1,263 @@
+"""The notification pipeline end to end, against the local fakes through the real SDKs."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from notifications import fanout, sender
+from notifications.audience import Audience
+from notifications.categories import Category, Channel, Urgency
+from notifications.fakes import running_fakes
+from notifications.ledger import claim_batch, release_due_deferrals
+from notifications.preferences import ConsentChange, QuietHours, change_consent, consent_history, set_dnd
+from notifications.recovery import reconcile_in_doubt
+from notifications.service import NotificationRequest, cancel_notification, create_notification
+from schema.notifications import Delivery
+from schema.tables import ContactPoint, Device
+from tests.support.notify import add_recipients, pipeline
+
+ALL = [Channel.PUSH, Channel.SMS, Channel.WHATSAPP, Channel.EMAIL, Channel.IN_APP]
+
+
+@pytest.fixture
+async def fakes() -> Any:
+    async with running_fakes() as running:
+        running.twilio.configure(callbacks_enabled=False)
+        yield running
+
+
+async def announce(world: Any, channels: list[Channel], **fields: Any) -> Any:
+    request = NotificationRequest(
+        title=fields.pop("title", "Water shutdown"),
+        body=fields.pop("body", "Tower A water off 10:00-12:00"),
+        category=fields.pop("category", Category.ANNOUNCEMENT),
+        audience=fields.pop("audience", Audience(unit_ids=[world.unit_ids[0]])),
+        channels=channels,
+        **fields,
+    )
+    notification_id, _ = await create_notification(site_id=world.site_id, request=request)
+    return notification_id
+
+
+async def run_all(ctx: Any, notification_id: Any) -> None:
+    for channel in await fanout.expand(ctx, notification_id):
+        await sender.send_pending(ctx, notification_id, channel)
+
+
+async def ledger(notification_id: Any) -> list[dict[str, Any]]:
+    return list(await Delivery.select().where(Delivery.notification == notification_id))
+
+
+def per_recipient(fakes: Any) -> dict[str, Counter[str]]:
+    return {
+        "sms": Counter(m.to for m in fakes.twilio.messages if m.channel == "sms"),
+        "whatsapp": Counter(m.to.removeprefix("whatsapp:") for m in fakes.twilio.messages if m.channel == "whatsapp"),
+        "push": Counter(m.target for m in fakes.fcm.messages),
+        "email": Counter(to for e in fakes.smtp.emails for to in e.rcpt_tos),
+    }
+
+
+async def test_announcement_reaches_every_person_once_per_channel(world, settings, redis, fakes) -> None:  # type: ignore[no-untyped-def]
+    people = await add_recipients(world, 12)
+    async with pipeline(settings, redis, fakes) as ctx:
+        notification_id = await announce(world, ALL)
+        await run_all(ctx, notification_id)
+        await fakes.smtp.wait_for(12)
+        # Running everything again (arq re-runs a job) sends nothing more.
+        await run_all(ctx, notification_id)
+        await sender.send_pending(ctx, notification_id, Channel.SMS)
+    got = per_recipient(fakes)
+    for person in people:
+        assert got["sms"][person.mobile] == 1
+        assert got["whatsapp"][person.mobile] == 1
+        assert got["push"][person.token] == 1
+        assert got["email"][person.email] == 1
+    rows = await ledger(notification_id)
+    mine = [r for r in rows if r["person"] in {p.person_id for p in people}]
+    assert len(mine) == 12 * len(ALL)
+    assert {r["status"] for r in mine} == {"sent"}
+    # The world's own occupant has no mobile and no device: suppressed, with the reason.
+    others = [r for r in rows if r["person"] == world.people["occupant"]]
+    assert {(r["channel"], r["status"], r["reason"]) for r in others if r["channel"] in ("sms", "push")} == {
+        ("sms", "suppressed", "no_contact_point"),
+        ("push", "suppressed", "no_contact_point"),
+    }
+    whatsapp = [m for m in fakes.twilio.messages if m.channel == "whatsapp"]
+    assert all(m.content_sid for m in whatsapp), "outside the 24h window WhatsApp must use the template"
+
+
+async def test_withdrawal_between_enqueue_and_send_suppresses(world, settings, redis, fakes) -> None:  # type: ignore[no-untyped-def]
+    keep, withdraw = await add_recipients(world, 2)
+    async with pipeline(settings, redis, fakes) as ctx:
+        notification_id = await announce(world, [Channel.SMS])
+        await fanout.expand(ctx, notification_id)  # both rows are pending now
+        await change_consent(
+            site_id=world.site_id,
+            person_id=withdraw.person_id,
+            changes=[ConsentChange(Channel.SMS, Category.ANNOUNCEMENT, granted=False)],
+            source="app",
+            policy_version="test",
+        )
+        await sender.send_pending(ctx, notification_id, Channel.SMS)
+    assert [m.to for m in fakes.twilio.messages] == [keep.mobile]
+    row = next(r for r in await ledger(notification_id) if r["person"] == withdraw.person_id)
+    assert (row["status"], row["reason"]) == ("suppressed", "no_consent")
+
+
+async def test_deferred_message_goes_out_when_dnd_ends_and_stale_one_expires(world, settings, redis, fakes) -> None:  # type: ignore[no-untyped-def]
+    (sleeper,) = await add_recipients(world, 1)
+    await set_dnd(
+        site_id=world.site_id,
+        person_id=sleeper.person_id,
+        timezone="UTC",
+        quiet_hours=[QuietHours(weekday=d, start="22:00", end="06:00") for d in range(7)],
+        snooze_until=None,
+    )
+    night = dt.datetime(2026, 11, 25, 23, 0, tzinfo=dt.UTC)
+    clock = {"now": night}
+    async with pipeline(settings, redis, fakes) as ctx:
+        ctx.clock = lambda: clock["now"]
+        audience = Audience(person_ids=[sleeper.person_id])
+        complaint = await announce(world, [Channel.SMS], category=Category.COMPLAINT, audience=audience)
+        visitor = await announce(
+            world, [Channel.SMS], category=Category.VISITOR, audience=audience, title="Visitor", body="at gate"
+        )
+        await _backdate(complaint, night)
+        await _backdate(visitor, night)
+        await fanout.expand(ctx, complaint)
+        await fanout.expand(ctx, visitor)
+        # Visitor (normal urgency) cannot break through and is stale long before 06:00.
+        visitor_row = (await ledger(visitor))[0]
+        assert (visitor_row["status"], visitor_row["reason"]) == ("suppressed", "expired")
+        row = (await ledger(complaint))[0]
+        assert row["status"] == "deferred"
+        assert row["defer_until"] == dt.datetime(2026, 11, 26, 6, 0, tzinfo=dt.UTC)
+        # 05:59: still deferred; 06:00: released and sent.
+        clock["now"] = dt.datetime(2026, 11, 26, 5, 59, tzinfo=dt.UTC)
+        assert (complaint, "sms") not in await release_due_deferrals(clock["now"])
+        clock["now"] = dt.datetime(2026, 11, 26, 6, 0, tzinfo=dt.UTC)
+        assert (complaint, "sms") in await release_due_deferrals(clock["now"])
+        await sender.send_pending(ctx, complaint, Channel.SMS)
+    assert (await ledger(complaint))[0]["status"] == "sent"
+    assert [m.to for m in fakes.twilio.messages] == [sleeper.mobile]
+
+
+async def _backdate(notification_id: Any, when: dt.datetime) -> None:
+    from schema.notifications import Notification
+
+    await Notification.update({Notification.created_at: when}).where(Notification.id == notification_id)
+
+
+async def test_critical_visitor_alert_breaks_through_dnd(world, settings, redis, fakes) -> None:  # type: ignore[no-untyped-def]
+    (sleeper,) = await add_recipients(world, 1)
+    await set_dnd(
+        site_id=world.site_id,
+        person_id=sleeper.person_id,
+        timezone="UTC",
+        quiet_hours=[QuietHours(weekday=d, start="00:00", end="23:59") for d in range(7)],
+        snooze_until=None,
+    )
+    async with pipeline(settings, redis, fakes) as ctx:
+        notification_id = await announce(
+            world,
+            [Channel.PUSH],
+            category=Category.VISITOR,
+            urgency=Urgency.CRITICAL,
+            audience=Audience(person_ids=[sleeper.person_id]),
+        )
+        await run_all(ctx, notification_id)
+    row = (await ledger(notification_id))[0]
+    assert (row["status"], row["reason"]) == ("sent", "breaks_through_dnd")
+    assert fakes.fcm.messages[0].android_priority == "high"
+
+
+async def test_permanent_failures_update_the_record_and_are_not_retried(world, settings, redis, fakes) -> None:  # type: ignore[no-untyped-def]
+    stopped, invalid, dead, fine = await add_recipients(world, 4)
+    fakes.twilio.opt_out(stopped.mobile)
+    fakes.twilio.mark_invalid(invalid.mobile)
+    fakes.fcm.mark_unregistered(dead.token)
+    async with pipeline(settings, redis, fakes) as ctx:
+        notification_id = await announce(world, [Channel.SMS, Channel.PUSH])
+        await run_all(ctx, notification_id)
+        await sender.send_pending(ctx, notification_id, Channel.SMS)
+    rows = {(r["person"], r["channel"]): r for r in await ledger(notification_id)}
+    assert (rows[(stopped.person_id, "sms")]["status"], rows[(stopped.person_id, "sms")]["provider_code"]) == (
+        "failed",
+        "21610",
+    )
+    assert rows[(invalid.person_id, "sms")]["provider_code"] == "21211"
+    assert rows[(dead.person_id, "push")]["provider_code"] == "UNREGISTERED"
+    assert rows[(fine.person_id, "sms")]["status"] == "sent"
+    assert all(r["attempts"] == 1 for r in rows.values() if r["status"] == "failed")
+    statuses = {
+        r["person"]: r["status"]
+        for r in await ContactPoint.select().where(ContactPoint.kind == "mobile")
+        if r["person"] in (stopped.person_id, invalid.person_id)
+    }
+    assert statuses == {stopped.person_id: "opted_out", invalid.person_id: "invalid"}
+    assert not await Device.exists().where(Device.push_token == dead.token)
+    history = await consent_history(stopped.person_id)
+    assert history and all(not h.granted and h.source == "provider" and h.channel is Channel.SMS for h in history)
+
+
+async def test_transient_failure_is_retried_with_backoff(world, settings, redis, fakes) -> None:  # type: ignore[no-untyped-def]
+    (person,) = await add_recipients(world, 1)
+    fakes.twilio.fail_next(1, 429)
+    clock = {"now": dt.datetime.now(dt.UTC)}
+    async with pipeline(settings, redis, fakes) as ctx:
+        ctx.clock = lambda: clock["now"]
+        notification_id = await announce(world, [Channel.SMS], audience=Audience(person_ids=[person.person_id]))
+        await run_all(ctx, notification_id)
+        row = (await ledger(notification_id))[0]
+        assert (row["status"], row["attempts"]) == ("pending", 1)
+        assert row["next_attempt_at"] > clock["now"]
+        await sender.send_pending(ctx, notification_id, Channel.SMS)  # not due yet: nothing happens
+        assert (await ledger(notification_id))[0]["attempts"] == 1
+        clock["now"] = row["next_attempt_at"]
+        await sender.send_pending(ctx, notification_id, Channel.SMS)
+    row = (await ledger(notification_id))[0]
+    assert (row["status"], row["attempts"]) == ("sent", 2)
+    assert len(fakes.twilio.messages) == 1
+
+
+async def test_cancel_before_sending_stops_everything(world, settings, redis, fakes) -> None:  # type: ignore[no-untyped-def]
+    await add_recipients(world, 3)
+    async with pipeline(settings, redis, fakes) as ctx:
+        notification_id = await announce(world, [Channel.SMS, Channel.PUSH])
+        await fanout.expand(ctx, notification_id)
+        await cancel_notification(world.site_id, notification_id)
+        await sender.send_pending(ctx, notification_id, Channel.SMS)
+    assert not fakes.twilio.messages
+    assert {r["reason"] for r in await ledger(notification_id) if r["status"] == "suppressed"} >= {"cancelled"}
+
+
+async def test_an_in_doubt_sms_found_at_the_provider_is_not_sent_again(world, settings, redis, fakes) -> None:  # type: ignore[no-untyped-def]
+    """A sender claimed rows, the provider accepted, and the worker died before recording it."""
+    people = await add_recipients(world, 3)
+    async with pipeline(settings, redis, fakes) as ctx:
+        notification_id = await announce(
+            world, [Channel.SMS], audience=Audience(person_ids=[p.person_id for p in people])
+        )
+        await fanout.expand(ctx, notification_id)
+        _, claimed = await claim_batch(notification_id, Channel.SMS, 10, ctx.clock())
+        # Send only the first person's message, then "die": nothing is recorded.
+        first = next(c for c in claimed if c.person_id == people[0].person_id)
+        from notifications.channels.base import Recipient
+        from notifications.sender import outgoing_of
+        from schema.notifications import Notification
+
+        notification = await Notification.objects().where(Notification.id == notification_id).first()
+        await ctx.providers.adapters[Channel.SMS].send(
+            outgoing_of(notification),
+            [Recipient(delivery_id=first.delivery_id, person_id=first.person_id, address=people[0].mobile)],
+        )
+        later = ctx.clock() + dt.timedelta(seconds=settings.notify_claim_lease_seconds + 1)
+        result = await reconcile_in_doubt(ctx, later)
+        assert (result.found_sent, result.released) == (1, 2)
+        await sender.send_pending(ctx, notification_id, Channel.SMS)
+    assert sorted(m.to for m in fakes.twilio.messages) == sorted(p.mobile for p in people)
+    assert {r["status"] for r in await ledger(notification_id)} == {"sent"}
