@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import firebase_admin
 import google.auth.credentials
+import httpx
 from firebase_admin import credentials, messaging
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response as TwilioResponse
@@ -74,6 +75,49 @@ def point_messaging_at(app: firebase_admin.App, base_url: str) -> None:
     root = f"{base_url.rstrip('/')}/v1/projects/{app.project_id}"
     service._fcm_url = f"{root}/messages:send"
     service._fcm_topic_url = f"{root}/registrations"
+    _keep_connections_alive(service)
+
+
+# send_each_async sends up to 500 requests at once. Real FCM multiplexes them over one
+# HTTP/2 connection; the local fake speaks plain HTTP/1.1, where every request needs its
+# own connection and httpcore's pool re-scans all connections for every queued request
+# (quadratic: 500 requests took seconds). Bounding requests in flight before the pool keeps
+# both the connections and the queue small.
+FAKE_CONNECTIONS = 8
+
+
+class _BoundedTransport(httpx.AsyncBaseTransport):
+    def __init__(self, inner: httpx.AsyncBaseTransport, limit: int) -> None:
+        self._inner = inner
+        self._slots = asyncio.Semaphore(limit)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        async with self._slots:
+            response = await self._inner.handle_async_request(request)
+            # Read the body while holding the slot, so the connection is free when we let go.
+            body = await response.aread()
+            return httpx.Response(
+                response.status_code, headers=response.headers, content=body, extensions=response.extensions
+            )
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def _keep_connections_alive(service: Any) -> None:
+    wrapper = getattr(service, "_async_client", None)
+    transports = getattr(wrapper, "_mounts", None)
+    if not isinstance(transports, dict):
+        raise RuntimeError(
+            f"firebase_admin {firebase_admin.__version__}: messaging async client has no _mounts; "
+            "update notifications.fakes.sdk_wiring"
+        )
+    limits = httpx.Limits(max_connections=FAKE_CONNECTIONS, max_keepalive_connections=FAKE_CONNECTIONS)
+    for transport in transports.values():
+        if hasattr(transport, "_wrapped_transport"):
+            transport._wrapped_transport = _BoundedTransport(
+                httpx.AsyncHTTPTransport(retries=0, limits=limits), FAKE_CONNECTIONS
+            )
 
 
 def firebase_app_for_fake(

@@ -80,6 +80,10 @@ _GSM7 = frozenset(
 )
 
 
+# How many webhook deliveries (status callbacks, inbound) may be in flight at once.
+WEBHOOK_CONCURRENCY = 16
+
+
 class TwilioApiError(Exception):
     def __init__(self, code: int, detail: str | None = None) -> None:
         super().__init__(code)
@@ -128,6 +132,7 @@ class TwilioFake:
         self.webhooks: list[WebhookDelivery] = []
         self._validator = RequestValidator(auth_token)
         self._tasks = TaskGroupLite()
+        self._webhook_slots = asyncio.Semaphore(WEBHOOK_CONCURRENCY)
         self._http: httpx.AsyncClient | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -377,7 +382,10 @@ class TwilioFake:
             "I-Twilio-Idempotency-Token": str(uuid.uuid4()),
         }
         try:
-            response = await self._http.post(url, data=params, headers=headers)
+            # Bounded: thousands of callbacks queued in one httpx pool make its bookkeeping
+            # quadratic and stall the whole fake (Twilio also paces its webhook deliveries).
+            async with self._webhook_slots:
+                response = await self._http.post(url, data=params, headers=headers)
         except httpx.HTTPError as exc:
             delivery.error = f"{type(exc).__name__}: {exc}"
         else:
