@@ -7,7 +7,7 @@ who already have rows are skipped and inserts ignore conflicts.
 from __future__ import annotations
 
 import logging
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import msgspec
 
@@ -18,7 +18,7 @@ from notifications.facts import load_facts, load_site_policy
 from notifications.ledger import counters, existing_people, insert_rows
 from notifications.policy import Action, decide
 from schema.jsonvalue import as_dict, as_list
-from schema.notifications import Delivery, Notification
+from schema.notifications import Notification
 
 logger = logging.getLogger("opshub.notify.fanout")
 CHUNK = 1000
@@ -62,16 +62,18 @@ async def expand(ctx: NotifyContext, notification_id: UUID) -> list[Channel]:
                     decision.action
                 ]
                 rows.append(
-                    Delivery(
-                        site=notification.site,
-                        notification=notification_id,
-                        person=person_id,
-                        channel=str(channel),
-                        status=status,
-                        reason=str(decision.reason) if decision.reason else None,
-                        defer_until=decision.defer_until,
-                        created_at=now,
-                        updated_at=now,
+                    (
+                        uuid4(),
+                        notification.site,
+                        notification_id,
+                        person_id,
+                        str(channel),
+                        status,
+                        str(decision.reason) if decision.reason else None,
+                        decision.defer_until,
+                        0,
+                        now,
+                        now,
                     )
                 )
         await insert_rows(rows)

@@ -18,9 +18,8 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
-from piccolo.query.methods.insert import Insert
 
-from app.db import is_sqlite, write_transaction
+from app.db import bulk_insert, is_sqlite, write_transaction
 from notifications.categories import Channel
 from schema.notifications import Delivery
 
@@ -55,11 +54,24 @@ def _uuid(value: Any) -> UUID:
     return value if isinstance(value, UUID) else UUID(str(value))
 
 
-async def insert_rows(rows: Sequence[Delivery]) -> None:
-    """Insert ledger rows; a row that already exists (re-run) is left as it is."""
-    for start in range(0, len(rows), 500):
-        query: Insert[Any] = Delivery.insert(*rows[start : start + 500]).on_conflict(target=None, action="DO NOTHING")
-        await query
+LEDGER_COLUMNS = (
+    "id",
+    "site",
+    "notification",
+    "person",
+    "channel",
+    "status",
+    "reason",
+    "defer_until",
+    "attempts",
+    "created_at",
+    "updated_at",
+)
+
+
+async def insert_rows(rows: Sequence[tuple[Any, ...]]) -> None:
+    """Insert ledger rows (tuples in LEDGER_COLUMNS order); a row that already exists is left as it is."""
+    await bulk_insert("delivery", LEDGER_COLUMNS, rows, ignore_conflicts=True)
 
 
 async def existing_people(notification_id: UUID, person_ids: Sequence[UUID]) -> set[UUID]:
