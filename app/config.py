@@ -25,6 +25,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_url: str | None = None
     # None means: the launcher (or the test suite) starts a private redis-server.
     redis_url: str | None = None
+    # PostgreSQL connection pool per process; 0 opens a connection per query or transaction
+    # (the test suite uses 0: its HTTP test client runs the app on a loop of its own).
+    database_pool_size: int = 20
     redis_prefix: str = "opshub:"
     var_dir: str = "var"
     host: str = "127.0.0.1"
@@ -80,6 +83,7 @@ ENV_VARS: dict[str, str] = {
     "env": "OPSHUB_ENV",
     "database_url": "DATABASE_URL",
     "redis_url": "REDIS_URL",
+    "database_pool_size": "OPSHUB_DATABASE_POOL_SIZE",
     "redis_prefix": "OPSHUB_REDIS_PREFIX",
     "var_dir": "OPSHUB_VAR_DIR",
     "host": "HOST",
@@ -157,6 +161,8 @@ def _check_semantics(settings: Settings) -> None:
     for field in ("access_token_ttl_seconds", "refresh_token_ttl_seconds", "login_window_seconds"):
         if getattr(settings, field) <= 0:
             raise ConfigError(f"{ENV_VARS[field]}: must be a positive number of seconds")
+    if settings.database_pool_size < 0:
+        raise ConfigError("OPSHUB_DATABASE_POOL_SIZE: must be 0 or more")
     if settings.login_max_failures < 1:
         raise ConfigError("OPSHUB_LOGIN_MAX_FAILURES: must be at least 1")
     if settings.max_request_body_bytes < 1024:

@@ -70,11 +70,12 @@ async def write_transaction() -> AsyncIterator[None]:
             yield
 
 
-async def open_database() -> bool:
+async def open_database(settings: Settings | None = None) -> bool:
     """Start the connection pool where the engine has one; returns whether we started it."""
+    settings = settings or get_settings()
     engine = current_engine()
-    if isinstance(engine, PostgresEngine) and engine.pool is None:
-        await engine.start_connection_pool(min_size=1, max_size=20)
+    if isinstance(engine, PostgresEngine) and engine.pool is None and settings.database_pool_size > 0:
+        await engine.start_connection_pool(min_size=1, max_size=settings.database_pool_size)
         return True
     return False
 

@@ -33,9 +33,10 @@ DOCS_ASSETS = "/schema/assets"
 
 def route_handlers() -> list[ControllerRouterHandler]:
     """Every HTTP and websocket entry point of the hub, in one list."""
+    from app.occupants.controller import OccupantController
     from app.sites.controller import SiteController
 
-    return [health, ready, AuthController, SiteController, docs_assets_router()]
+    return [health, ready, AuthController, SiteController, OccupantController, docs_assets_router()]
 
 
 def docs_assets_router() -> ControllerRouterHandler:
@@ -73,7 +74,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        started_pool = await open_database()
+        started_pool = await open_database(settings)
         redis = create_redis(settings)
         app.state.redis = redis
         try:

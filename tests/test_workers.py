@@ -42,14 +42,16 @@ async def test_purge_keeps_recent_tokens_and_deletes_old_ones(world: World) -> N
 
 async def test_job_runs_through_a_real_arq_worker(world: World, settings: Any) -> None:
     old = await _token(world, dt.datetime.now(dt.UTC) - dt.timedelta(days=60))
-    pool = await create_pool(redis_settings(settings), default_queue_name=queue_name(settings))
+    # A queue of its own: other tests enqueue notification jobs on the run's queue.
+    queue = f"{queue_name(settings)}:maintenance-test"
+    pool = await create_pool(redis_settings(settings), default_queue_name=queue)
     try:
         job = await pool.enqueue_job("purge_expired_refresh_tokens")
         assert job is not None
         worker = Worker(
             functions=WorkerSettings.functions,
             redis_pool=pool,
-            queue_name=queue_name(settings),
+            queue_name=queue,
             burst=True,
             poll_delay=0.05,
             on_startup=WorkerSettings.on_startup,

@@ -164,6 +164,60 @@ class Directory:
             )
         return result
 
+    # Bulk helpers for the occupant listing and its importer: one query per 500 values, not one per row.
+    async def people_by_contacts(
+        self, site_id: UUID, kind: ContactKind, normalised_values: Iterable[str], label: ContactLabel | None = None
+    ) -> dict[str, set[UUID]]:
+        """Many ``find_by_contact`` lookups in one site at once: each normalised value -> the people holding it."""
+        by_index = {self.contact_index(kind, value): value for value in set(normalised_values)}
+        indexes = list(by_index)
+        found: dict[str, set[UUID]] = defaultdict(set)
+        for start in range(0, len(indexes), 500):
+            query = ContactPoint.select(ContactPoint.person, ContactPoint.value_index).where(
+                (ContactPoint.site == site_id)
+                & (ContactPoint.kind == kind)
+                & ContactPoint.value_index.is_in(indexes[start : start + 500])
+            )
+            if label is not None:
+                query = query.where(ContactPoint.label == label)
+            for row in await query:
+                found[by_index[row["value_index"]]].add(row["person"])
+        return dict(found)
+
+    async def replace_contact_points(
+        self, site_id: UUID, changes: Iterable[tuple[UUID, ContactKind, ContactLabel, str | None]]
+    ) -> None:
+        """Many ``set_contact_point`` calls at once: (person, kind, label, normalised value or None to remove)."""
+        removals: dict[tuple[ContactKind, ContactLabel], list[UUID]] = defaultdict(list)
+        rows: list[ContactPoint] = []
+        for person_id, kind, label, value in changes:
+            removals[(kind, label)].append(person_id)
+            if value is not None:
+                rows.append(
+                    self.contact_point_row(site_id=site_id, person_id=person_id, kind=kind, label=label, value=value)
+                )
+        for (kind, label), person_ids in removals.items():
+            for start in range(0, len(person_ids), 500):
+                await ContactPoint.delete().where(
+                    (ContactPoint.site == site_id)
+                    & ContactPoint.person.is_in(person_ids[start : start + 500])
+                    & (ContactPoint.kind == kind)
+                    & (ContactPoint.label == label)
+                )
+        for start in range(0, len(rows), 500):
+            await ContactPoint.insert(*rows[start : start + 500])
+
+    async def replace_vehicles(
+        self, site_id: UUID, *, remove_ids: Iterable[UUID], add: Iterable[tuple[UUID, str]]
+    ) -> None:
+        """Remove vehicles by id and add (person, plate) pairs, in bulk."""
+        doomed = list(remove_ids)
+        for start in range(0, len(doomed), 500):
+            await Vehicle.delete().where((Vehicle.site == site_id) & Vehicle.id.is_in(doomed[start : start + 500]))
+        rows = [self.vehicle_row(site_id=site_id, person_id=person_id, plate=plate) for person_id, plate in add]
+        for start in range(0, len(rows), 500):
+            await Vehicle.insert(*rows[start : start + 500])
+
 
 def directory_for(settings: Settings) -> Directory:
     return Directory(cipher_for(settings))

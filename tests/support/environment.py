@@ -61,6 +61,9 @@ class TestEnvironment:
                 "REDIS_URL": self.redis_url,
                 "OPSHUB_REDIS_PREFIX": f"opshub-test-{self.run_id}:",
                 "OPSHUB_VAR_DIR": str(self.tmp / "var"),
+                # Litestar's test client runs the app on a loop of its own: a pool opened there
+                # could not serve fixtures on the test loop.
+                "OPSHUB_DATABASE_POOL_SIZE": "0",
             }
         )
         # Migrations run in a child process exactly as the release step does.
