@@ -26,6 +26,7 @@ from app.errors import EXCEPTION_HANDLERS
 from app.people.directory import directory_for
 from app.redis import create_redis
 from app.system.controller import health, ready
+from realtime.gateway import realtime_gateway, realtime_lifespan
 
 VERSION = "0.1.0"
 DOCS_ASSETS = "/schema/assets"
@@ -36,7 +37,7 @@ def route_handlers() -> list[ControllerRouterHandler]:
     from app.occupants.controller import OccupantController
     from app.sites.controller import SiteController
 
-    return [health, ready, AuthController, SiteController, OccupantController, docs_assets_router()]
+    return [health, ready, AuthController, SiteController, OccupantController, docs_assets_router(), realtime_gateway]
 
 
 def docs_assets_router() -> ControllerRouterHandler:
@@ -86,7 +87,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     app = Litestar(
         route_handlers=route_handlers(),
-        lifespan=[lifespan],
+        lifespan=[lifespan, realtime_lifespan],
         dependencies=DEPENDENCIES,
         middleware=[DefineMiddleware(BearerAuthMiddleware, exclude=["^/schema"])],
         guards=[role_guard],
