@@ -12,6 +12,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from app.config import ConfigError, Settings, load_settings
@@ -40,11 +41,64 @@ def migrate() -> None:
     asyncio.run(_migrate())
 
 
+def start_provider_fakes(settings: Settings, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    """The local Twilio/FCM/SMTP fakes, so the demo sends nothing real and shows what it 'sent'."""
+    import httpx
+
+    from app.devredis import free_port
+
+    port, smtp_port = free_port(), free_port()
+    fcm_token = settings.fcm_access_token or "local-fcm-token"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "notifications.fakes",
+            "--port",
+            str(port),
+            "--smtp-port",
+            str(smtp_port),
+            "--twilio-account-sid",
+            settings.twilio_account_sid,
+            "--twilio-auth-token",
+            settings.twilio_auth_token,
+            "--fcm-project-id",
+            settings.fcm_project_id,
+            "--fcm-access-token",
+            fcm_token,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            httpx.get(f"{base}/_fake/state", timeout=1).raise_for_status()
+            break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    else:
+        process.terminate()
+        raise RuntimeError("the provider fakes did not start")
+    env.update(
+        {
+            "TWILIO_BASE_URL": f"{base}/twilio",
+            "FCM_BASE_URL": f"{base}/fcm",
+            "FCM_ACCESS_TOKEN": fcm_token,
+            "SMTP_HOST": "127.0.0.1",
+            "SMTP_PORT": str(smtp_port),
+        }
+    )
+    return process, f"{base}/_fake/"
+
+
 def run(settings: Settings) -> int:
     from app.devredis import PrivateRedis
     from app.seed import DEMO_LOGINS, DEMO_SITE_SLUG
 
     private_redis: PrivateRedis | None = None
+    fakes: subprocess.Popen[bytes] | None = None
     env = dict(os.environ)
     # Procfile commands (uvicorn, arq) live beside this interpreter, in the project's venv.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
@@ -54,8 +108,10 @@ def run(settings: Settings) -> int:
         print(f"opshub: started a private redis-server at {env['REDIS_URL']}")
     try:
         subprocess.run([sys.executable, "-m", "app.launcher", "migrate"], cwd=ROOT, env=env, check=True)
-        seeded = subprocess.run([sys.executable, "-m", "app.launcher", "seed"], cwd=ROOT, env=env, check=True)
-        del seeded
+        subprocess.run([sys.executable, "-m", "app.launcher", "seed"], cwd=ROOT, env=env, check=True)
+        dashboard = None
+        if settings.start_fakes and not (settings.twilio_base_url or settings.fcm_base_url):
+            fakes, dashboard = start_provider_fakes(settings, env)
         url = f"http://{settings.host}:{settings.port}"
         print(
             f"\nopshub is starting at {url}  (API docs: {url}/schema/swagger, readiness: {url}/ready)\n"
@@ -63,6 +119,8 @@ def run(settings: Settings) -> int:
         )
         for role, username, password in DEMO_LOGINS:
             print(f"  {role:<14} {username:<36} {password}")
+        if dashboard:
+            print(f"Nothing leaves this machine: SMS, WhatsApp, push and email go to local fakes; see {dashboard}")
         print()
         env.setdefault("HOST", settings.host)
         return subprocess.call(
@@ -84,6 +142,9 @@ def run(settings: Settings) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
+        if fakes is not None:
+            fakes.terminate()
+            fakes.wait(timeout=10)
         if private_redis is not None:
             private_redis.stop()
 

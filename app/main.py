@@ -36,8 +36,23 @@ def route_handlers() -> list[ControllerRouterHandler]:
     """Every HTTP and websocket entry point of the hub, in one list."""
     from app.occupants.controller import OccupantController
     from app.sites.controller import SiteController
+    from notifications.api import AnnouncementController, FeedController, NcprController, PreferenceController
+    from notifications.webhooks import TwilioWebhookController
 
-    return [health, ready, AuthController, SiteController, OccupantController, docs_assets_router(), realtime_gateway]
+    return [
+        health,
+        ready,
+        AuthController,
+        SiteController,
+        OccupantController,
+        AnnouncementController,
+        PreferenceController,
+        FeedController,
+        NcprController,
+        TwilioWebhookController,
+        docs_assets_router(),
+        realtime_gateway,
+    ]
 
 
 def docs_assets_router() -> ControllerRouterHandler:
@@ -85,9 +100,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
             if started_pool:
                 await close_database()
 
+    from notifications.api import job_queue_lifespan  # closes the arq pool the announcement routes open
+
     app = Litestar(
         route_handlers=route_handlers(),
-        lifespan=[lifespan, realtime_lifespan],
+        lifespan=[lifespan, realtime_lifespan, job_queue_lifespan],
         dependencies=DEPENDENCIES,
         middleware=[DefineMiddleware(BearerAuthMiddleware, exclude=["^/schema"])],
         guards=[role_guard],

@@ -207,17 +207,20 @@ async def advance_from_callback(
     if rank is None or rank < PROGRESS_RANK["sent"]:
         return False
     earlier = [s for s, r in PROGRESS_RANK.items() if r < rank and s not in ("pending", "deferred")]
-    stamp = {"sent": "sent_at", "delivered": "delivered_at", "read": "read_at"}[status]
     placeholders = ", ".join("{}" for _ in earlier)
+    # sent_at is kept if already set; the later stamps are set once (assigning a column twice
+    # in one UPDATE is an error on PostgreSQL).
+    stamp = {"sent": "", "delivered": ", delivered_at = {}", "read": ", read_at = {}"}[status]
+    stamp_args = [] if status == "sent" else [now]
     moved = await Delivery.raw(
-        f"UPDATE delivery SET status = {{}}, {stamp} = {{}}, provider_id = COALESCE(provider_id, {{}}), "
-        f"sent_at = COALESCE(sent_at, {{}}), updated_at = {{}} WHERE id = {{}} AND status IN ({placeholders}) "
+        f"UPDATE delivery SET status = {{}}, provider_id = COALESCE(provider_id, {{}}), "
+        f"sent_at = COALESCE(sent_at, {{}}), updated_at = {{}}{stamp} WHERE id = {{}} AND status IN ({placeholders}) "
         "RETURNING id",
         status,
-        now,
         provider_id,
         now,
         now,
+        *stamp_args,
         delivery_id,
         *earlier,
     )

@@ -17,9 +17,9 @@ from uuid import UUID
 
 import msgspec
 
-from app.people.directory import ContactKind
 from notifications.categories import DEFAULT_TTL_SECONDS, Category, Channel, Urgency
 from notifications.channels.base import ChannelAdapter, Outcome, Outgoing, Recipient
+from notifications.contacts import mark_contact
 from notifications.context import NotifyContext
 from notifications.facts import PersonFacts, load_facts, load_site_policy
 from notifications.ledger import (
@@ -35,11 +35,10 @@ from notifications.ledger import (
     record_suppressed,
 )
 from notifications.policy import Action, Reason, decide
-from notifications.preferences import withdraw_everywhere
 from notifications.ratelimit import RateLimiter
 from schema.jsonvalue import as_dict
 from schema.notifications import Delivery, Notification
-from schema.tables import ContactPoint, Device
+from schema.tables import Device
 
 logger = logging.getLogger("opshub.notify.sender")
 BATCH = {Channel.PUSH: 500, Channel.IN_APP: 500, Channel.EMAIL: 100, Channel.SMS: 200, Channel.WHATSAPP: 200}
@@ -74,10 +73,17 @@ def outgoing_of(notification: Notification) -> Outgoing:
 
 
 async def send_pending(ctx: NotifyContext, notification_id: UUID, channel: Channel) -> SendSummary:
+    """Send every due pending row of this notification on this channel, batch by batch."""
     summary = SendSummary()
+    await _send_batches(ctx, notification_id, channel, summary)
+    await finish_if_done(ctx, notification_id)
+    return summary
+
+
+async def _send_batches(ctx: NotifyContext, notification_id: UUID, channel: Channel, summary: SendSummary) -> None:
     notification = await Notification.objects().where(Notification.id == notification_id).first()
     if notification is None:
-        return summary
+        return
     adapter = ctx.providers.adapters[channel]
     limiter = ctx.providers.limits.get(channel)
     policy = await load_site_policy(notification.site)
@@ -125,8 +131,6 @@ async def send_pending(ctx: NotifyContext, notification_id: UUID, channel: Chann
         if ctx.progress is not None and time.monotonic() - last_progress >= PROGRESS_INTERVAL_SECONDS:
             last_progress = time.monotonic()
             await ctx.progress(notification.site, notification_id, await counters(notification_id))
-    await finish_if_done(ctx, notification_id)
-    return summary
 
 
 async def _send_within_limit(
@@ -184,13 +188,15 @@ async def _record_outcomes(
         if outcome.dead_tokens:
             await Device.delete().where(Device.push_token.is_in(list(outcome.dead_tokens)))
         if outcome.effect in ("opted_out", "invalid_address"):
-            await _mark_contact(
-                ctx,
-                site_id,
-                person_of[outcome.delivery_id],
-                channel,
-                outcome.effect,
-                facts[person_of[outcome.delivery_id]],
+            person_id = person_of[outcome.delivery_id]
+            await mark_contact(
+                ctx.directory,
+                site_id=site_id,
+                person_id=person_id,
+                channel=channel,
+                effect=outcome.effect,
+                address=facts[person_id].address(channel),
+                policy_version=ctx.settings.notify_policy_version,
             )
     await record_sent(token, sent, now)
     await record_failed(token, failed, now)
@@ -200,30 +206,6 @@ async def _record_outcomes(
     summary.sent += len(sent)
     summary.failed += len(failed)
     summary.retried += len(retry)
-
-
-async def _mark_contact(
-    ctx: NotifyContext, site_id: UUID, person_id: UUID, channel: Channel, effect: str, facts: PersonFacts
-) -> None:
-    """Record what the provider told us, so we stop sending where it cannot arrive."""
-    kind: ContactKind = "email" if channel is Channel.EMAIL else "mobile"
-    value = facts.address(channel)
-    if value is None:
-        return
-    status = "opted_out" if effect == "opted_out" else "invalid"
-    index = ctx.directory.contact_index(kind, value)
-    await ContactPoint.update({ContactPoint.status: status}).where(
-        (ContactPoint.person == person_id) & (ContactPoint.kind == kind) & (ContactPoint.value_index == index)
-    )
-    if effect == "opted_out":
-        # The carrier-level STOP is a withdrawal of consent too: it belongs in the history.
-        await withdraw_everywhere(
-            site_id=site_id,
-            person_id=person_id,
-            channels=[channel],
-            source="provider",
-            policy_version=ctx.settings.notify_policy_version,
-        )
 
 
 async def finish_if_done(ctx: NotifyContext, notification_id: UUID) -> bool:

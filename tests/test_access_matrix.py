@@ -96,11 +96,36 @@ async def _resource_ids(world: World) -> dict[str, str]:
 
     A new path parameter without an entry here fails the cross-site test: add one.
     """
+    from notifications.audience import Audience
+    from notifications.categories import Category, Channel
+    from notifications.service import NotificationRequest, create_notification
+    from schema.notifications import Delivery
+
+    notification_id, _ = await create_notification(
+        site_id=world.site_id,
+        request=NotificationRequest(
+            title="Water",
+            body="Off at 10",
+            category=Category.ANNOUNCEMENT,
+            audience=Audience(everyone=True),
+            channels=[Channel.IN_APP],
+        ),
+    )
+    delivery = Delivery(
+        site=world.site_id,
+        notification=notification_id,
+        person=world.people["occupant"],
+        channel=str(Channel.IN_APP),
+        status="sent",
+    )
+    await delivery.save()
     return {
         "unit_id": str(world.unit_ids[0]),
         "building_id": str(world.building_ids[0]),
         "person_id": str(world.people["occupant"]),
         "occupant_id": str(world.people["occupant"]),
+        "notification_id": str(notification_id),
+        "delivery_id": str(delivery.id),
     }
 
 

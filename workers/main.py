@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from arq import cron
+from arq import cron, func
 from arq.connections import RedisSettings
 
 from app.config import Settings, get_settings
 from app.db import close_database, open_database
-from workers import maintenance
+from workers import maintenance, notify_jobs
 
 
 def queue_name(settings: Settings) -> str:
@@ -27,22 +27,48 @@ def redis_settings(settings: Settings) -> RedisSettings:
 
 
 async def startup(ctx: dict[str, Any]) -> None:
-    ctx["settings"] = get_settings()
+    settings = get_settings()
+    ctx["settings"] = settings
     ctx["started_pool"] = await open_database()
+    ctx["notify"] = build_notify_context(settings, ctx["redis"])
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    notify = ctx.get("notify")
+    if notify is not None:
+        await notify.providers.aclose()
     if ctx.get("started_pool"):
         await close_database()
+
+
+def build_notify_context(settings: Settings, redis: Any) -> Any:
+    from app.people.directory import directory_for
+    from notifications.context import NotifyContext
+    from notifications.live import feed_announcer, progress_sink
+    from notifications.providers import build_providers
+
+    return NotifyContext(
+        settings=settings,
+        redis=redis,
+        directory=directory_for(settings),
+        providers=build_providers(settings, redis, feed_announcer(redis, settings)),
+        progress=progress_sink(redis, settings),
+    )
 
 
 _settings = get_settings()
 
 
 class WorkerSettings:
-    functions: ClassVar[list[Any]] = [maintenance.purge_expired_refresh_tokens]
+    functions: ClassVar[list[Any]] = [
+        maintenance.purge_expired_refresh_tokens,
+        func(notify_jobs.notify_expand, timeout=600, keep_result=0, max_tries=1000),
+        func(notify_jobs.notify_send, timeout=600, keep_result=0, max_tries=1000),
+    ]
     cron_jobs: ClassVar[list[Any]] = [
         cron(maintenance.purge_expired_refresh_tokens, hour={3}, minute={15}, run_at_startup=False, unique=True),
+        # Every 5 s: re-derive due, deferred, in-doubt and stalled work from the ledger.
+        cron(notify_jobs.notify_tick, second=set(range(0, 60, 5)), run_at_startup=True, unique=True),
     ]
     on_startup = startup
     on_shutdown = shutdown

@@ -34,7 +34,8 @@ class Recipient:
 
 async def add_recipients(world: World, count: int, *, start: int = 0) -> list[Recipient]:
     """`count` occupants of the world's first unit, each with a mobile, an email and one device."""
-    serial = 7_000_000_000 + int(secrets.token_hex(3), 16) * 1000 + start
+    # Valid Indian mobiles (10 digits from 9): phonenumbers must accept them, as a real one would be.
+    serial = 9_000_000_000 + secrets.randbelow(890_000) * 1000 + start
     specs = [(f"+91{serial + i}", f"r{serial + i}@example.test", f"tok-{secrets.token_hex(12)}") for i in range(count)]
     ids = await create_people(
         directory_for(world.settings),

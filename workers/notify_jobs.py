@@ -1,0 +1,95 @@
+"""arq jobs of the notification pipeline. Thin: locks, then calls into notifications/.
+
+The ledger is the truth; the queue only says "look at this now". `notify_tick` re-derives
+everything that should be running from the database every few seconds (due schedules, due
+deferrals, in-doubt sends, stalled expansions), so a worker killed at any point loses
+nothing: its work is picked up again by whichever worker ticks next.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import secrets
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
+from typing import Any, cast
+from uuid import UUID
+
+from arq.connections import ArqRedis
+
+from app.config import Settings
+from notifications import fanout, recovery, sender, service
+from notifications.categories import Channel
+from notifications.context import NotifyContext
+from notifications.ledger import release_due_deferrals
+
+logger = logging.getLogger("opshub.notify.jobs")
+
+_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+
+def _lock_key(settings: Settings, name: str) -> str:
+    return f"{settings.redis_prefix}notify:lock:{name}"
+
+
+@asynccontextmanager
+async def exclusive(ctx: dict[str, Any], name: str) -> AsyncIterator[bool]:
+    """One holder per name across workers; expires by itself if the holder dies."""
+    settings: Settings = ctx["settings"]
+    redis: ArqRedis = ctx["redis"]
+    key, token = _lock_key(settings, name), secrets.token_hex(8)
+    ttl = max(2, settings.notify_claim_lease_seconds)
+    acquired = bool(await redis.set(key, token, nx=True, ex=ttl))
+    try:
+        yield acquired
+    finally:
+        if acquired:
+            await cast(Awaitable[Any], redis.eval(_RELEASE, 1, key, token))
+
+
+async def enqueue_send(ctx: dict[str, Any], notification_id: UUID, channel: str) -> None:
+    await ctx["redis"].enqueue_job("notify_send", str(notification_id), channel)
+
+
+async def enqueue_expand(redis: ArqRedis, notification_id: UUID) -> None:
+    await redis.enqueue_job("notify_expand", str(notification_id))
+
+
+async def notify_expand(ctx: dict[str, Any], notification_id: str) -> int:
+    notify: NotifyContext = ctx["notify"]
+    async with exclusive(ctx, f"expand:{notification_id}") as mine:
+        if not mine:
+            return 0
+        channels = await fanout.expand(notify, UUID(notification_id))
+    for channel in channels:
+        await enqueue_send(ctx, UUID(notification_id), str(channel))
+    return len(channels)
+
+
+async def notify_send(ctx: dict[str, Any], notification_id: str, channel: str) -> int:
+    notify: NotifyContext = ctx["notify"]
+    async with exclusive(ctx, f"send:{notification_id}:{channel}") as mine:
+        if not mine:
+            return 0  # another worker is sending this channel; it will take every pending row
+        summary = await sender.send_pending(notify, UUID(notification_id), Channel(channel))
+    return summary.sent
+
+
+async def notify_tick(ctx: dict[str, Any], now: dt.datetime | None = None) -> dict[str, int]:
+    notify: NotifyContext = ctx["notify"]
+    now = now or notify.clock()
+    lease = dt.timedelta(seconds=notify.settings.notify_claim_lease_seconds)
+    due = await service.due_notifications(now)
+    stalled = await service.stalled("expanding", now - lease)
+    for notification_id in [*due, *stalled]:
+        await enqueue_expand(ctx["redis"], notification_id)
+    wake: set[tuple[UUID, str]] = set(await release_due_deferrals(now))
+    reconciled = await recovery.reconcile_in_doubt(notify, now)
+    wake |= set(reconciled.to_send)
+    for notification_id in await service.stalled("sending", now - lease):
+        wake |= {(notification_id, str(c)) for c in await sender.pending_channels(notification_id)}
+        await sender.finish_if_done(notify, notification_id)
+    for notification_id, channel in sorted(wake, key=str):
+        await enqueue_send(ctx, notification_id, channel)
+    return {"expand": len(due) + len(stalled), "send": len(wake), "in_doubt": reconciled.released}
