@@ -83,6 +83,8 @@ def start_provider_fakes(settings: Settings, env: dict[str, str]) -> tuple[subpr
         raise RuntimeError("the provider fakes did not start")
     env.update(
         {
+            # A stand-in for an approved WhatsApp template, so out-of-window messages can go.
+            "OPSHUB_WHATSAPP_TEMPLATE_SID": settings.whatsapp_template_sid or "HX" + "d" * 32,
             "TWILIO_BASE_URL": f"{base}/twilio",
             "FCM_BASE_URL": f"{base}/fcm",
             "FCM_ACCESS_TOKEN": fcm_token,

@@ -15,7 +15,7 @@ from app.auth.roles import Role
 from app.config import Settings
 from app.people.directory import directory_for
 from app.people.service import NewPerson, UnitLink, create_people
-from schema.tables import Building, Resource, Site, Unit
+from schema.tables import Building, Device, Resource, Site, Unit
 
 DEMO_SITE_SLUG = "demo"
 DEMO_PASSWORD = "opshub-demo"
@@ -143,7 +143,15 @@ async def seed_demo_site(settings: Settings, *, units_per_floor: int = 10, floor
                 primary_mobile=mobile(),
             )
         )
-    await create_people(directory, site.id, people)
+    person_ids = await create_people(directory, site.id, people)
+    # Owners (every second person, from the first) have the app installed: push has somewhere to go.
+    owner_ids = person_ids[: 2 * len(unit_ids) : 2]
+    await Device.insert(
+        *[
+            Device(site=site.id, person=pid, platform="android" if n % 3 else "ios", push_token=f"demo-device-{n}")
+            for n, pid in enumerate(owner_ids)
+        ]
+    )
 
     resources = [
         Resource(site=site.id, kind="amenity", code="CLUB", name="Clubhouse hall", details={"capacity": 80}),
