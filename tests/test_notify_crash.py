@@ -50,8 +50,14 @@ def _worker_env(fakes: Any) -> dict[str, str]:
 
 async def _start_worker(env: dict[str, str]) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "arq", "workers.main.WorkerSettings",
-        cwd=ROOT, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        sys.executable,
+        "-m",
+        "arq",
+        "workers.main.WorkerSettings",
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
     )
 
 
@@ -59,8 +65,8 @@ async def _count(notification_id: Any, statuses: list[str]) -> int:
     return await Delivery.count().where((Delivery.notification == notification_id) & Delivery.status.is_in(statuses))
 
 
-async def _wait_until(predicate: Any, timeout: float, what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def _wait_until(predicate: Any, within: float, what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + within
     while not await predicate():
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
