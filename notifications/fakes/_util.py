@@ -5,9 +5,13 @@ import secrets
 from collections.abc import Coroutine, Mapping
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import msgspec
+from litestar import Response, get, patch, post
+from litestar.exceptions import ValidationException
+from litestar.handlers import HTTPRouteHandler
+from litestar.params import JSONBody
 
 S = TypeVar("S", bound=msgspec.Struct)
 
@@ -57,3 +61,38 @@ class TaskGroupLite:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class ControllableFake(Protocol):
+    """What every fake offers its /_fake control routes."""
+
+    @property
+    def behaviour(self) -> msgspec.Struct: ...
+
+    def configure(self, **changes: Any) -> msgspec.Struct: ...
+
+    def reset(self) -> None: ...
+
+
+def control_routes(fake: ControllableFake) -> list[HTTPRouteHandler]:
+    """GET/PATCH /_fake/config and POST /_fake/reset, the same for every fake."""
+
+    def behaviour_response(behaviour: msgspec.Struct) -> Response[bytes]:
+        return Response(msgspec.json.encode(behaviour), media_type="application/json")
+
+    @get("/_fake/config")
+    async def get_config() -> Response[bytes]:
+        return behaviour_response(fake.behaviour)
+
+    @patch("/_fake/config")
+    async def patch_config(data: JSONBody[dict[str, Any]]) -> Response[bytes]:
+        try:
+            return behaviour_response(fake.configure(**data))
+        except msgspec.ValidationError as exc:
+            raise ValidationException(str(exc)) from exc
+
+    @post("/_fake/reset", status_code=204)
+    async def reset() -> None:
+        fake.reset()
+
+    return [get_config, patch_config, reset]

@@ -11,11 +11,10 @@ from datetime import datetime
 from typing import Any, Literal
 
 import msgspec
-from litestar import Request, Response, Router, get, patch, post
-from litestar.exceptions import ValidationException
-from litestar.params import FromPath, JSONBody
+from litestar import Request, Response, Router, get, post
+from litestar.params import FromPath
 
-from notifications.fakes._util import merge_into_struct, utcnow
+from notifications.fakes._util import control_routes, merge_into_struct, utcnow
 
 DEFAULT_PROJECT_ID = "opshub-dev"
 DEFAULT_ACCESS_TOKEN = "fake-fcm-access-token"
@@ -250,19 +249,11 @@ def fcm_router(fake: FcmFake, path: str = "/fcm") -> Router:
     async def list_messages() -> list[FcmMessage]:
         return fake.messages
 
-    @get("/_fake/config")
-    async def get_config() -> FcmBehaviour:
-        return fake.behaviour
-
-    @patch("/_fake/config")
-    async def patch_config(data: JSONBody[dict[str, Any]]) -> FcmBehaviour:
-        try:
-            return fake.configure(**data)
-        except msgspec.ValidationError as exc:
-            raise ValidationException(str(exc)) from exc
-
-    @post("/_fake/reset", status_code=204)
-    async def reset() -> None:
-        fake.reset()
-
-    return Router(path=path, route_handlers=[send, list_messages, get_config, patch_config, reset])
+    return Router(
+        path=path,
+        route_handlers=[
+            send,
+            list_messages,
+            *control_routes(fake),
+        ],
+    )

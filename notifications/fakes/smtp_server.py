@@ -12,11 +12,9 @@ from typing import Any
 
 import msgspec
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
-from litestar import Router, get, patch, post
-from litestar.exceptions import ValidationException
-from litestar.params import JSONBody
+from litestar import Router, get
 
-from notifications.fakes._util import merge_into_struct, utcnow
+from notifications.fakes._util import control_routes, merge_into_struct, utcnow
 
 
 class SmtpBehaviour(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -137,19 +135,10 @@ def smtp_router(fake: SmtpFake, path: str = "/smtp") -> Router:
     async def list_emails() -> list[ReceivedEmail]:
         return fake.emails
 
-    @get("/_fake/config")
-    async def get_config() -> SmtpBehaviour:
-        return fake.behaviour
-
-    @patch("/_fake/config")
-    async def patch_config(data: JSONBody[dict[str, Any]]) -> SmtpBehaviour:
-        try:
-            return fake.configure(**data)
-        except msgspec.ValidationError as exc:
-            raise ValidationException(str(exc)) from exc
-
-    @post("/_fake/reset", status_code=204)
-    async def reset() -> None:
-        fake.reset()
-
-    return Router(path=path, route_handlers=[list_emails, get_config, patch_config, reset])
+    return Router(
+        path=path,
+        route_handlers=[
+            list_emails,
+            *control_routes(fake),
+        ],
+    )

@@ -4,16 +4,16 @@ import asyncio
 from typing import Any
 
 import msgspec
-from litestar import Request, Response, Router, get, patch, post
-from litestar.exceptions import NotFoundException, ValidationException
+from litestar import Request, Response, Router, get, post
+from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, JSONBody
 
+from notifications.fakes._util import control_routes
 from notifications.fakes.twilio_models import (
     API_VERSION,
     InboundRequest,
     PlacedCall,
     SentMessage,
-    TwilioBehaviour,
     WebhookDelivery,
 )
 from notifications.fakes.twilio_server import TwilioApiError, TwilioFake, encode_error
@@ -135,21 +135,6 @@ def twilio_router(fake: TwilioFake, path: str = "/twilio") -> Router:
     async def list_webhooks() -> list[WebhookDelivery]:
         return fake.webhooks
 
-    @get("/_fake/config")
-    async def get_config() -> TwilioBehaviour:
-        return fake.behaviour
-
-    @patch("/_fake/config")
-    async def patch_config(data: JSONBody[dict[str, Any]]) -> TwilioBehaviour:
-        try:
-            return fake.configure(**data)
-        except msgspec.ValidationError as exc:
-            raise ValidationException(str(exc)) from exc
-
-    @post("/_fake/reset", status_code=204)
-    async def reset() -> None:
-        fake.reset()
-
     @post("/_fake/drain", status_code=204)
     async def drain() -> None:
         async with asyncio.timeout(30):
@@ -171,9 +156,7 @@ def twilio_router(fake: TwilioFake, path: str = "/twilio") -> Router:
             get_message,
             list_calls,
             list_webhooks,
-            get_config,
-            patch_config,
-            reset,
+            *control_routes(fake),
             drain,
             inbound,
         ],
