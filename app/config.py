@@ -39,6 +39,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     login_max_failures: int = 5
     login_window_seconds: int = 900
     max_request_body_bytes: int = 2 * 1024 * 1024
+    # Uploaded photos (visitors, complaints). None means var_dir/uploads.
+    upload_dir: str | None = None
+    upload_max_bytes: int = 1536 * 1024
+    # Personal-data export archives. None means var_dir/exports.
+    export_dir: str | None = None
     # Comma-separated Fernet keys, newest first: the first encrypts, all decrypt.
     data_encryption_keys: str = DEV_DATA_KEYS
     blind_index_key: str = DEV_BLIND_INDEX_KEY
@@ -70,6 +75,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     start_fakes: bool = True
 
     @property
+    def upload_path(self) -> Path:
+        return Path(self.upload_dir) if self.upload_dir else Path(self.var_dir) / "uploads"
+
+    @property
+    def export_path(self) -> Path:
+        return Path(self.export_dir) if self.export_dir else Path(self.var_dir) / "exports"
+
+    @property
     def sqlite_path(self) -> Path:
         return Path(self.var_dir) / "opshub.sqlite"
 
@@ -95,6 +108,9 @@ ENV_VARS: dict[str, str] = {
     "login_max_failures": "OPSHUB_LOGIN_MAX_FAILURES",
     "login_window_seconds": "OPSHUB_LOGIN_WINDOW_SECONDS",
     "max_request_body_bytes": "OPSHUB_MAX_REQUEST_BODY_BYTES",
+    "upload_dir": "OPSHUB_UPLOAD_DIR",
+    "upload_max_bytes": "OPSHUB_UPLOAD_MAX_BYTES",
+    "export_dir": "OPSHUB_EXPORT_DIR",
     "data_encryption_keys": "OPSHUB_DATA_ENCRYPTION_KEYS",
     "blind_index_key": "OPSHUB_BLIND_INDEX_KEY",
     "log_level": "OPSHUB_LOG_LEVEL",
@@ -167,6 +183,8 @@ def _check_semantics(settings: Settings) -> None:
         raise ConfigError("OPSHUB_LOGIN_MAX_FAILURES: must be at least 1")
     if settings.max_request_body_bytes < 1024:
         raise ConfigError("OPSHUB_MAX_REQUEST_BODY_BYTES: must be at least 1024")
+    if not 1024 <= settings.upload_max_bytes < settings.max_request_body_bytes:
+        raise ConfigError("OPSHUB_UPLOAD_MAX_BYTES: must be at least 1024 and below OPSHUB_MAX_REQUEST_BODY_BYTES")
     if len(settings.jwt_secret) < 32:
         raise ConfigError("OPSHUB_JWT_SECRET: must be at least 32 characters")
     from app.security.crypto import parse_fernet_keys  # local: keeps config import-light

@@ -34,8 +34,12 @@ DOCS_ASSETS = "/schema/assets"
 
 def route_handlers() -> list[ControllerRouterHandler]:
     """Every HTTP and websocket entry point of the hub, in one list."""
+    from app.complaints.routes import ROUTES as COMPLAINT_ROUTES
     from app.occupants.controller import OccupantController
+    from app.privacy.routes import ROUTES as PRIVACY_ROUTES
     from app.sites.controller import SiteController
+    from app.slots.routes import ROUTES as SLOT_ROUTES
+    from app.visitors.routes import ROUTES as VISITOR_ROUTES
     from notifications.api import AnnouncementController, FeedController, NcprController, PreferenceController
     from notifications.webhooks import TwilioWebhookController
 
@@ -50,6 +54,10 @@ def route_handlers() -> list[ControllerRouterHandler]:
         FeedController,
         NcprController,
         TwilioWebhookController,
+        *VISITOR_ROUTES,
+        *COMPLAINT_ROUTES,
+        *SLOT_ROUTES,
+        *PRIVACY_ROUTES,
         docs_assets_router(),
         realtime_gateway,
     ]

@@ -9,7 +9,17 @@ CURRENT_DIRECTORY = os.path.dirname(os.path.abspath(__file__))
 APP_CONFIG = AppConfig(
     app_name="opshub",
     migrations_folder_path=os.path.join(CURRENT_DIRECTORY, "piccolo_migrations"),
-    table_classes=table_finder(modules=["schema.tables", "schema.notifications"], exclude_imported=True),
+    table_classes=table_finder(
+        modules=[
+            "schema.tables",
+            "schema.notifications",
+            "schema.visitors",
+            "schema.complaints",
+            "schema.slots",
+            "schema.privacy",
+        ],
+        exclude_imported=True,
+    ),
     migration_dependencies=[],
     commands=[],
 )

@@ -119,7 +119,12 @@ async def _resource_ids(world: World) -> dict[str, str]:
         status="sent",
     )
     await delivery.save()
-    return {
+    from tests.support import ids_complaints, ids_privacy, ids_slots, ids_visitors
+
+    module_ids: dict[str, str] = {}
+    for module in (ids_visitors, ids_complaints, ids_slots, ids_privacy):
+        module_ids.update(await module.resource_ids(world))
+    return module_ids | {
         "unit_id": str(world.unit_ids[0]),
         "building_id": str(world.building_ids[0]),
         "person_id": str(world.people["occupant"]),

@@ -13,7 +13,9 @@ from arq.connections import RedisSettings
 
 from app.config import Settings, get_settings
 from app.db import close_database, open_database
-from workers import maintenance, notify_jobs
+from workers import complaint_jobs, maintenance, notify_jobs, privacy_jobs, slot_jobs, visitor_jobs
+
+MODULE_JOBS = (visitor_jobs, complaint_jobs, slot_jobs, privacy_jobs)
 
 
 def queue_name(settings: Settings) -> str:
@@ -64,11 +66,13 @@ class WorkerSettings:
         maintenance.purge_expired_refresh_tokens,
         func(notify_jobs.notify_expand, timeout=600, keep_result=0, max_tries=1000),
         func(notify_jobs.notify_send, timeout=600, keep_result=0, max_tries=1000),
+        *(job for module in MODULE_JOBS for job in module.FUNCTIONS),
     ]
     cron_jobs: ClassVar[list[Any]] = [
         cron(maintenance.purge_expired_refresh_tokens, hour={3}, minute={15}, run_at_startup=False, unique=True),
         # Every 5 s: re-derive due, deferred, in-doubt and stalled work from the ledger.
         cron(notify_jobs.notify_tick, second=set(range(0, 60, 5)), run_at_startup=True, unique=True),
+        *(job for module in MODULE_JOBS for job in module.CRON_JOBS),
     ]
     on_startup = startup
     on_shutdown = shutdown

@@ -1,0 +1,1 @@
+"""Complaints: see docs/complaints.md."""

@@ -1,0 +1,1 @@
+"""Slots: see docs/slots.md."""

@@ -1,0 +1,1 @@
+"""Visitors: see docs/visitors.md."""

@@ -1,0 +1,1 @@
+"""Personal data this module holds: registered with `app.privacy.registry`."""

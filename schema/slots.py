@@ -1,0 +1,1 @@
+"""Tables of the slots module (migrations: see schema/piccolo_migrations/README.md)."""
