@@ -8,30 +8,22 @@ restarts). Timings are shortened through RealtimeSettings / OPSHUB_RT_* variable
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
 import msgspec
 import pytest
-import uvicorn
 import websockets
 from websockets.asyncio.client import ClientConnection
 
 from app.auth.roles import Role
 from app.auth.tokens import issue_access_token, revoke_access_token
-from app.devredis import free_port
 from realtime import history
 from realtime.client import ClientClosed, RealtimeClient, RequestFailed
 from realtime.config import RealtimeSettings
-from realtime.hub import Hub
 from realtime.publish import Publisher, publish
 from realtime.topics import site_topic, unit_topic, user_topic
 from schema.events import (
@@ -43,119 +35,7 @@ from schema.events import (
     Welcome,
     decode_server_frame,
 )
-
-ROOT = Path(__file__).resolve().parents[1]
-FAST = RealtimeSettings(
-    history_max_len=200,
-    history_max_age_seconds=120,
-    send_queue_max=64,
-    heartbeat_seconds=0.5,
-    idle_timeout_seconds=2.0,
-    presence_ttl_seconds=2.0,
-    close_timeout_seconds=2.0,
-)
-FAST_ENV = {
-    "OPSHUB_RT_HEARTBEAT_SECONDS": "0.5",
-    "OPSHUB_RT_IDLE_TIMEOUT_SECONDS": "5",
-    "OPSHUB_RT_PRESENCE_TTL_SECONDS": "2",
-}
-
-
-# ---------------------------------------------------------------------------- servers
-
-
-class InProcessServer:
-    """A uvicorn server running the real app in the test's event loop."""
-
-    def __init__(self, settings: Any, realtime: RealtimeSettings) -> None:
-        from app.main import create_app
-
-        self.app = create_app(settings)
-        self.app.state.realtime_settings = realtime
-        self.port = free_port()
-        self.url = f"ws://127.0.0.1:{self.port}/ws"
-        config = uvicorn.Config(
-            self.app,
-            host="127.0.0.1",
-            port=self.port,
-            ws="websockets-sansio",
-            ws_per_message_deflate=False,
-            lifespan="on",
-            log_level="warning",
-        )
-        self.server = uvicorn.Server(config)
-        self.task: asyncio.Task[None] | None = None
-
-    @property
-    def hub(self) -> Hub:
-        hub: Hub = self.app.state.realtime
-        return hub
-
-    async def start(self) -> None:
-        self.task = asyncio.create_task(self.server.serve())
-        while not self.server.started:
-            assert not self.task.done(), "in-process server failed to start"
-            await asyncio.sleep(0.02)
-
-    async def stop(self) -> None:
-        self.server.should_exit = True
-        if self.task is not None:
-            await self.task
-
-
-class SubprocessServer:
-    """`uvicorn app.main:create_app --factory` as a separate web process on the same Redis and database."""
-
-    def __init__(self, port: int | None = None, env: dict[str, str] | None = None) -> None:
-        self.port = port or free_port()
-        self.url = f"ws://127.0.0.1:{self.port}/ws"
-        self.env = {**os.environ, **FAST_ENV, **(env or {})}
-        self.process: subprocess.Popen[bytes] | None = None
-
-    async def start(self) -> None:
-        self.process = subprocess.Popen(  # noqa: ASYNC220 - returns at once; readiness is awaited below
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "app.main:create_app",
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--ws",
-                "websockets-sansio",
-                "--ws-per-message-deflate",
-                "false",
-                "--log-level",
-                "warning",
-            ],
-            cwd=ROOT,
-            env=self.env,
-        )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, "web process exited during start-up"
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                writer.close()
-                return
-            except OSError:
-                await asyncio.sleep(0.05)
-        raise TimeoutError("web process did not start")
-
-    async def stop(self) -> None:
-        """SIGTERM, as a deployment does: uvicorn closes websockets with 1012, then the lifespan ends."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            for _ in range(200):
-                if self.process.poll() is not None:
-                    break
-                await asyncio.sleep(0.05)
-            else:
-                self.process.kill()
-        self.process = None
+from tests.support.servers import FAST, InProcessServer, SubprocessServer
 
 
 @pytest.fixture(scope="module")
