@@ -80,18 +80,34 @@ def pinning() -> bool:
     return hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2
 
 
+def process_tree(pid: int) -> list[int]:
+    """The server process and its descendants (granian serves from a child process)."""
+    found, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        found.append(current)
+        for children in Path(f"/proc/{current}/task").glob("*/children"):
+            pending += [int(child) for child in children.read_text().split()]
+    return found
+
+
 def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+    total = 0
+    for member in process_tree(pid):
+        with open(f"/proc/{member}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total
 
 
 def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = 0
+    for member in process_tree(pid):
+        with open(f"/proc/{member}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -399,7 +415,28 @@ class Bench:
         self.env: dict[str, str] = {}
 
     def start_server(self, kind: str, port: int, redis_url: str) -> subprocess.Popen[bytes]:
-        if kind == "hub":
+        if kind == "hub" and self.args.hub_server == "granian":
+            command = [
+                str(Path(sys.executable).parent / "granian"),
+                "--interface",
+                "asgi",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--loop",
+                "uvloop",
+                "--runtime-mode",
+                "st",
+                "--backlog",
+                "4096",
+                "--no-access-log",
+                "--log-level",
+                "warning",
+                "app.main:create_app",
+            ]
+        elif kind == "hub":
             command = [
                 sys.executable,
                 "-m",
@@ -640,6 +677,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--hub-ws",
         default="websockets-sansio",
         help="uvicorn --ws for the hub (e.g. websockets-sansio for uvicorn's own)",
+    )
+    parser.add_argument(
+        "--hub-server", choices=["uvicorn", "granian"], default="uvicorn", help="ASGI server for the hub"
     )
     parser.add_argument("--kind", choices=["hub", "baseline"], default="hub")
     parser.add_argument("--port", type=int, default=0)
