@@ -62,20 +62,22 @@ class PushAdapter:
             )
 
     async def send(self, message: Outgoing, recipients: list[Recipient]) -> list[Outcome]:
-        pairs = [(r, token) for r in recipients for token in r.push_tokens]
-        results: list[tuple[Recipient, str, Exception | str]] = []
+        pairs = [(index, token) for index, r in enumerate(recipients) for token in r.push_tokens]
+        # Per recipient (by position), the result of each of their tokens.
+        results: list[list[tuple[str, Exception | str]]] = [[] for _ in recipients]
         for start in range(0, len(pairs), FCM_BATCH_LIMIT):
             chunk = pairs[start : start + FCM_BATCH_LIMIT]
             try:
                 batch = await messaging.send_each_async(
-                    [self._message(message, r, token) for r, token in chunk], app=self._app
+                    [self._message(message, recipients[index], token) for index, token in chunk], app=self._app
                 )
             except Exception as exc:  # the whole call failed (network): every message in it is transient
-                results += [(r, token, exc) for r, token in chunk]
+                for index, token in chunk:
+                    results[index].append((token, exc))
                 continue
-            for (r, token), response in zip(chunk, batch.responses, strict=True):
-                results.append((r, token, response.message_id if response.success else response.exception))
-        return [_outcome(r, [(t, res) for rr, t, res in results if rr is r]) for r in recipients]
+            for (index, token), response in zip(chunk, batch.responses, strict=True):
+                results[index].append((token, response.message_id if response.success else response.exception))
+        return [_outcome(r, token_results) for r, token_results in zip(recipients, results, strict=True)]
 
     async def aclose(self) -> None:
         await asyncio.sleep(0)
