@@ -261,3 +261,19 @@ async def test_an_in_doubt_sms_found_at_the_provider_is_not_sent_again(world, se
         await sender.send_pending(ctx, notification_id, Channel.SMS)
     assert sorted(m.to for m in fakes.twilio.messages) == sorted(p.mobile for p in people)
     assert {r["status"] for r in await ledger(notification_id)} == {"sent"}
+
+
+async def test_a_dead_second_device_is_removed_while_the_live_one_delivers(world, settings, redis, fakes) -> None:  # type: ignore[no-untyped-def]
+    two_devices, one_device = await add_recipients(world, 2)
+    stale = f"tok-stale-{two_devices.person_id.hex[:12]}"
+    await Device(site=world.site_id, person=two_devices.person_id, platform="android", push_token=stale).save()
+    fakes.fcm.mark_unregistered(stale)
+    async with pipeline(settings, redis, fakes) as ctx:
+        notification_id = await announce(world, [Channel.PUSH])
+        await run_all(ctx, notification_id)
+    rows = {r["person"]: r for r in await ledger(notification_id)}
+    assert rows[two_devices.person_id]["status"] == "sent"
+    assert rows[one_device.person_id]["status"] == "sent"
+    assert not await Device.exists().where(Device.push_token == stale)
+    assert await Device.exists().where(Device.push_token == two_devices.token)
+    assert Counter(m.target for m in fakes.fcm.messages)[two_devices.token] == 1
