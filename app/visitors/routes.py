@@ -4,4 +4,7 @@ from __future__ import annotations
 
 from litestar.types import ControllerRouterHandler
 
-ROUTES: list[ControllerRouterHandler] = []
+from app.visitors.controllers import VisitorController
+from app.visitors.public import PUBLIC_ROUTES
+
+ROUTES: list[ControllerRouterHandler] = [VisitorController, *PUBLIC_ROUTES]

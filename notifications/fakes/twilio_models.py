@@ -14,7 +14,7 @@ from notifications.fakes._util import rfc2822
 
 API_VERSION = "2010-04-01"
 
-WebhookKind = Literal["message-status", "call-status", "inbound-message", "voice-url"]
+WebhookKind = Literal["message-status", "call-status", "inbound-message", "voice-url", "gather"]
 MessageStatus = Literal["accepted", "queued", "sending", "sent", "delivered", "undelivered", "failed"]
 
 
@@ -235,3 +235,9 @@ class InboundRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     to: str
     body: str
     extra: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class DigitsRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Body of ``POST /_fake/calls/{sid}/digits``: the callee presses keys during a ``<Gather>``."""
+
+    digits: str

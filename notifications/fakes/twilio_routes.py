@@ -5,12 +5,13 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, Router, get, post
-from litestar.exceptions import NotFoundException
+from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import FromPath, JSONBody
 
 from notifications.fakes._util import control_routes
 from notifications.fakes.twilio_models import (
     API_VERSION,
+    DigitsRequest,
     InboundRequest,
     PlacedCall,
     SentMessage,
@@ -131,6 +132,15 @@ def twilio_router(fake: TwilioFake, path: str = "/twilio") -> Router:
     async def list_calls() -> list[PlacedCall]:
         return fake.calls
 
+    @post("/_fake/calls/{sid:str}/digits", status_code=200)
+    async def press_digits(sid: FromPath[str], data: JSONBody[DigitsRequest]) -> WebhookDelivery:
+        try:
+            return await fake.press_digits(sid, data.digits)
+        except LookupError as exc:
+            raise NotFoundException(str(exc)) from exc
+        except ValueError as exc:
+            raise ValidationException(str(exc)) from exc
+
     @get("/_fake/webhooks")
     async def list_webhooks() -> list[WebhookDelivery]:
         return fake.webhooks
@@ -155,6 +165,7 @@ def twilio_router(fake: TwilioFake, path: str = "/twilio") -> Router:
             list_messages_api,
             get_message,
             list_calls,
+            press_digits,
             list_webhooks,
             *control_routes(fake),
             drain,

@@ -366,6 +366,31 @@ class TwilioFake:
             delivery = await self._post_webhook("voice-url", call.url, _call_params(call, "in-progress"))
             call.fetched_twiml = delivery.response_body or ""
 
+    def twiml_of(self, call: PlacedCall) -> str | None:
+        """The TwiML the call is executing: given inline (``Twiml``) or fetched from ``Url``."""
+        return call.twiml or call.fetched_twiml
+
+    async def press_digits(self, sid: str, digits: str) -> WebhookDelivery:
+        """The callee presses ``digits`` during the call's ``<Gather>``: Twilio POSTs them, signed, to
+        the Gather's ``action`` (relative actions resolve against the call's ``Url``), with the call's
+        parameters plus ``Digits``. The app's answer (TwiML) is recorded on the delivery."""
+        call = self.call(sid)
+        if call is None:
+            raise LookupError(f"no call {sid}")
+        if call.url and call.fetched_twiml is None:
+            await self._fetch_twiml(call)
+        twiml = self.twiml_of(call)
+        if not twiml:
+            raise ValueError(f"call {sid} has no TwiML")
+        action, method = _gather_action(twiml, call.url)
+        if action is None:
+            raise ValueError(f"the TwiML of call {sid} has no <Gather> with an action")
+        if method != "POST":
+            raise ValueError("only POST Gather actions are supported by the fake")
+        params = {**_call_params(call, "in-progress"), "Digits": digits, "FinishedOnKey": ""}
+        call.status_history.append(f"gathered:{digits}")
+        return await self._post_webhook("gather", action, params)
+
     # -- webhooks to our app ------------------------------------------------------------------
     def sign(self, url: str, params: Mapping[str, str]) -> str:
         return str(self._validator.compute_signature(url, dict(params)))
@@ -459,6 +484,24 @@ def _call_params(call: PlacedCall, status: str) -> dict[str, str]:
         "Direction": "outbound-api",
         "ApiVersion": API_VERSION,
     }
+
+
+def _gather_action(twiml: str, base_url: str | None) -> tuple[str | None, str]:
+    """The action URL and method of the first ``<Gather>`` in a TwiML document."""
+    from urllib.parse import urljoin
+    from xml.etree import ElementTree
+
+    try:
+        root = ElementTree.fromstring(twiml)
+    except ElementTree.ParseError:
+        return None, "POST"
+    gather = root.find(".//Gather")
+    if gather is None:
+        return None, "POST"
+    action = gather.get("action")
+    if action and base_url:
+        action = urljoin(base_url, action)
+    return action, (gather.get("method") or "POST").upper()
 
 
 def _valid_sender(from_: str) -> bool:

@@ -1,0 +1,93 @@
+"""The guard's and control room's lists: expected today, inside now, pending approvals.
+
+Each list is the REST snapshot; the live deltas are the events on ``site:{id}:gate`` and
+``site:{id}:control`` (docs/visitors.md): apply them to the snapshot, refetch on ``resync``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from uuid import UUID
+
+import msgspec
+
+from app.visitors.approvals import ApprovalView, pending
+from app.visitors.common import now_utc, unit_labels
+from app.visitors.gate import VisitView, visit_view
+from app.visitors.passes import site_zone_of
+from schema.jsonvalue import as_list
+from schema.visitors import Visit, VisitorPass
+
+
+class ExpectedVisitor(msgspec.Struct, frozen=True, kw_only=True):
+    pass_id: UUID
+    unit_id: UUID
+    unit_label: str
+    name: str
+    kind: str
+    schedule: str
+    valid_from: dt.datetime
+    valid_until: dt.datetime
+    day_start: str | None
+    day_end: str | None
+    has_vehicle: bool
+
+
+class InsideVisitor(msgspec.Struct, frozen=True, kw_only=True):
+    visit: VisitView
+    unit_label: str
+    minutes_inside: int
+
+
+async def expected_today(site_id: UUID, now: dt.datetime | None = None) -> list[ExpectedVisitor]:
+    now = now or now_utc()
+    zone = await site_zone_of(site_id)
+    local = now.astimezone(zone)
+    day_start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    day_end = day_start + dt.timedelta(days=1)
+    rows = await VisitorPass.select().where(
+        (VisitorPass.site == site_id)
+        & (VisitorPass.status == "active")
+        & (VisitorPass.valid_from < day_end)
+        & (VisitorPass.valid_until > max(now, day_start))
+    )
+    today = local.isoweekday()
+    rows = [r for r in rows if r["schedule"] == "one_time" or today in {int(d) for d in as_list(r["days"])}]
+    labels = await unit_labels(site_id, [r["unit"] for r in rows])
+    result = [
+        ExpectedVisitor(
+            pass_id=r["id"],
+            unit_id=r["unit"],
+            unit_label=labels.get(r["unit"], ""),
+            name=r["visitor_name"],
+            kind=r["kind"],
+            schedule=r["schedule"],
+            valid_from=r["valid_from"],
+            valid_until=r["valid_until"],
+            day_start=r["day_start"],
+            day_end=r["day_end"],
+            has_vehicle=r["plate_index"] is not None,
+        )
+        for r in rows
+    ]
+    return sorted(result, key=lambda e: (e.day_start or "", e.valid_from))
+
+
+async def inside_now(site_id: UUID, now: dt.datetime | None = None) -> list[InsideVisitor]:
+    now = now or now_utc()
+    rows = (
+        await Visit.select().where((Visit.site == site_id) & (Visit.status == "inside")).order_by(Visit.checked_in_at)
+    )
+    labels = await unit_labels(site_id, [r["unit"] for r in rows])
+    return [
+        InsideVisitor(
+            visit=visit_view(r),
+            unit_label=labels.get(r["unit"], ""),
+            minutes_inside=int((now - (r["checked_in_at"] or now)).total_seconds() // 60),
+        )
+        for r in rows
+    ]
+
+
+async def pending_approvals(site_id: UUID) -> list[ApprovalView]:
+    return await pending(site_id)
