@@ -24,6 +24,7 @@ from app.db import close_database, open_database
 from app.deps import DEPENDENCIES
 from app.errors import EXCEPTION_HANDLERS
 from app.people.directory import directory_for
+from app.privacy.audit import AuditContextMiddleware
 from app.redis import create_redis
 from app.system.controller import health, ready
 from realtime.gateway import realtime_gateway, realtime_lifespan
@@ -114,7 +115,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=route_handlers(),
         lifespan=[lifespan, realtime_lifespan, job_queue_lifespan],
         dependencies=DEPENDENCIES,
-        middleware=[DefineMiddleware(BearerAuthMiddleware, exclude=["^/schema"])],
+        # The audit context runs inside authentication, so it sees the principal (app.privacy.audit).
+        middleware=[DefineMiddleware(BearerAuthMiddleware, exclude=["^/schema"]), AuditContextMiddleware],
         guards=[role_guard],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_request_body_bytes,

@@ -16,6 +16,7 @@ import msgspec
 
 from app.config import Settings
 from app.people.normalise import normalise_email, normalise_phone, normalise_plate
+from app.privacy import audit
 from app.security.crypto import PiiCipher
 from schema.tables import ContactPoint, Vehicle
 
@@ -114,6 +115,7 @@ class Directory:
         if value is not None:
             row = self.contact_point_row(site_id=site_id, person_id=person_id, kind=kind, label=label, value=value)
             await row.save()
+        await audit.record(site_id, [person_id], "write", "contact_points")
 
     async def contact_points_for(self, site_id: UUID, person_ids: Iterable[UUID]) -> dict[UUID, list[ContactPointView]]:
         ids = list(person_ids)
@@ -138,6 +140,7 @@ class Directory:
             )
         for views in result.values():
             views.sort(key=lambda v: (v.kind, v.label))
+        await audit.record(site_id, result.keys(), "read", "contact_points")
         return result
 
     def vehicle_row(self, *, site_id: UUID, person_id: UUID, plate: str, kind: str = "car") -> Vehicle:
@@ -162,6 +165,7 @@ class Directory:
             result[row["person"]].append(
                 VehicleView(id=row["id"], plate=self._cipher.decrypt(row["plate_encrypted"]), kind=row["kind"])
             )
+        await audit.record(site_id, result.keys(), "read", "vehicles")
         return result
 
     # Bulk helpers for the occupant listing and its importer: one query per 500 values, not one per row.
@@ -206,17 +210,70 @@ class Directory:
                 )
         for start in range(0, len(rows), 500):
             await ContactPoint.insert(*rows[start : start + 500])
+        await audit.record(
+            site_id,
+            [person_id for person_ids in removals.values() for person_id in person_ids],
+            "write",
+            "contact_points",
+        )
 
     async def replace_vehicles(
         self, site_id: UUID, *, remove_ids: Iterable[UUID], add: Iterable[tuple[UUID, str]]
     ) -> None:
         """Remove vehicles by id and add (person, plate) pairs, in bulk."""
         doomed = list(remove_ids)
+        owners: list[UUID] = []
         for start in range(0, len(doomed), 500):
-            await Vehicle.delete().where((Vehicle.site == site_id) & Vehicle.id.is_in(doomed[start : start + 500]))
+            chunk = doomed[start : start + 500]
+            owners += [
+                r["person"]
+                for r in await Vehicle.select(Vehicle.person).where((Vehicle.site == site_id) & Vehicle.id.is_in(chunk))
+            ]
+            await Vehicle.delete().where((Vehicle.site == site_id) & Vehicle.id.is_in(chunk))
         rows = [self.vehicle_row(site_id=site_id, person_id=person_id, plate=plate) for person_id, plate in add]
         for start in range(0, len(rows), 500):
             await Vehicle.insert(*rows[start : start + 500])
+        await audit.record(site_id, [*owners, *(row.person for row in rows)], "write", "vehicles")
+
+    # Privacy helpers: one person's rows with their values, for export and erasure.
+    async def contact_point_rows(self, site_id: UUID, person_id: UUID) -> list[dict[str, object]]:
+        rows = await ContactPoint.select().where((ContactPoint.site == site_id) & (ContactPoint.person == person_id))
+        await audit.record(site_id, [person_id], "read", "contact_points")
+        return [
+            {
+                "id": row["id"],
+                "kind": row["kind"],
+                "label": row["label"],
+                "value": self._cipher.decrypt(row["value_encrypted"]),
+                "value_index": row["value_index"],
+                "status": row["status"],
+                "created_at": row["created_at"],
+            }
+            for row in rows
+        ]
+
+    async def vehicle_rows(self, site_id: UUID, person_id: UUID) -> list[dict[str, object]]:
+        rows = await Vehicle.select().where((Vehicle.site == site_id) & (Vehicle.person == person_id))
+        await audit.record(site_id, [person_id], "read", "vehicles")
+        return [
+            {
+                "id": row["id"],
+                "plate": self._cipher.decrypt(row["plate_encrypted"]),
+                "plate_index": row["plate_index"],
+                "kind": row["kind"],
+                "unit_id": row["unit"],
+                "created_at": row["created_at"],
+            }
+            for row in rows
+        ]
+
+    def index_candidates(self, value: str) -> list[str]:
+        """Every blind index a value could have been stored or keyed under (any kind)."""
+        return [self._cipher.blind_index(kind, value) for kind in ("mobile", "email", "plate")]
+
+    @property
+    def cipher(self) -> PiiCipher:
+        return self._cipher
 
 
 def directory_for(settings: Settings) -> Directory:

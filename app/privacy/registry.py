@@ -44,6 +44,9 @@ class PersonScope:
     settings: Settings
     directory: Directory
     redis: Redis
+    # Filled by the erasure engine: the person's name, contact values and plates (plaintext) and
+    # their blind indexes, for sections that must redact free text mentioning them.
+    identifiers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +63,9 @@ class PersonalDataSection:
     export: Callable[[PersonScope], Awaitable[list[dict[str, Any]]]]
     erase: Callable[[PersonScope], Awaitable[ErasureOutcome]]
     legal_hold: str | None = None  # shown to the site admin reviewing an erasure request
+    # "table.column"s that may still hold the person's values after erasure, under the legal hold
+    # (the erasure test searches every other column of every table for them).
+    held_columns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +82,7 @@ class RetentionClass:
     description: str
     default_days: int
     apply: Callable[[RetentionRun], Awaitable[int]]  # deletes what is past the cutoff; returns the count
+    min_days: int = 1  # a site may not set a shorter period (e.g. request records: 3 years)
 
 
 SECTIONS: dict[str, PersonalDataSection] = {}

@@ -30,7 +30,9 @@ def parse_fernet_keys(spec: str) -> list[Fernet]:
 
 class PiiCipher:
     def __init__(self, encryption_keys: str, blind_index_key: str) -> None:
-        self._fernet = MultiFernet(parse_fernet_keys(encryption_keys))
+        fernets = parse_fernet_keys(encryption_keys)
+        self._primary = fernets[0]
+        self._fernet = MultiFernet(fernets)
         self._index_key = blind_index_key.encode()
 
     def encrypt(self, plaintext: str) -> str:
@@ -45,6 +47,26 @@ class PiiCipher:
     def rotate(self, token: str) -> str:
         """Re-encrypt under the primary (first) key; a no-op in meaning."""
         return self._fernet.rotate(token.encode()).decode()
+
+    def is_current(self, token: str) -> bool:
+        """Whether the primary (newest) key alone decrypts this value: nothing to rotate."""
+        try:
+            self._primary.decrypt(token.encode())
+        except InvalidToken:
+            return False
+        return True
+
+    def rotate_if_needed(self, token: str) -> str | None:
+        """The value re-encrypted under the primary key, or None when it already is.
+
+        Raises ValueError when no configured key decrypts it (a key was dropped too early).
+        """
+        if self.is_current(token):
+            return None
+        try:
+            return self.rotate(token)
+        except InvalidToken:
+            raise ValueError("ciphertext cannot be decrypted with any configured key") from None
 
     def blind_index(self, kind: str, normalised_value: str) -> str:
         # The kind is mixed in so an email and a plate with equal text never share an index.
