@@ -12,10 +12,12 @@ from uuid import UUID
 
 from app.auth.passwords import hash_password
 from app.auth.roles import Role
+from app.complaints import config as complaint_config
 from app.config import Settings
 from app.people.directory import directory_for
 from app.people.service import NewPerson, UnitLink, create_people
-from schema.tables import Building, Device, Resource, Site, Unit
+from app.slots import resources as slot_resources
+from schema.tables import Building, Device, Site, Unit
 
 DEMO_SITE_SLUG = "demo"
 DEMO_PASSWORD = "opshub-demo"
@@ -153,30 +155,87 @@ async def seed_demo_site(settings: Settings, *, units_per_floor: int = 10, floor
         ]
     )
 
-    resources = [
-        Resource(site=site.id, kind="amenity", code="CLUB", name="Clubhouse hall", details={"capacity": 80}),
-        Resource(site=site.id, kind="amenity", code="MEET1", name="Meeting room 1", details={"capacity": 10}),
-        Resource(site=site.id, kind="amenity", code="COURT1", name="Badminton court", details={"capacity": 4}),
-    ]
-    resources += [
-        Resource(
-            site=site.id,
-            kind="ev_charger",
-            code=f"EV{n}",
-            name=f"EV charger {n}",
-            details={"connectors": [{"id": 1, "type": "CCS2", "kw": 30}, {"id": 2, "type": "Type2", "kw": 7.4}]},
-        )
-        for n in range(1, 5)
-    ]
-    resources += [
-        Resource(
-            site=site.id,
-            kind="parking_slot",
-            code=f"P{n:03d}",
-            name=f"Visitor parking {n}",
-            details={"covered": n % 2 == 0, "ev_capable": n <= 4, "use": "visitor"},
-        )
-        for n in range(1, 21)
-    ]
-    await Resource.insert(*resources)
+    technician_ids = [pid for pid, person in zip(person_ids, people, strict=True) if Role.TECHNICIAN in person.roles]
+    await seed_complaint_setup(site.id, technician_ids)
+    await seed_bookable_resources(site.id)
     return site.id
+
+
+COMPLAINT_CATEGORIES: list[tuple[str, str, str, list[str]]] = [
+    ("plumbing", "Plumbing", "plumbing", ["leak", "blockage", "low-pressure"]),
+    ("electrical", "Electrical", "electrical", ["power-outage", "wiring", "fixture"]),
+    ("carpentry", "Carpentry", "carpentry", ["door", "window", "furniture"]),
+    ("hvac", "Air conditioning", "hvac", ["not-cooling", "noise", "leak"]),
+    ("lift", "Lift", "lift", ["stuck", "door", "noise"]),
+    ("housekeeping", "Housekeeping", "housekeeping", ["common-area", "garbage", "pest-control"]),
+]
+
+
+async def seed_complaint_setup(site_id: UUID, technician_ids: list[UUID]) -> None:
+    """Categories with the default SLA windows, and shifts round the clock: the first half of the
+    technicians on days, the rest on nights (each half holds every skill)."""
+    for code, name, skill, subcategories in COMPLAINT_CATEGORIES:
+        await complaint_config.put_category(
+            site_id, complaint_config.CategoryInput(code=code, name=name, skill=skill, subcategories=subcategories)
+        )
+    day = [complaint_config.Shift(weekday=d, start="08:00", end="20:00") for d in range(7)]
+    night = [complaint_config.Shift(weekday=d, start="20:00", end="08:00") for d in range(7)]
+    for number, technician_id in enumerate(technician_ids, start=1):
+        shifts = day if number <= len(technician_ids) // 2 else night
+        await complaint_config.put_shifts(site_id, technician_id, complaint_config.ShiftsInput(shifts=shifts))
+
+
+async def seed_bookable_resources(site_id: UUID) -> None:
+    """Amenities with different rules, EV chargers with two connectors each, visitor parking and valet."""
+    Rules, NewResource = slot_resources.Rules, slot_resources.NewResource
+    amenities = [
+        (
+            "CLUB",
+            "Clubhouse hall",
+            Rules(
+                slot_minutes=60,
+                min_minutes=120,
+                max_minutes=360,
+                buffer_minutes=60,
+                advance_days=60,
+                fee_minor=250000,
+                needs_approval=True,
+                quota_per_week=1,
+            ),
+        ),
+        ("MEET1", "Meeting room 1", Rules(slot_minutes=30, min_minutes=30, max_minutes=180, quota_per_day=2)),
+        (
+            "COURT1",
+            "Badminton court",
+            Rules(slot_minutes=60, min_minutes=60, max_minutes=60, quota_per_day=1, advance_days=7),
+        ),
+    ]
+    for code, name, rules in amenities:
+        await slot_resources.create_resource(
+            site_id, NewResource(category="amenity", code=code, name=name, rules=rules)
+        )
+    for number in range(1, 5):
+        await slot_resources.create_charger(
+            site_id,
+            slot_resources.NewCharger(
+                code=f"EV{number}",
+                name=f"EV charger {number}",
+                connectors=[
+                    slot_resources.NewConnector(connector_no=1, power_kw=30, connector_type="CCS2"),
+                    slot_resources.NewConnector(connector_no=2, power_kw=7.4, connector_type="Type2"),
+                ],
+            ),
+        )
+    for number in range(1, 21):
+        await slot_resources.create_resource(
+            site_id,
+            NewResource(
+                category="parking_slot",
+                code=f"P{number:03d}",
+                name=f"Visitor parking {number}",
+                covered=number % 2 == 0,
+                ev_capable=number <= 4,
+                allocation="visitor",
+            ),
+        )
+    await slot_resources.create_resource(site_id, NewResource(category="valet", code="VALET", name="Valet desk"))

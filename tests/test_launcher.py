@@ -49,6 +49,12 @@ def test_launcher_serves_ready_and_a_demo_login(tmp_dir: Path) -> None:
         token = login.json()["access_token"]
         site = httpx.get(f"{base}/api/site", headers={"Authorization": f"Bearer {token}"}, timeout=10).json()
         assert site["slug"] == "demo" and site["unit_count"] == 200
+        # Every module has something to show: bookable resources of each kind, complaint categories.
+        auth = {"Authorization": f"Bearer {token}"}
+        resources = httpx.get(f"{base}/api/slots/resources", headers=auth, timeout=10).json()
+        assert {r["category"] for r in resources} == {"amenity", "ev_connector", "parking_slot", "valet"}
+        categories = httpx.get(f"{base}/api/complaints/config/categories", headers=auth, timeout=10).json()
+        assert {c["code"] for c in categories} >= {"plumbing", "electrical", "lift"}
     finally:
         os.killpg(process.pid, signal.SIGINT)
         try:
