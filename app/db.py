@@ -7,12 +7,14 @@ PostgreSQL (production, CI). Only what Piccolo's engines themselves differ in di
 from __future__ import annotations
 
 import contextlib
+import gc
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import aiosqlite
 from piccolo.engine.base import Engine
 from piccolo.engine.finder import engine_finder
 from piccolo.engine.postgres import PostgresEngine
@@ -63,11 +65,36 @@ async def write_transaction() -> AsyncIterator[None]:
     """
     engine = current_engine()
     if isinstance(engine, SQLiteEngine):
-        async with engine.transaction(transaction_type=TransactionType.immediate):
-            yield
+        transaction = engine.transaction(transaction_type=TransactionType.immediate)
+        try:
+            async with transaction:
+                yield
+        finally:
+            _stop_if_left_open(transaction)
     else:
         async with engine.transaction():
             yield
+
+
+def _stop_if_left_open(transaction: Any) -> None:
+    """Piccolo's SQLite transaction opens its connection before BEGIN and closes it only on a
+    normal exit: a task cancelled while waiting for the write lock (an arq job timeout or a
+    shutdown) would leave the connection and its non-daemon thread behind, and the process
+    could never exit. Stopping an already closed connection does nothing."""
+    connection = getattr(transaction, "connection", None)  # unset for a nested transaction
+    if isinstance(connection, aiosqlite.Connection) and connection._running:
+        connection.stop()
+
+
+def stop_orphaned_sqlite_connections() -> int:
+    """Stop every aiosqlite connection still running; for a process's last moments only, after
+    its work has finished or been cancelled (cancelled work can leave connections that nothing
+    refers to but a reference cycle). Returns how many were stopped."""
+    gc.collect()
+    orphans = [o for o in gc.get_objects() if isinstance(o, aiosqlite.Connection) and o._running]
+    for connection in orphans:
+        connection.stop()
+    return len(orphans)
 
 
 async def open_database(settings: Settings | None = None) -> bool:

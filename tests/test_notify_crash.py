@@ -118,7 +118,12 @@ async def test_sigkill_mid_fanout_then_restart_sends_exactly_once(world, setting
         finally:
             if worker.returncode is None:
                 worker.terminate()
-                await worker.wait()
+                try:  # a worker that cannot exit (a leaked non-daemon thread) would hang CI
+                    await asyncio.wait_for(worker.wait(), 30)
+                except TimeoutError:
+                    worker.kill()
+                    await worker.wait()
+                    raise AssertionError("the worker did not exit within 30 s of SIGTERM") from None
             await pool.aclose()
 
         sms = Counter(m.to for m in fakes.twilio.messages if m.channel == "sms")

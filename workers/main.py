@@ -6,14 +6,17 @@ functions elsewhere. arq runs a job at least once, so every job here is safe to 
 
 from __future__ import annotations
 
+import logging
 from typing import Any, ClassVar
 
 from arq import cron, func
 from arq.connections import RedisSettings
 
 from app.config import Settings, get_settings
-from app.db import close_database, open_database
+from app.db import close_database, open_database, stop_orphaned_sqlite_connections
 from workers import complaint_jobs, maintenance, notify_jobs, privacy_jobs, slot_jobs, visitor_jobs
+
+logger = logging.getLogger(__name__)
 
 MODULE_JOBS = (visitor_jobs, complaint_jobs, slot_jobs, privacy_jobs)
 
@@ -41,6 +44,9 @@ async def shutdown(ctx: dict[str, Any]) -> None:
         await notify.providers.aclose()
     if ctx.get("started_pool"):
         await close_database()
+    stopped = stop_orphaned_sqlite_connections()
+    if stopped:
+        logger.warning("stopped %d SQLite connections left open by cancelled jobs", stopped)
 
 
 def build_notify_context(settings: Settings, redis: Any) -> Any:

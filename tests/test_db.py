@@ -1,0 +1,71 @@
+"""The database layer's own promises: a cancelled write never leaves a connection (and its
+non-daemon thread) behind, so a worker whose jobs were cancelled can still exit."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import aiosqlite
+import pytest
+from piccolo.engine.sqlite import SQLiteEngine
+
+from app.db import current_engine, is_sqlite, stop_orphaned_sqlite_connections, write_transaction
+from schema.tables import Site
+
+
+def _sqlite_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if "_connection_worker_thread" in t.name}
+
+
+async def _until(predicate: Any, seconds: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_write_cancelled_while_waiting_for_the_lock_leaves_no_connection(settings: Any) -> None:
+    if not is_sqlite():
+        pytest.skip("PostgreSQL connections come from a pool that closes them")
+    before = _sqlite_threads()
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    async def hold_the_write_lock() -> None:
+        async with write_transaction():
+            await Site.count()
+            holding.set()
+            await release.wait()
+
+    async def wait_for_the_lock() -> None:
+        async with write_transaction():
+            await Site.count()
+
+    holder = asyncio.create_task(hold_the_write_lock())
+    await holding.wait()
+    waiters = [asyncio.create_task(wait_for_the_lock()) for _ in range(3)]
+    await asyncio.sleep(0.3)  # they are inside BEGIN IMMEDIATE, waiting for the lock
+    for waiter in waiters:
+        waiter.cancel()
+    await asyncio.gather(*waiters, return_exceptions=True)
+    release.set()
+    await holder
+    # Without the guard, each cancelled waiter's connection thread stays alive for good.
+    await _until(lambda: not (_sqlite_threads() - before))
+    assert await Site.count() >= 0  # the database is usable afterwards
+
+
+async def test_orphaned_connections_are_stopped_at_shutdown(settings: Any) -> None:
+    if not is_sqlite():
+        pytest.skip("SQLite only")
+    before = _sqlite_threads()
+    # Opened and never closed, and still referred to (as by a cancelled job's lingering frame).
+    engine = current_engine()
+    assert isinstance(engine, SQLiteEngine)
+    lingering = [await engine.get_connection()]
+    assert isinstance(lingering[0], aiosqlite.Connection)
+    thread = lingering[0]._thread
+    assert thread.is_alive() and thread not in before
+    assert stop_orphaned_sqlite_connections() >= 1
+    await _until(lambda: not thread.is_alive())
