@@ -58,19 +58,23 @@ class Phase:
     name: str
     seconds: float = 0.0
     statuses: dict[int, int] = field(default_factory=dict)
+    unexpected: list[str] = field(default_factory=list)  # the first few answers other than 201 and 409
     latencies: list[float] = field(default_factory=list)
 
     @property
     def requests(self) -> int:
         return sum(self.statuses.values())
 
+    def others(self) -> str:
+        rest = {code: n for code, n in sorted(self.statuses.items()) if code not in (201, 409)}
+        return ", ".join(f"{n} x {code}" for code, n in rest.items()) or "0"
+
     def line(self) -> str:
         made = self.statuses.get(201, 0)
         lost = self.statuses.get(409, 0)
-        other = self.requests - made - lost
         return (
             f"| {self.name} | {self.requests:,} | {self.requests / self.seconds:,.0f} | {made:,} | {lost:,} | "
-            f"{other} | {percentile(self.latencies, 0.50) * 1000:.1f} ms | "
+            f"{self.others()} | {percentile(self.latencies, 0.50) * 1000:.1f} ms | "
             f"{percentile(self.latencies, 0.99) * 1000:.1f} ms |"
         )
 
@@ -156,8 +160,12 @@ async def drive(
                         headers={"Authorization": f"Bearer {token}"},
                     )
                     status = response.status_code
-                except httpx.HTTPError:
+                    if status not in (201, 409) and len(phase.unexpected) < 3:
+                        phase.unexpected.append(f"{status} {response.text[:300]}")
+                except httpx.HTTPError as exc:
                     status = 0
+                    if len(phase.unexpected) < 3:
+                        phase.unexpected.append(f"transport error: {exc!r}")
                 phase.latencies.append(time.perf_counter() - began)
                 phase.statuses[status] = phase.statuses.get(status, 0) + 1
 
@@ -291,6 +299,7 @@ async def run(args: argparse.Namespace) -> str:
                 "published": await published() - before,
                 "delivered": sum(r["events"] for r in reports),
                 "lost": sum(r["lost"] for r in reports),
+                "close_codes": [r.get("close_codes", {}) for r in reports],
                 "p50": percentile(latencies, 0.50) * 1000 if latencies else 0.0,
                 "p99": percentile(latencies, 0.99) * 1000 if latencies else 0.0,
             }
@@ -330,6 +339,8 @@ async def run(args: argparse.Namespace) -> str:
         ),
         "",
         f"double bookings found in the database afterwards: {double}",
+        *(f"unexpected answer ({p.name}): {text}" for p in phases for text in p.unexpected),
+        *(f"close codes received ({name}): {e['close_codes']}" for name, e in events.items() if e["lost"]),
     ]
     return "\n".join(lines)
 

@@ -111,8 +111,8 @@ async def seed(clients: int) -> Site:
     from schema.tables import Site as SiteRow
 
     settings = load_settings()
-    staff_count = max(1, clients // 10)
-    unit_count = max(1, (clients - 1 - staff_count) // 2)
+    unit_count = max(1, (clients - 1 - max(1, clients // 10)) // 2)
+    staff_count = max(1, clients - 1 - 2 * unit_count)  # the rest, so the total is exactly `clients`
     site = SiteRow(name="Gate bench", slug=f"gate-bench-{os.getpid()}")
     await site.save()
     building = Building(site=site.id, code="A", name="Tower A")

@@ -129,11 +129,12 @@ class LoadStats:
     ready: int = 0
     lost: int = 0
     latencies: list[float] = field(default_factory=list)
+    close_codes: dict[int, int] = field(default_factory=dict)  # close frames received, by code
 
 
-def masked_text_frame(payload: bytes) -> bytes:
-    """A client-to-server text frame (clients must mask; a fixed zero mask is valid and cheap)."""
-    header = bytes([0x81])
+def masked_text_frame(payload: bytes, opcode: int = 0x1) -> bytes:
+    """A client-to-server frame, text unless told (clients must mask; a fixed zero mask is valid and cheap)."""
+    header = bytes([0x80 | opcode])
     length = len(payload)
     if length < 126:
         header += bytes([0x80 | length])
@@ -217,11 +218,16 @@ class RawClient(asyncio.Protocol):
                         stats.latencies.extend(now - float(ts) for ts in _TS.findall(payload))
                 elif not self.ready and b'"subscribed"' in payload and b':slots"' in payload:
                     self._ready()
-                elif payload == b'{"op":"ping"}':
+                if b'{"op":"ping"}' in payload:  # alone, or joined with events into one frame
                     assert self.transport is not None
                     self.transport.write(masked_text_frame(b'{"op":"pong"}'))
+            elif opcode == 9:  # the server's protocol-level keepalive ping: answer it, as any client does
+                assert self.transport is not None
+                self.transport.write(masked_text_frame(payload, opcode=0xA))
             elif opcode == 8:
                 stats.lost += 1
+                code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
+                stats.close_codes[code] = stats.close_codes.get(code, 0) + 1
         self.buffer = buffer[position:]
 
     def _ready(self) -> None:
@@ -289,6 +295,7 @@ async def run_load(args: argparse.Namespace) -> None:
                 "events": stats.events,
                 "frames": stats.frames,
                 "lost": stats.lost - lost_before,
+                "close_codes": {str(code): n for code, n in stats.close_codes.items()},
                 "cpu": round(time.process_time() - cpu_before, 3),
                 "latencies": [round(x, 6) for x in stats.latencies],
             }
