@@ -53,7 +53,8 @@ def _page(title: str, body: str, status: int = 200) -> Response[str]:
     html = (
         "<!doctype html><html><head><meta charset='utf-8'><meta name='viewport' content='width=device-width'>"
         f"<title>{escape(title)}</title><style>body{{font-family:sans-serif;margin:2em;font-size:1.2em}}"
-        "button{font-size:1.3em;padding:.6em 1.4em;margin:.4em}</style></head>"
+        "button{display:block;width:100%;font-size:1.3em;padding:.8em;margin:.5em 0;border:0;border-radius:.5em;"
+        "color:#fff;background:#555}.approved{background:#1b7f3b}.denied{background:#b3261e}</style></head>"
         f"<body><h1>{escape(title)}</h1>{body}</body></html>"
     )
     return Response(html, media_type=MediaType.HTML, status_code=status)
@@ -82,7 +83,7 @@ async def link_page(token: FromPath[str], vdeps: VisitorDepsDep) -> Response[str
         return _page("Already answered", f"<p>{who} was already {escape(WORDS.get(row['status'], row['status']))}.</p>")
     buttons = "".join(
         f"<form method='post'><input type='hidden' name='decision' value='{value}'>"
-        f"<button type='submit'>{label_}</button></form>"
+        f"<button type='submit' class='{value}'>{label_}</button></form>"
         for value, label_ in (("approved", "Approve"), ("denied", "Deny"), ("leave_at_gate", "Leave at gate"))
     )
     purpose = f" ({escape(visit['purpose'])})" if visit and visit["purpose"] else ""
