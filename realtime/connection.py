@@ -1,8 +1,11 @@
 """One client connection: its topic positions, its bounded outgoing queue and its writer.
 
-Two tasks serve a connection: the websocket handler reads client messages (``gateway``),
-and the writer below sends whatever is queued, joining queued messages into one frame
-(a JSON array) so a busy client costs one send per batch rather than one per event.
+The websocket handler task reads client messages (``gateway``). Sending needs no task of its
+own: what is pushed in one turn of the event loop is joined into one frame (a JSON array) and
+written by one flush callback for every connection with something queued, at the end of that
+turn. The server's send usually completes without waiting (the socket is writable); only when
+it must wait (the client reads slowly) does the connection get a task that finishes that send
+and drains the rest. A busy client costs one send per batch, and an idle one no task at all.
 
 Everything that sends to the client only appends to the outbox, which never blocks the
 caller (the hub's dispatch loop serves every connection of the process). A client whose
@@ -16,7 +19,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+import weakref
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import msgspec
@@ -38,15 +42,16 @@ class Connection:
     __slots__ = (
         "_close_timeout",
         "_closer",
+        "_draining",
         "_expiry",
+        "_flush_queue",
         "_limit",
         "_max_batch",
         "_on_forget",
         "_outbox",
+        "_queued",
         "_reader",
         "_socket",
-        "_wakeup",
-        "_writer",
         "aborting",
         "closing",
         "console",
@@ -79,16 +84,20 @@ class Connection:
         self._max_batch = settings.max_batch
         self._close_timeout = settings.close_timeout_seconds
         self._on_forget = on_forget
-        self._wakeup: asyncio.Future[None] | None = None
-        self._writer: asyncio.Task[None] | None = None
+        self._queued = False  # waiting for this turn's flush
+        self._draining: asyncio.Task[None] | None = None  # a send that had to wait, and what follows it
+        self._flush_queue: FlushQueue | None = None
         self._closer: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[Any] | None = None
         self._expiry: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
-        """Start the writer; called from the handler task, which is the reader."""
+        """Called from the handler task, which is the reader."""
         self._reader = asyncio.current_task()
-        self._writer = asyncio.get_running_loop().create_task(self._write(), name=f"rt-writer-{self.id}")
+        self._flush_queue = flush_queue_for(asyncio.get_running_loop())
+        if self._outbox and not self._queued:
+            self._queued = True
+            self._flush_queue.add(self)
         self.schedule_expiry()
 
     def schedule_expiry(self) -> None:
@@ -119,40 +128,67 @@ class Connection:
         if len(outbox) > self._limit:
             self.close(CloseCode.SLOW_CONSUMER, "slow consumer")
             return
-        wakeup = self._wakeup
-        if wakeup is not None and not wakeup.done():
-            wakeup.set_result(None)
+        if not self._queued and self._draining is None and self._flush_queue is not None:
+            self._queued = True
+            self._flush_queue.add(self)
 
     def send(self, message: msgspec.Struct) -> None:
         self.push(_encoder.encode(message).decode())
 
-    async def _write(self) -> None:
-        loop = asyncio.get_running_loop()
-        send = self._socket.send
-        max_batch = self._max_batch
+    def _next_frame(self) -> str | None:
+        outbox = self._outbox
+        if not outbox:
+            return None
+        if len(outbox) <= self._max_batch:
+            self._outbox = []
+            batch = outbox
+        else:
+            batch = outbox[: self._max_batch]
+            del outbox[: self._max_batch]
+        return batch[0] if len(batch) == 1 else "[" + ",".join(batch) + "]"
+
+    def flush(self) -> None:
+        """Send what is queued; called once per loop turn by the flush queue."""
+        self._queued = False
+        while self.closing is None and self._draining is None:
+            text = self._next_frame()
+            if text is None:
+                return
+            sending = self._socket.send({"type": "websocket.send", "text": text, "bytes": None})
+            if not isinstance(sending, Coroutine):  # an ASGI server whose send is some other awaitable
+                self._draining = asyncio.get_running_loop().create_task(
+                    self._drain(_awaited(sending), None), name=f"rt-drain-{self.id}"
+                )
+                return
+            try:
+                waiting_on = sending.send(None)
+            except StopIteration:
+                continue  # written at once: the usual case
+            except Exception:
+                return  # the peer is gone; the reader sees the disconnect and cleans up
+            # The socket's buffer is above its high-water mark: finish this send in a task, and
+            # let the outbox grow meanwhile (that is what trips the slow-consumer limit).
+            self._draining = asyncio.get_running_loop().create_task(
+                self._drain(sending, waiting_on), name=f"rt-drain-{self.id}"
+            )
+
+    async def _drain(self, sending: Coroutine[Any, Any, None], waiting_on: Any) -> None:
         try:
-            while True:
-                outbox = self._outbox
-                if not outbox:
-                    self._wakeup = loop.create_future()
-                    await self._wakeup
-                    self._wakeup = None
-                    continue
-                if len(outbox) <= max_batch:
-                    self._outbox = []
-                    batch = outbox
-                else:
-                    batch = outbox[:max_batch]
-                    del outbox[:max_batch]
-                text = batch[0] if len(batch) == 1 else "[" + ",".join(batch) + "]"
-                # Waits while the socket's buffer is above its high-water mark: that is the
-                # back-pressure that makes a slow client's outbox grow and trip the limit.
-                await send({"type": "websocket.send", "text": text, "bytes": None})
+            await _resume(sending, waiting_on)
+            while self.closing is None:
+                text = self._next_frame()
+                if text is None:
+                    break
+                await self._socket.send({"type": "websocket.send", "text": text, "bytes": None})
         except asyncio.CancelledError:
             raise
         except Exception:
-            # The peer is gone; the reader sees the disconnect and cleans up.
-            return
+            return  # the peer is gone
+        finally:
+            self._draining = None
+        if self._outbox and self.closing is None and not self._queued and self._flush_queue is not None:
+            self._queued = True
+            self._flush_queue.add(self)
 
     # ------------------------------------------------------------------ closing
 
@@ -164,8 +200,8 @@ class Connection:
         self._outbox = []
         self._cancel_timers()
         self._on_forget(self)
-        if self._writer is not None:
-            self._writer.cancel()
+        if self._draining is not None:
+            self._draining.cancel()
         self._closer = asyncio.get_running_loop().create_task(
             self._send_close(code, reason), name=f"rt-close-{self.id}"
         )
@@ -194,11 +230,8 @@ class Connection:
             self._on_forget(self)
         self._cancel_timers()
         self._outbox = []
-        if self._writer is not None:
-            self._writer.cancel()
-        wakeup = self._wakeup
-        if wakeup is not None and not wakeup.done():
-            wakeup.cancel()
+        if self._draining is not None:
+            self._draining.cancel()
 
     def _cancel_timers(self) -> None:
         if self._expiry is not None:
@@ -210,3 +243,61 @@ class Connection:
         if self._closer is not None:
             with contextlib.suppress(Exception):
                 await self._closer
+
+
+async def _resume(coroutine: Coroutine[Any, Any, None], waiting_on: Any) -> None:
+    """Finish a coroutine that was started by hand and suspended on ``waiting_on`` (what it
+    yielded): the part of running a task that ``asyncio.eager_task_factory`` does on 3.12."""
+    try:
+        while True:
+            if waiting_on is None:
+                await asyncio.sleep(0)  # a bare yield: it only gave the loop a turn
+            else:
+                # What a task does with a yielded future: take it over (the flag says it was yielded
+                # by an await that now waits for us to resume it once the future is done).
+                waiting_on._asyncio_future_blocking = False
+                await waiting_on
+            waiting_on = coroutine.send(None)
+    except StopIteration:
+        return
+    finally:
+        coroutine.close()
+
+
+async def _awaited(awaitable: Awaitable[None]) -> None:
+    await awaitable
+
+
+class FlushQueue:
+    """The connections with something to send, flushed together at the end of the loop turn."""
+
+    __slots__ = ("_loop", "_pending", "_scheduled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._pending: list[Connection] = []
+        self._scheduled = False
+
+    def add(self, connection: Connection) -> None:
+        self._pending.append(connection)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        pending, self._pending, self._scheduled = self._pending, [], False
+        for connection in pending:
+            try:
+                connection.flush()
+            except Exception:
+                logger.exception("realtime flush of connection %s failed", connection.id)
+
+
+_FLUSH_QUEUES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, FlushQueue] = weakref.WeakKeyDictionary()
+
+
+def flush_queue_for(loop: asyncio.AbstractEventLoop) -> FlushQueue:
+    queue = _FLUSH_QUEUES.get(loop)
+    if queue is None:
+        queue = _FLUSH_QUEUES[loop] = FlushQueue(loop)
+    return queue
