@@ -153,13 +153,12 @@ async def connect(url: str, token: str, gate: str | None = None) -> Any:
     query = f"?token={token}" + (f"&gate={gate}" if gate else "")
     ws = await websockets.connect(url + query, compression=None, max_queue=None, open_timeout=60)
     # welcome, then one "subscribed" per personal topic
-    welcome = json.loads(await ws.recv())
-    welcome = welcome[0] if isinstance(welcome, list) else welcome
-    expected = len(welcome["personal_topics"])
-    seen = 0
-    while seen < expected:
+    # A frame holds one message or several (a JSON array): the welcome may share its frame with
+    # the "subscribed" replies that follow it.
+    messages: list[dict[str, Any]] = []
+    while not messages or sum(1 for m in messages if m.get("op") == "subscribed") < len(messages[0]["personal_topics"]):
         frame = json.loads(await ws.recv())
-        seen += sum(1 for m in (frame if isinstance(frame, list) else [frame]) if m.get("op") == "subscribed")
+        messages += frame if isinstance(frame, list) else [frame]
     return ws
 
 

@@ -22,6 +22,9 @@ class RealtimeSettings(msgspec.Struct, frozen=True, kw_only=True):
     send_queue_max: int = 512
     # At most this many messages are joined into one websocket frame.
     max_batch: int = 64
+    # Messages for a client are gathered this long before they are written as one frame: fewer,
+    # larger writes when events come fast, for at most this much latency.
+    flush_window_seconds: float = 0.005
     # The server pings every client this often and reaps one it has not heard from in idle_timeout.
     heartbeat_seconds: float = 20.0
     idle_timeout_seconds: float = 60.0
@@ -37,6 +40,7 @@ RT_ENV_VARS: dict[str, str] = {
     "history_max_age_seconds": "OPSHUB_RT_HISTORY_MAX_AGE_SECONDS",
     "send_queue_max": "OPSHUB_RT_SEND_QUEUE_MAX",
     "max_batch": "OPSHUB_RT_MAX_BATCH",
+    "flush_window_seconds": "OPSHUB_RT_FLUSH_WINDOW_SECONDS",
     "heartbeat_seconds": "OPSHUB_RT_HEARTBEAT_SECONDS",
     "idle_timeout_seconds": "OPSHUB_RT_IDLE_TIMEOUT_SECONDS",
     "presence_ttl_seconds": "OPSHUB_RT_PRESENCE_TTL_SECONDS",
