@@ -277,10 +277,10 @@ class FlushQueue:
     turn wrote nearly one frame per event per client (p99 58 ms, the server core 91 % busy); a
     5 ms window joins them (p99 43 ms, 82 %); 10 ms adds more waiting than it saves."""
 
-    __slots__ = ("_loop", "_pending", "_scheduled", "_window")
+    __slots__ = ("_pending", "_scheduled", "_window")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, window: float) -> None:
-        self._loop = loop
+    def __init__(self, window: float) -> None:
+        # No reference to the loop: these queues are kept in a weak mapping keyed by it.
         self._window = window
         self._pending: list[Connection] = []
         self._scheduled = False
@@ -289,7 +289,7 @@ class FlushQueue:
         self._pending.append(connection)
         if not self._scheduled:
             self._scheduled = True
-            self._loop.call_later(self._window, self._flush)
+            asyncio.get_running_loop().call_later(self._window, self._flush)
 
     def _flush(self) -> None:
         pending, self._pending, self._scheduled = self._pending, [], False
@@ -309,5 +309,5 @@ def flush_queue_for(loop: asyncio.AbstractEventLoop, window: float) -> FlushQueu
     queues = _FLUSH_QUEUES.setdefault(loop, {})
     queue = queues.get(window)
     if queue is None:
-        queue = queues[window] = FlushQueue(loop, window)
+        queue = queues[window] = FlushQueue(window)
     return queue
