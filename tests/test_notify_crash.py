@@ -48,7 +48,7 @@ def _worker_env(fakes: Any) -> dict[str, str]:
     }
 
 
-async def _start_worker(env: dict[str, str]) -> asyncio.subprocess.Process:
+async def _start_worker(env: dict[str, str], log: Any) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -56,8 +56,8 @@ async def _start_worker(env: dict[str, str]) -> asyncio.subprocess.Process:
         "workers.main.WorkerSettings",
         cwd=ROOT,
         env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
     )
 
 
@@ -89,12 +89,13 @@ def _displayed_push(fakes: Any) -> Counter[str]:
     return Counter(token for token, _ in shown)
 
 
-async def test_sigkill_mid_fanout_then_restart_sends_exactly_once(world, settings) -> None:  # type: ignore[no-untyped-def]
+async def test_sigkill_mid_fanout_then_restart_sends_exactly_once(world, settings, tmp_dir) -> None:  # type: ignore[no-untyped-def]
     people = await add_recipients(world, RECIPIENTS)
     await _cancel_other_sites_notifications(world.site_id)
     async with running_fakes() as fakes:
         fakes.twilio.configure(callbacks_enabled=False)
         env = _worker_env(fakes)
+        log = (tmp_dir / "worker.log").open("ab")  # both workers' output, shown if one will not stop
         notification_id, _ = await create_notification(
             site_id=world.site_id,
             request=NotificationRequest(
@@ -106,7 +107,7 @@ async def test_sigkill_mid_fanout_then_restart_sends_exactly_once(world, setting
             ),
         )
         pool = await create_pool(redis_settings(settings), default_queue_name=queue_name(settings))
-        worker = await _start_worker(env)
+        worker = await _start_worker(env, log)
         try:
             await pool.enqueue_job("notify_expand", str(notification_id))
 
@@ -119,7 +120,7 @@ async def test_sigkill_mid_fanout_then_restart_sends_exactly_once(world, setting
             at_kill = await _count(notification_id, ["sent"])
             assert at_kill < RECIPIENTS * len(CHANNELS), "killed too late to test anything"
 
-            worker = await _start_worker(env)
+            worker = await _start_worker(env, log)
 
             async def finished() -> bool:
                 row = await Notification.select(Notification.status).where(Notification.id == notification_id).first()
@@ -129,13 +130,21 @@ async def test_sigkill_mid_fanout_then_restart_sends_exactly_once(world, setting
         finally:
             if worker.returncode is None:
                 worker.terminate()
-                try:  # a worker that cannot exit (a leaked non-daemon thread) would hang CI
-                    await asyncio.wait_for(worker.wait(), 30)
+                # A worker that cannot exit (a leaked non-daemon thread) would hang CI. Exiting may
+                # legitimately take up to SQLite's busy timeout (30 s): a connection told to close
+                # while it waits for the write lock closes once its wait ends.
+                try:
+                    await asyncio.wait_for(worker.wait(), 60)
                 except TimeoutError:
                     worker.kill()
                     await worker.wait()
-                    raise AssertionError("the worker did not exit within 30 s of SIGTERM") from None
+                    log.flush()
+                    tail = (tmp_dir / "worker.log").read_text(errors="replace")[-3000:]
+                    raise AssertionError(
+                        f"the worker did not exit within 60 s of SIGTERM; its log ends:\n{tail}"
+                    ) from None
             await pool.aclose()
+            log.close()
 
         sms = Counter(m.to for m in fakes.twilio.messages if m.channel == "sms")
         whatsapp = Counter(m.to for m in fakes.twilio.messages if m.channel == "whatsapp")

@@ -6,6 +6,7 @@ functions elsewhere. arq runs a job at least once, so every job here is safe to 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, ClassVar
 
@@ -39,14 +40,28 @@ async def startup(ctx: dict[str, Any]) -> None:
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    # arq has cancelled and awaited its jobs; tasks they started (an availability flush, say) may
+    # still be pending. End them as asyncio.run would, before anything is closed under them.
+    await _cancel_other_tasks()
     notify = ctx.get("notify")
     if notify is not None:
         await notify.providers.aclose()
     if ctx.get("started_pool"):
         await close_database()
+    # A connection left open keeps a non-daemon thread alive, and the process could never exit.
     stopped = stop_orphaned_sqlite_connections()
     if stopped:
         logger.warning("stopped %d SQLite connections left open by cancelled jobs", stopped)
+
+
+async def _cancel_other_tasks() -> None:
+    current = asyncio.current_task()
+    others = [task for task in asyncio.all_tasks() if task is not current and not task.done()]
+    for task in others:
+        task.cancel()
+    if others:
+        await asyncio.wait(others, timeout=10)
+        logger.info("cancelled %d tasks still running at shutdown", len(others))
 
 
 def build_notify_context(settings: Settings, redis: Any) -> Any:
