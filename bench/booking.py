@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.ws_fanout import Loader, percentile, pinning, raise_fd_limit  # noqa: E402
+from bench.ws_fanout import Loader, hub_command, percentile, pinning, raise_fd_limit  # noqa: E402
 
 SERVER_CPU = 0
 
@@ -220,28 +220,7 @@ async def run(args: argparse.Namespace) -> str:
                 os.sched_setaffinity(0, {SERVER_CPU})
 
         server = subprocess.Popen(  # noqa: ASYNC220 - returns at once; readiness is awaited below
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "app.main:create_app",
-                "--factory",
-                "--port",
-                str(port),
-                "--loop",
-                "uvloop",
-                "--http",
-                "httptools",
-                "--ws",
-                "websockets-sansio",
-                "--ws-per-message-deflate",
-                "false",
-                "--backlog",
-                "4096",
-                "--no-access-log",
-                "--log-level",
-                "warning",
-            ],
+            hub_command(port),
             cwd=ROOT,
             env=env,
             preexec_fn=prepare,

@@ -33,7 +33,6 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import shutil
 import socket
 import subprocess
@@ -50,25 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
-
-
-def raise_fd_limit() -> None:
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
+from bench.ws_fanout import free_port, hub_command, percentile, raise_fd_limit  # noqa: E402
 
 
 @dataclass
@@ -310,12 +291,7 @@ def prepare(tmp: Path, redis_url: str) -> dict[str, str]:
 async def bench(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
     site = await seed(args.clients)
     port = free_port()
-    command = [
-        *(sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory", "--port", str(port)),
-        *("--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio", "--ws-per-message-deflate", "false"),
-        *("--backlog", "4096", "--no-access-log", "--log-level", "warning"),
-    ]
-    server = subprocess.Popen(command, cwd=ROOT, env=env)  # noqa: ASYNC220 - returns at once; readiness below
+    server = subprocess.Popen(hub_command(port), cwd=ROOT, env=env)  # noqa: ASYNC220 - returns at once; readiness below
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -337,7 +313,7 @@ async def bench(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]
 
 def render(result: dict[str, Any], args: argparse.Namespace, elapsed: float, load: float) -> str:
     def ms(values: list[float], q: float) -> str:
-        return f"{percentile(values, q) * 1000:.1f}"
+        return f"{percentile(values, q / 100) * 1000:.1f}"
 
     occ, grd, floor = result["to_occupant"], result["to_guard"], result["baseline"]
     return "\n".join(

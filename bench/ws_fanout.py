@@ -65,6 +65,16 @@ _EVENT_MARK = b'"op":"event"'
 _TS = re.compile(rb'"ts":([0-9.]+)')
 
 
+def hub_command(port: int, *, ws: str = "websockets-sansio", extra: Sequence[str] = ()) -> list[str]:
+    """The hub's web process as the Procfile runs it: uvicorn with uvloop, httptools, no deflate."""
+    return [
+        *(sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory", "--port", str(port)),
+        *("--loop", "uvloop", "--http", "httptools", "--ws", ws, "--ws-per-message-deflate", "false"),
+        *extra,
+        *("--backlog", "4096", "--no-access-log", "--log-level", "warning"),
+    ]
+
+
 def raise_fd_limit() -> None:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -444,30 +454,8 @@ class Bench:
                 "app.main:create_app",
             ]
         elif kind == "hub":
-            command = [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "app.main:create_app",
-                "--factory",
-                "--port",
-                str(port),
-                "--loop",
-                "uvloop",
-                "--http",
-                "httptools",
-                "--ws",
-                self.args.hub_ws,
-                "--ws-per-message-deflate",
-                "false",
-                "--ws-ping-interval",
-                "0",  # the gateway's own heartbeat is used (and tuned out below)
-                "--backlog",
-                "4096",
-                "--no-access-log",
-                "--log-level",
-                "warning",
-            ]
+            # The gateway's own heartbeat is used (and tuned out below), not uvicorn's pings.
+            command = hub_command(port, ws=self.args.hub_ws, extra=("--ws-ping-interval", "0"))
         else:
             command = [sys.executable, __file__, "--role", "baseline", "--port", str(port), "--redis", redis_url]
 
