@@ -10,7 +10,7 @@ Method
 ------
 * A private redis-server and a fresh SQLite database (migrated by ``app.launcher migrate``, as the
   release step does); the real app under ``uvicorn app.main:create_app --factory`` (uvloop, httptools,
-  ``websockets-sansio``, no per-message deflate) as its own process, as in production.
+  the lean websocket protocol, no per-message deflate) as its own process, as in production.
 * One site: ``--clients`` websocket connections in total. One is the measuring guard console
   (``gate=main``); 10% are other guards and staff (they receive every gate event too); the rest are
   occupants, two per unit. ``--targets`` units have their two occupants' connections parsed and timed;

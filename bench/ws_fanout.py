@@ -8,7 +8,8 @@ Run from the repository root::
 Method
 ------
 * A private redis-server is started. Each server under test runs as its own process:
-  - **hub**: ``uvicorn app.main:create_app --factory --ws websockets-sansio --ws-per-message-deflate false``,
+  - **hub**: ``uvicorn app.main:create_app --factory --ws realtime.server_protocol:LeanWebSocketProtocol
+    --ws-per-message-deflate false`` (as in the Procfile),
     the real app; events go through ``realtime.publish`` (Lua: sequence, history, PUBLISH), the hub's
     pub/sub fan-out, per-connection queues and writers. Clients are guards (personal topics
     ``user:{id}`` and ``site:{id}:gate`` are subscribed on connect, as in production) that also
@@ -58,6 +59,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from realtime.server_protocol import UVICORN_WS  # noqa: E402
+
 SERVER_CPU = 0
 PAYLOAD_PAD = "x" * 120  # brings an event frame to ~330 bytes, a typical slot/visitor update
 BASELINE_CHANNEL = "bench:baseline"
@@ -65,7 +68,7 @@ _EVENT_MARK = b'"op":"event"'
 _TS = re.compile(rb'"ts":([0-9.]+)')
 
 
-def hub_command(port: int, *, ws: str = "websockets-sansio", extra: Sequence[str] = ()) -> list[str]:
+def hub_command(port: int, *, ws: str = UVICORN_WS, extra: Sequence[str] = ()) -> list[str]:
     """The hub's web process as the Procfile runs it: uvicorn with uvloop, httptools, no deflate."""
     return [
         *(sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory", "--port", str(port)),
@@ -670,8 +673,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=6, help="fan-out rate doublings to try")
     parser.add_argument(
         "--hub-ws",
-        default="websockets-sansio",
-        help="uvicorn --ws for the hub (e.g. websockets-sansio for uvicorn's own)",
+        default=UVICORN_WS,
+        help="uvicorn --ws for the hub (websockets-sansio for uvicorn's own, which it extends)",
     )
     parser.add_argument(
         "--hub-server", choices=["uvicorn", "granian"], default="uvicorn", help="ASGI server for the hub"

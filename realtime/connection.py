@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
@@ -91,7 +92,7 @@ class Connection:
         self._flush_window = settings.flush_window_seconds
         self._closer: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[Any] | None = None
-        self._expiry: asyncio.TimerHandle | None = None
+        self._expiry: int | None = None  # the second the token expires, while the expiry clock holds it
 
     def start(self) -> None:
         """Called from the handler task, which is the reader."""
@@ -103,12 +104,15 @@ class Connection:
         self.schedule_expiry()
 
     def schedule_expiry(self) -> None:
+        clock = expiry_clock_for(asyncio.get_running_loop())
         if self._expiry is not None:
-            self._expiry.cancel()
-        delay = max(0.0, self.principal.expires_at - time.time())
-        self._expiry = asyncio.get_running_loop().call_later(
-            delay, self.close, CloseCode.TOKEN_EXPIRED, "token expired"
-        )
+            clock.discard(self, self._expiry)
+        self._expiry = clock.add(self, self.principal.expires_at)
+
+    def expire(self) -> None:
+        """Called by the expiry clock when the token's second has come."""
+        self._expiry = None
+        self.close(CloseCode.TOKEN_EXPIRED, "token expired")
 
     # ------------------------------------------------------------------ outgoing (never blocks)
 
@@ -237,7 +241,7 @@ class Connection:
 
     def _cancel_timers(self) -> None:
         if self._expiry is not None:
-            self._expiry.cancel()
+            expiry_clock_for(asyncio.get_running_loop()).discard(self, self._expiry)
             self._expiry = None
 
     async def wait_closed(self) -> None:
@@ -311,3 +315,66 @@ def flush_queue_for(loop: asyncio.AbstractEventLoop, window: float) -> FlushQueu
     if queue is None:
         queue = queues[window] = FlushQueue(window)
     return queue
+
+
+class ExpiryClock:
+    """Closes connections whose access token has expired, with one timer for all of them.
+
+    A timer per connection cost about 500 bytes each (the handle and its bound arguments). Tokens
+    expire at whole seconds (a JWT's ``exp``), so connections are kept in one set per second and
+    a single timer is armed for the earliest second that holds any.
+    """
+
+    __slots__ = ("_armed_for", "_by_second", "_timer")
+
+    def __init__(self) -> None:
+        # No reference to the loop: these clocks are kept in a weak mapping keyed by it.
+        self._by_second: dict[int, set[Connection]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._armed_for: int | None = None
+
+    def add(self, connection: Connection, expires_at: float) -> int:
+        second = math.ceil(expires_at)
+        self._by_second.setdefault(second, set()).add(connection)
+        if self._armed_for is None or second < self._armed_for:
+            self._arm(second)
+        return second
+
+    def discard(self, connection: Connection, second: int) -> None:
+        # The timer stays armed: when it fires with nothing due it re-arms for what is left.
+        connections = self._by_second.get(second)
+        if connections is not None:
+            connections.discard(connection)
+            if not connections:
+                del self._by_second[second]
+
+    def __len__(self) -> int:
+        return sum(len(connections) for connections in self._by_second.values())
+
+    def _arm(self, second: int) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._armed_for = second
+        self._timer = asyncio.get_running_loop().call_later(max(0.0, second - time.time()), self._fire)
+
+    def _fire(self) -> None:
+        self._timer, self._armed_for = None, None
+        now = time.time()
+        for second in [second for second in self._by_second if second <= now]:
+            for connection in self._by_second.pop(second):
+                try:
+                    connection.expire()
+                except Exception:
+                    logger.exception("realtime expiry of connection %s failed", connection.id)
+        if self._by_second:
+            self._arm(min(self._by_second))
+
+
+_EXPIRY_CLOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ExpiryClock] = weakref.WeakKeyDictionary()
+
+
+def expiry_clock_for(loop: asyncio.AbstractEventLoop) -> ExpiryClock:
+    clock = _EXPIRY_CLOCKS.get(loop)
+    if clock is None:
+        clock = _EXPIRY_CLOCKS[loop] = ExpiryClock()
+    return clock

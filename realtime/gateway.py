@@ -14,7 +14,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Final
 
@@ -79,9 +79,10 @@ async def realtime_gateway(socket: WebSocket[Any, Any, Any]) -> None:
     """Realtime events; the protocol is described in docs/realtime.md."""
     state = socket.app.state
     hub: Hub = state.realtime
-    token, subprotocol = requested_token(socket)
+    subprotocol = requested_token(socket)[1]
     try:
-        principal = await authenticate_access_token(state.settings, state.redis, token)
+        # The token is not bound to a local: this frame lives as long as the connection.
+        principal = await authenticate_access_token(state.settings, state.redis, requested_token(socket)[0])
     except AuthError as exc:
         await _refuse(socket, subprotocol, *AUTH_CLOSE[exc.reason])
         return
@@ -132,7 +133,10 @@ class Session:
         connection.start()
         try:
             await self._open()
-            await self._read()
+            # Read here rather than in a helper coroutine: a suspended frame per connection is memory.
+            receive = self.socket.receive
+            while (message := await receive())["type"] != "websocket.disconnect":
+                await self._receive(message)
         except asyncio.CancelledError:
             if not connection.aborting:
                 raise
@@ -167,22 +171,18 @@ class Session:
         if connection.console is not None:
             await self.hub.presence.join(principal.site_id, connection.console)
 
-    async def _read(self) -> None:
-        connection, receive = self.connection, self.socket.receive
-        while True:
-            message = await receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            connection.last_seen = time.monotonic()
-            if connection.closing is not None:
-                continue
-            raw: str | bytes = message.get("text") or message.get("bytes") or b""  # type: ignore[assignment]
-            try:
-                request: ClientMessage = client_message_decoder.decode(raw)
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                connection.send(ErrorReply(code="bad_request", message=str(exc)))
-                continue
-            await self._handle(request)
+    async def _receive(self, message: Mapping[str, Any]) -> None:
+        connection = self.connection
+        connection.last_seen = time.monotonic()
+        if connection.closing is not None:
+            return
+        raw: str | bytes = message.get("text") or message.get("bytes") or b""
+        try:
+            request: ClientMessage = client_message_decoder.decode(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            connection.send(ErrorReply(code="bad_request", message=str(exc)))
+            return
+        await self._handle(request)
 
     async def _handle(self, request: ClientMessage) -> None:
         connection = self.connection

@@ -29,7 +29,7 @@ from redis.asyncio.client import PubSub
 from app.config import Settings
 from realtime import history
 from realtime.config import RealtimeSettings
-from realtime.connection import Connection
+from realtime.connection import Connection, expiry_clock_for
 from realtime.presence import Presence
 from schema.events import CloseCode, ErrorReply, Ping, Resync, Subscribed
 
@@ -115,6 +115,7 @@ class Hub:
             "idle_topics": len(self._idle),
             "pending_commands": len(self._commands),
             "pending_confirmations": sum(len(q) for q in self._confirmations.values()),
+            "expiry_timers": len(expiry_clock_for(asyncio.get_running_loop())),
         }
 
     # ------------------------------------------------------------------ connections

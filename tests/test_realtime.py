@@ -519,6 +519,7 @@ async def test_200_clients_connecting_and_dropping_at_once_leak_nothing(gateway,
     during = hub.stats()
     assert during["connections"] == baseline[0]["connections"] + 200
     assert during["consoles"] == 40
+    assert during["expiry_timers"] == baseline[0]["expiry_timers"] + 200
     assert during["topics"] >= 202  # 200 personal user topics, the gate and the slots topic
     assert len(await redis.pubsub_channels(pattern)) >= baseline[1] + 200
     # Half vanish like a dead network, half close politely, all at once.

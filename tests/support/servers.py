@@ -19,6 +19,7 @@ import uvicorn
 from app.devredis import free_port
 from realtime.config import RealtimeSettings
 from realtime.hub import Hub
+from realtime.server_protocol import UVICORN_WS, LeanWebSocketProtocol
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = RealtimeSettings(
@@ -55,7 +56,7 @@ class InProcessServer:
             self.app,
             host="127.0.0.1",
             port=self.port,
-            ws="websockets-sansio",
+            ws=LeanWebSocketProtocol,
             ws_per_message_deflate=False,
             lifespan="on",
             log_level="warning",
@@ -102,7 +103,7 @@ class SubprocessServer:
                 "--port",
                 str(self.port),
                 "--ws",
-                "websockets-sansio",
+                UVICORN_WS,
                 "--ws-per-message-deflate",
                 "false",
                 "--log-level",

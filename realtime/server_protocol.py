@@ -1,0 +1,161 @@
+"""uvicorn's sans-I/O websocket protocol, holding less per idle connection.
+
+A web process keeps thousands of mostly idle websockets open, so every object a connection keeps
+alive is paid thousands of times. uvicorn's ``websockets-sansio`` protocol (frame parsing and the
+handshake are done by the ``websockets`` library, which we keep) allocates per connection an
+``asyncio.Queue`` and an ``asyncio.Event``: four deques of about 760 bytes each, although the
+queue rarely holds more than one message (uvicorn pauses reading while one is unread). It also
+keeps the handshake's request and response, headers and all, for the connection's whole life,
+though nothing reads them after the handshake. This subclass swaps the queue and the event for
+list-backed equivalents that allocate only while someone waits, and lets go of the handshake
+objects once the handshake is over. Everything else, including every byte on the wire, is
+uvicorn's and the ``websockets`` library's.
+
+Run it with ``uvicorn --ws realtime.server_protocol:LeanWebSocketProtocol`` (the Procfile does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Generator
+from typing import Any, Generic, TypeVar
+
+from uvicorn._types import ASGIReceiveEvent, ASGISendEvent
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.http11 import Request
+from websockets.protocol import Protocol
+from websockets.server import ServerProtocol
+
+UVICORN_WS = "realtime.server_protocol:LeanWebSocketProtocol"  # for ``uvicorn --ws``
+
+Item = TypeVar("Item")
+
+
+def _wake(waiters: list[asyncio.Future[None]]) -> None:
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.set_result(None)
+
+
+class LeanQueue(Generic[Item]):
+    """An unbounded FIFO with ``asyncio.Queue``'s ``put_nowait``/``get``/``empty``.
+
+    Items and waiters live in plain lists, and the waiter list exists only while a ``get`` waits.
+    """
+
+    __slots__ = ("_getters", "_items")
+
+    def __init__(self) -> None:
+        self._items: list[Item] = []
+        self._getters: list[asyncio.Future[None]] | None = None
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    def put_nowait(self, item: Item) -> None:
+        self._items.append(item)
+        if self._getters:
+            _wake(self._getters)
+
+    async def get(self) -> Item:
+        while not self._items:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            if self._getters is None:
+                self._getters = []
+            self._getters.append(waiter)
+            try:
+                await waiter
+            finally:
+                self._getters.remove(waiter)
+                if not self._getters:
+                    self._getters = None
+        return self._items.pop(0)
+
+
+class LeanEvent:
+    """``asyncio.Event``'s ``set``/``clear``/``is_set``/``wait``, without a deque per instance."""
+
+    __slots__ = ("_flag", "_waiters")
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    def set(self) -> None:
+        self._flag = True
+        if self._waiters:
+            _wake(self._waiters)
+
+    def clear(self) -> None:
+        self._flag = False
+
+    async def wait(self) -> bool:
+        if self._flag:
+            return True
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            self._waiters.remove(waiter)
+            if not self._waiters:
+                self._waiters = None
+        return True
+
+
+class _StopAfterHandshake(Protocol):
+    def parse(self) -> Generator[None]:
+        return
+        yield
+
+
+class HandshakeFreeServerProtocol(ServerProtocol, _StopAfterHandshake):
+    """``websockets``' server protocol, minus the handshake request it keeps for the connection's life.
+
+    ``ServerProtocol.parse`` reads the handshake request into a local variable, then goes on in the
+    same generator to parse frames until the connection ends, so the request and its headers stay
+    alive as long as the connection does. Here the frame parsing that ``ServerProtocol.parse``
+    delegates to (``super().parse()``, which the method resolution order sends to
+    ``_StopAfterHandshake``) returns at once, so that generator ends after the handshake and takes
+    the request with it; frames are then parsed by ``Protocol.parse``, exactly as before.
+    """
+
+    def parse(self) -> Generator[None]:
+        yield from super().parse()
+        yield from Protocol.parse(self)
+
+
+class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's ``websockets-sansio`` protocol with the per-connection overhead above removed."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Same interface as the asyncio objects uvicorn created; only their footprint differs.
+        self.queue: LeanQueue[ASGIReceiveEvent] = LeanQueue()  # type: ignore[assignment]
+        self.writable: LeanEvent = LeanEvent()  # type: ignore[assignment]
+        self.writable.set()
+        uvicorns = self.conn
+        self.conn = HandshakeFreeServerProtocol(
+            extensions=uvicorns.available_extensions, max_size=self.config.ws_max_size, logger=uvicorns.logger
+        )
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        # The app reads the handshake from the scope; uvicorn never reads the request again.
+        del self.request
+        if self.handshake_complete:  # refused by the library before the app saw it
+            del self.response
+
+    async def send(self, message: ASGISendEvent) -> None:
+        await super().send(message)
+        # The response is only consulted until the handshake completes (accept or reject).
+        if self.handshake_complete and "response" in self.__dict__:
+            del self.response
