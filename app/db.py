@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,25 @@ def stop_orphaned_sqlite_connections() -> int:
     for connection in orphans:
         connection.stop()
     return len(orphans)
+
+
+def stop_sqlite_connections_before_exit() -> None:
+    """Make the interpreter stop leftover aiosqlite connections before it waits for their threads.
+
+    A process waits at exit for every non-daemon thread, and each aiosqlite connection runs one
+    until it is closed. The worker's shutdown hook stops leftovers, but arq does not reach that
+    hook when a job cancelled during its set-up re-raises the cancellation out of ``Worker.close``,
+    and the process then hung at exit (seen in CI). ``atexit`` would run too late: it runs after
+    those threads are joined. ``threading._register_atexit`` runs before, and is what
+    ``concurrent.futures`` uses to stop its own worker threads.
+    """
+    global _stop_registered
+    if not _stop_registered:
+        threading._register_atexit(stop_orphaned_sqlite_connections)  # type: ignore[attr-defined]
+        _stop_registered = True
+
+
+_stop_registered = False
 
 
 async def open_database(settings: Settings | None = None) -> bool:

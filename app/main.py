@@ -20,7 +20,7 @@ from app.auth.controller import AuthController
 from app.auth.middleware import BearerAuthMiddleware, role_guard
 from app.auth.roles import PUBLIC, allowed_roles, is_framework_handler
 from app.config import Settings, get_settings
-from app.db import close_database, open_database
+from app.db import close_database, open_database, stop_sqlite_connections_before_exit
 from app.deps import DEPENDENCIES
 from app.errors import EXCEPTION_HANDLERS
 from app.people.directory import directory_for
@@ -99,6 +99,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        stop_sqlite_connections_before_exit()
         started_pool = await open_database(settings)
         redis = create_redis(settings)
         app.state.redis = redis

@@ -4,7 +4,10 @@ non-daemon thread) behind, so a worker whose jobs were cancelled can still exit.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import aiosqlite
@@ -13,6 +16,8 @@ from piccolo.engine.sqlite import SQLiteEngine
 
 from app.db import current_engine, is_sqlite, stop_orphaned_sqlite_connections, write_transaction
 from schema.tables import Site
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _sqlite_threads() -> set[threading.Thread]:
@@ -69,3 +74,34 @@ async def test_orphaned_connections_are_stopped_at_shutdown(settings: Any) -> No
     assert thread.is_alive() and thread not in before
     assert stop_orphaned_sqlite_connections() >= 1
     await _until(lambda: not thread.is_alive())
+
+
+_EXIT_SCRIPT = """
+import asyncio, sys
+import aiosqlite
+from app.db import stop_sqlite_connections_before_exit
+
+async def main():
+    if sys.argv[1] == "hook":
+        stop_sqlite_connections_before_exit()
+    connection = await aiosqlite.connect(":memory:")  # never closed, as after a cancelled job
+    await connection.execute("SELECT 1")
+    raise asyncio.CancelledError  # leave as arq's Worker.close did, past the shutdown hook
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("hook", [True, False])
+def test_a_process_exits_even_when_its_shutdown_hook_was_skipped(hook: bool) -> None:
+    """With the hook the process exits at once; without it, it waits for the connection's thread."""
+    process = subprocess.Popen([sys.executable, "-c", _EXIT_SCRIPT, "hook" if hook else "none"], cwd=ROOT)
+    try:
+        process.wait(timeout=15 if hook else 3)
+        exited = True
+    except subprocess.TimeoutExpired:
+        exited = False
+    finally:
+        process.kill()
+        process.wait()
+    assert exited is hook

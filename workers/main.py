@@ -14,7 +14,12 @@ from arq import cron, func
 from arq.connections import RedisSettings
 
 from app.config import Settings, get_settings
-from app.db import close_database, open_database, stop_orphaned_sqlite_connections
+from app.db import (
+    close_database,
+    open_database,
+    stop_orphaned_sqlite_connections,
+    stop_sqlite_connections_before_exit,
+)
 from workers import complaint_jobs, maintenance, notify_jobs, privacy_jobs, slot_jobs, visitor_jobs
 
 logger = logging.getLogger(__name__)
@@ -33,6 +38,7 @@ def redis_settings(settings: Settings) -> RedisSettings:
 
 
 async def startup(ctx: dict[str, Any]) -> None:
+    stop_sqlite_connections_before_exit()
     settings = get_settings()
     ctx["settings"] = settings
     ctx["started_pool"] = await open_database()
