@@ -20,7 +20,7 @@ import asyncio
 from collections.abc import Generator
 from typing import Any, Generic, TypeVar
 
-from uvicorn._types import ASGIReceiveEvent, ASGISendEvent
+from uvicorn._types import ASGIReceiveEvent
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request
 from websockets.protocol import Protocol
@@ -152,10 +152,10 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         # The app reads the handshake from the scope; uvicorn never reads the request again.
         del self.request
         if self.handshake_complete:  # refused by the library before the app saw it
-            del self.response
+            self.__dict__.pop("response", None)
 
-    async def send(self, message: ASGISendEvent) -> None:
-        await super().send(message)
-        # The response is only consulted until the handshake completes (accept or reject).
-        if self.handshake_complete and "response" in self.__dict__:
-            del self.response
+    def start_keepalive(self) -> None:
+        # uvicorn calls this right after it wrote the accepted handshake's response, which it
+        # never reads again. (Hooked here rather than around ``send``, which runs for every frame.)
+        self.__dict__.pop("response", None)
+        super().start_keepalive()
