@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -46,6 +47,8 @@ from schema.events import (
     Welcome,
     decode_server_frame,
 )
+
+logger = logging.getLogger("opshub.realtime.client")
 
 TokenSource = str | Callable[[], Awaitable[str]]
 
@@ -256,6 +259,15 @@ class RealtimeClient:
         )
 
     async def _run(self) -> None:
+        try:
+            await self._connect_until_closed()
+        except Exception as exc:
+            # Not a network failure but a bug or a server breaking the protocol: fail whoever waits
+            # (connect, recv, a request) instead of leaving them waiting for good.
+            logger.exception("realtime client stopped by an unexpected error")
+            self._stop(ClientClosed(None, f"client failed: {exc!r}"))
+
+    async def _connect_until_closed(self) -> None:
         backoff = self.min_backoff
         auto = True
         while self._closed is None:

@@ -129,10 +129,13 @@ class Session:
 
     async def run(self) -> None:
         connection, hub = self.connection, self.hub
-        hub.attach(connection)
-        connection.start()
         try:
-            await self._open()
+            # The welcome is every client's first message, so it is queued before the hub knows the
+            # connection: once attached, a heartbeat ping could otherwise get there first.
+            personal = await self._welcome()
+            hub.attach(connection)
+            connection.start()
+            await self._open(personal)
             # Read here rather than in a helper coroutine: a suspended frame per connection is memory.
             receive = self.socket.receive
             while (message := await receive())["type"] != "websocket.disconnect":
@@ -150,7 +153,7 @@ class Session:
         finally:
             await hub.detach(connection)
 
-    async def _open(self) -> None:
+    async def _welcome(self) -> list[str]:
         connection, principal = self.connection, self.connection.principal
         personal = await personal_topics(principal)
         connection.send(
@@ -165,6 +168,10 @@ class Session:
                 gate=connection.console.gate if connection.console else None,
             )
         )
+        return personal
+
+    async def _open(self, personal: list[str]) -> None:
+        connection, principal = self.connection, self.connection.principal
         if self.auto:
             for name in personal:  # allowed by construction
                 await self._subscribe_topic(parse_topic(name), None, None)

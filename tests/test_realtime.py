@@ -180,6 +180,40 @@ async def test_refused_tokens_close_with_documented_codes_before_any_data(gatewa
         assert isinstance(await next_op(ws, "welcome"), Welcome)
 
 
+async def test_the_welcome_comes_first_even_when_a_heartbeat_is_due(world, settings) -> None:  # type: ignore[no-untyped-def]
+    """A heartbeat ping queued before the welcome made the realtime client give up (seen on CI)."""
+    eager = InProcessServer(settings, msgspec.structs.replace(FAST, heartbeat_seconds=0.001))
+    await eager.start()
+    try:
+
+        async def first_message(n: int) -> Any:
+            # An occupant's personal topics need a database query: the window a ping could slip into.
+            async with websockets.connect(f"{eager.url}?token={world.token('occupant')}", compression=None) as ws:
+                return decode_server_frame(await asyncio.wait_for(ws.recv(), 5))[0]
+
+        # The race is narrow (a ping must fall into one query's wait), so give it many chances.
+        for _ in range(5):
+            firsts = await asyncio.gather(*(first_message(n) for n in range(100)))
+            assert all(isinstance(message, Welcome) for message in firsts), [type(m).__name__ for m in firsts]
+    finally:
+        await eager.stop()
+
+
+async def test_a_client_fails_instead_of_waiting_when_the_server_breaks_the_protocol(world) -> None:  # type: ignore[no-untyped-def]
+    async def not_a_gateway(connection: websockets.asyncio.server.ServerConnection) -> None:
+        await connection.send('{"op":"ping"}')  # a valid server message, but not the welcome
+        await connection.wait_closed()
+
+    async with websockets.serve(not_a_gateway, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        client = RealtimeClient(f"ws://127.0.0.1:{port}/ws", world.token("guard"))
+        with pytest.raises(ClientClosed) as failed:
+            async with asyncio.timeout(5):
+                await client.connect()
+        assert "expected a welcome" in failed.value.reason
+        await client.close()
+
+
 async def test_token_refresh_keeps_the_connection_and_expiry_closes_it(gateway, world, redis, settings) -> None:  # type: ignore[no-untyped-def]
     async with (
         RealtimeClient(gateway.url, short_token(world, "guard", 1.5), reconnect=False) as refreshed,

@@ -1,9 +1,10 @@
 """What an idle connection keeps: the lean uvicorn websocket protocol and the shared expiry clock.
 
 The protocol behaves as uvicorn's does while keeping less per connection. The whole realtime
-suite runs on it (tests/support/servers.py); these tests pin down what it changes: the list-backed queue and event, the handshake objects it lets go of, and that a
-connection through it still does everything a websocket must (echo, fragments, ping, close codes,
-a send that waits for a slow reader).
+suite runs on it (tests/support/servers.py); these tests pin down what it changes: the
+list-backed queue and event, the handshake objects it lets go of, and that a connection through
+it still does everything a websocket must (echo, fragments, ping, close codes, a send that waits
+for a slow reader).
 """
 
 from __future__ import annotations
