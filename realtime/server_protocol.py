@@ -31,73 +31,15 @@ UVICORN_WS = "realtime.server_protocol:LeanWebSocketProtocol"  # for ``uvicorn -
 Item = TypeVar("Item")
 
 
-def _wake(waiters: list[asyncio.Future[None]]) -> None:
-    for waiter in waiters:
-        if not waiter.done():
-            waiter.set_result(None)
+class _Waitable:
+    """Tasks parked until woken, in a list that exists only while someone is parked."""
 
-
-class LeanQueue(Generic[Item]):
-    """An unbounded FIFO with ``asyncio.Queue``'s ``put_nowait``/``get``/``empty``.
-
-    Items and waiters live in plain lists, and the waiter list exists only while a ``get`` waits.
-    """
-
-    __slots__ = ("_getters", "_items")
+    __slots__ = ("_waiters",)
 
     def __init__(self) -> None:
-        self._items: list[Item] = []
-        self._getters: list[asyncio.Future[None]] | None = None
-
-    def empty(self) -> bool:
-        return not self._items
-
-    def qsize(self) -> int:
-        return len(self._items)
-
-    def put_nowait(self, item: Item) -> None:
-        self._items.append(item)
-        if self._getters:
-            _wake(self._getters)
-
-    async def get(self) -> Item:
-        while not self._items:
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            if self._getters is None:
-                self._getters = []
-            self._getters.append(waiter)
-            try:
-                await waiter
-            finally:
-                self._getters.remove(waiter)
-                if not self._getters:
-                    self._getters = None
-        return self._items.pop(0)
-
-
-class LeanEvent:
-    """``asyncio.Event``'s ``set``/``clear``/``is_set``/``wait``, without a deque per instance."""
-
-    __slots__ = ("_flag", "_waiters")
-
-    def __init__(self) -> None:
-        self._flag = False
         self._waiters: list[asyncio.Future[None]] | None = None
 
-    def is_set(self) -> bool:
-        return self._flag
-
-    def set(self) -> None:
-        self._flag = True
-        if self._waiters:
-            _wake(self._waiters)
-
-    def clear(self) -> None:
-        self._flag = False
-
-    async def wait(self) -> bool:
-        if self._flag:
-            return True
+    async def _park(self) -> None:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if self._waiters is None:
             self._waiters = []
@@ -108,6 +50,60 @@ class LeanEvent:
             self._waiters.remove(waiter)
             if not self._waiters:
                 self._waiters = None
+
+    def _wake(self) -> None:
+        for waiter in self._waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+
+class LeanQueue(_Waitable, Generic[Item]):
+    """An unbounded FIFO with ``asyncio.Queue``'s ``put_nowait``/``get``/``empty``, in plain lists."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._items: list[Item] = []
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    def put_nowait(self, item: Item) -> None:
+        self._items.append(item)
+        self._wake()
+
+    async def get(self) -> Item:
+        while not self._items:
+            await self._park()
+        return self._items.pop(0)
+
+
+class LeanEvent(_Waitable):
+    """``asyncio.Event``'s ``set``/``clear``/``is_set``/``wait``, without a deque per instance."""
+
+    __slots__ = ("_flag",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._flag = False
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    def set(self) -> None:
+        self._flag = True
+        self._wake()
+
+    def clear(self) -> None:
+        self._flag = False
+
+    async def wait(self) -> bool:
+        if not self._flag:
+            await self._park()
         return True
 
 

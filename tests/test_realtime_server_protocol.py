@@ -75,7 +75,7 @@ async def test_a_cancelled_get_leaves_no_waiter_and_loses_no_item() -> None:
     queue.put_nowait("only")
     assert await second == "only"
     assert first.cancelled()
-    assert queue._getters is None
+    assert queue._waiters is None
     # A put while a getter is being cancelled still reaches the next get.
     third = asyncio.create_task(queue.get())
     await asyncio.sleep(0)
