@@ -98,9 +98,8 @@ class Connection:
         """Called from the handler task, which is the reader."""
         self._reader = asyncio.current_task()
         self._flush_queue = flush_queue_for(asyncio.get_running_loop(), self._flush_window)
-        if self._outbox and not self._queued:
-            self._queued = True
-            self._flush_queue.add(self)
+        if self._outbox:  # the welcome, queued before the connection started
+            self._request_flush()
         self.schedule_expiry()
 
     def schedule_expiry(self) -> None:
@@ -134,6 +133,11 @@ class Connection:
         if len(outbox) > self._limit:
             self.close(CloseCode.SLOW_CONSUMER, "slow consumer")
             return
+        if not self._queued:
+            self._request_flush()
+
+    def _request_flush(self) -> None:
+        # A draining task sends what follows its send itself; before start() there is no queue yet.
         if not self._queued and self._draining is None and self._flush_queue is not None:
             self._queued = True
             self._flush_queue.add(self)
@@ -154,7 +158,7 @@ class Connection:
         return batch[0] if len(batch) == 1 else "[" + ",".join(batch) + "]"
 
     def flush(self) -> None:
-        """Send what is queued; called once per loop turn by the flush queue."""
+        """Send what is queued; called by the flush queue once its window has passed."""
         self._queued = False
         while self.closing is None and self._draining is None:
             text = self._next_frame()
@@ -192,9 +196,8 @@ class Connection:
             return  # the peer is gone
         finally:
             self._draining = None
-        if self._outbox and self.closing is None and not self._queued and self._flush_queue is not None:
-            self._queued = True
-            self._flush_queue.add(self)
+        if self._outbox and self.closing is None:
+            self._request_flush()
 
     # ------------------------------------------------------------------ closing
 

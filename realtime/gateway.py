@@ -79,10 +79,9 @@ async def realtime_gateway(socket: WebSocket[Any, Any, Any]) -> None:
     """Realtime events; the protocol is described in docs/realtime.md."""
     state = socket.app.state
     hub: Hub = state.realtime
-    subprotocol = requested_token(socket)[1]
+    token, subprotocol = requested_token(socket)
     try:
-        # The token is not bound to a local: this frame lives as long as the connection.
-        principal = await authenticate_access_token(state.settings, state.redis, requested_token(socket)[0])
+        principal = await authenticate_access_token(state.settings, state.redis, token)
     except AuthError as exc:
         await _refuse(socket, subprotocol, *AUTH_CLOSE[exc.reason])
         return
@@ -90,6 +89,7 @@ async def realtime_gateway(socket: WebSocket[Any, Any, Any]) -> None:
         logger.warning("websocket authentication failed", exc_info=True)
         await _refuse(socket, subprotocol, CloseCode.TRY_AGAIN_LATER, "try again later")
         return
+    del token  # this frame lives as long as the connection; the token need not
     gate = socket.query_params.get("gate")
     auto = socket.query_params.get("auto", "1")
     if (gate is not None and not GATE_NAME.match(gate)) or auto not in ("0", "1"):
