@@ -6,6 +6,9 @@ frame (a JSON array) and written by one flush callback for every connection with
 queued. The server's send usually completes without waiting (the socket is writable); only when
 it must wait (the client reads slowly) does the connection get a task that finishes that send
 and drains the rest. A busy client costs one send per batch, and an idle one no task at all.
+Where the server offers it (``realtime.server_protocol``), a flush serializes each distinct
+frame once and writes those bytes to every connection that gets the same batch, which in a
+fan-out is nearly all of them, instead of one ASGI send per connection.
 
 Everything that sends to the client only appends to the outbox, which never blocks the
 caller (the hub's dispatch loop serves every connection of the process). A client whose
@@ -22,13 +25,14 @@ import math
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 from litestar.connection import WebSocket
 
 from app.auth.principal import Principal
 from realtime.config import RealtimeSettings
+from realtime.server_protocol import FRAME_WRITER_EXTENSION, serialize_text_frame
 from schema.events import CloseCode, Console
 
 logger = logging.getLogger("opshub.realtime")
@@ -37,6 +41,13 @@ _encoder = msgspec.json.Encoder()
 # A topic's position on a connection: the last sequence number delivered, or, while the
 # subscription is replaying history, the live events buffered meanwhile (epoch, seq, frame).
 Buffer = list[tuple[str, int, str]]
+# Within one flush: the frame bytes for each distinct batch, by the batch's message (or the
+# tuple of its messages; the strings are shared by every connection, so hashing them is cheap).
+FrameCache = dict[object, bytes]
+
+
+class FrameWriter(Protocol):
+    def write_frame(self, frame: bytes) -> bool: ...
 
 
 class Connection:
@@ -54,6 +65,7 @@ class Connection:
         "_queued",
         "_reader",
         "_socket",
+        "_writer",
         "aborting",
         "closing",
         "console",
@@ -93,10 +105,13 @@ class Connection:
         self._closer: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[Any] | None = None
         self._expiry: int | None = None  # the second the token expires, while the expiry clock holds it
+        self._writer: FrameWriter | None = None
 
     def start(self) -> None:
         """Called from the handler task, which is the reader."""
         self._reader = asyncio.current_task()
+        extensions: dict[str, Any] = self._socket.scope.get("extensions") or {}
+        self._writer = extensions.get(FRAME_WRITER_EXTENSION)
         self._flush_queue = flush_queue_for(asyncio.get_running_loop(), self._flush_window)
         if self._outbox:  # the welcome, queued before the connection started
             self._request_flush()
@@ -145,26 +160,33 @@ class Connection:
     def send(self, message: msgspec.Struct) -> None:
         self.push(_encoder.encode(message).decode())
 
-    def _next_frame(self) -> str | None:
+    def _take_batch(self) -> list[str] | None:
         outbox = self._outbox
         if not outbox:
             return None
         if len(outbox) <= self._max_batch:
             self._outbox = []
-            batch = outbox
-        else:
-            batch = outbox[: self._max_batch]
-            del outbox[: self._max_batch]
-        return batch[0] if len(batch) == 1 else "[" + ",".join(batch) + "]"
+            return outbox
+        batch = outbox[: self._max_batch]
+        del outbox[: self._max_batch]
+        return batch
 
-    def flush(self) -> None:
+    def flush(self, frames: FrameCache) -> None:
         """Send what is queued; called by the flush queue once its window has passed."""
         self._queued = False
+        writer = self._writer
         while self.closing is None and self._draining is None:
-            text = self._next_frame()
-            if text is None:
+            batch = self._take_batch()
+            if batch is None:
                 return
-            sending = self._socket.send({"type": "websocket.send", "text": text, "bytes": None})
+            if writer is not None:
+                key = batch[0] if len(batch) == 1 else tuple(batch)
+                frame = frames.get(key)
+                if frame is None:
+                    frame = frames[key] = serialize_text_frame(_joined(batch))
+                if writer.write_frame(frame):
+                    continue
+            sending = self._socket.send({"type": "websocket.send", "text": _joined(batch), "bytes": None})
             if not isinstance(sending, Coroutine):  # an ASGI server whose send is some other awaitable
                 self._draining = asyncio.get_running_loop().create_task(
                     self._drain(_awaited(sending), None), name=f"rt-drain-{self.id}"
@@ -173,7 +195,7 @@ class Connection:
             try:
                 waiting_on = sending.send(None)
             except StopIteration:
-                continue  # written at once: the usual case
+                continue  # written at once: the usual case without a frame writer
             except Exception:
                 return  # the peer is gone; the reader sees the disconnect and cleans up
             # The socket's buffer is above its high-water mark: finish this send in a task, and
@@ -185,11 +207,8 @@ class Connection:
     async def _drain(self, sending: Coroutine[Any, Any, None], waiting_on: Any) -> None:
         try:
             await _resume(sending, waiting_on)
-            while self.closing is None:
-                text = self._next_frame()
-                if text is None:
-                    break
-                await self._socket.send({"type": "websocket.send", "text": text, "bytes": None})
+            while self.closing is None and (batch := self._take_batch()) is not None:
+                await self._socket.send({"type": "websocket.send", "text": _joined(batch), "bytes": None})
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -254,6 +273,11 @@ class Connection:
                 await self._closer
 
 
+def _joined(batch: list[str]) -> str:
+    """One message as is; several as one JSON array (clients accept both)."""
+    return batch[0] if len(batch) == 1 else "[" + ",".join(batch) + "]"
+
+
 async def _resume(coroutine: Coroutine[Any, Any, None], waiting_on: Any) -> None:
     """Finish a coroutine that was started by hand and suspended on ``waiting_on`` (what it
     yielded): the part of running a task that ``asyncio.eager_task_factory`` does on 3.12."""
@@ -300,9 +324,10 @@ class FlushQueue:
 
     def _flush(self) -> None:
         pending, self._pending, self._scheduled = self._pending, [], False
+        frames: FrameCache = {}
         for connection in pending:
             try:
-                connection.flush()
+                connection.flush(frames)
             except Exception:
                 logger.exception("realtime flush of connection %s failed", connection.id)
 

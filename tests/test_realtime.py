@@ -465,6 +465,44 @@ async def test_slow_consumer_is_cut_off_while_others_keep_receiving(gateway, wor
     assert received < 400
 
 
+async def test_a_fan_out_serializes_each_frame_once_for_all_its_subscribers(  # type: ignore[no-untyped-def]
+    gateway, world, redis, settings, monkeypatch
+) -> None:
+    from realtime import connection as connection_module
+
+    topic = site_topic(world.site_id, "slots")
+    marker = f"fan-out-{uuid4()}"
+    serialized: list[str] = []
+    library_serialize = connection_module.serialize_text_frame
+
+    def counting(text: str) -> bytes:  # a spy: the library's serializer still makes every frame
+        if marker in text:
+            serialized.append(text)
+        return library_serialize(text)
+
+    monkeypatch.setattr(connection_module, "serialize_text_frame", counting)
+    clients = []
+    try:
+        for _ in range(20):
+            ws = await websockets.connect(f"{gateway.url}?token={world.token('guard')}", compression=None)
+            clients.append(ws)
+            await ws.send(msgspec.json.encode({"op": "subscribe", "topic": topic}).decode())
+            await next_op(ws, "subscribed")
+        await Publisher(redis, settings).publish(topic, "slot.availability_changed", {"marker": marker})
+        received = []
+        for ws in clients:
+            async with asyncio.timeout(5):
+                while marker not in (frame := await ws.recv()):
+                    pass
+            received.append(frame)
+    finally:
+        await asyncio.gather(*(ws.close() for ws in clients))
+    # Each distinct frame (the event alone, or batched with a heartbeat ping) was made once,
+    # and every subscriber was written those bytes.
+    assert sorted(serialized) == sorted(set(received))
+    assert len(serialized) < len(clients)
+
+
 async def test_silent_connections_are_reaped(gateway, world) -> None:  # type: ignore[no-untyped-def]
     async with websockets.connect(f"{gateway.url}?token={world.token('guard')}", compression=None) as ws:
         started = time.monotonic()

@@ -26,7 +26,14 @@ from websockets.server import ServerProtocol
 
 from app.devredis import free_port
 from realtime.connection import ExpiryClock
-from realtime.server_protocol import HandshakeFreeServerProtocol, LeanEvent, LeanQueue, LeanWebSocketProtocol
+from realtime.server_protocol import (
+    FRAME_WRITER_EXTENSION,
+    HandshakeFreeServerProtocol,
+    LeanEvent,
+    LeanQueue,
+    LeanWebSocketProtocol,
+    serialize_text_frame,
+)
 
 HANDSHAKE = (
     b"GET /ws?token=abc HTTP/1.1\r\n"
@@ -162,7 +169,8 @@ def test_a_bad_handshake_is_still_refused() -> None:
 
 
 class EchoApp:
-    """Echoes text; "close <code>" closes with that code; "flood <n>" sends n 64 KiB messages."""
+    """Echoes text; "close <code>" closes with that code; "flood <n>" sends n 64 KiB messages;
+    "shared <text>" writes <text> through the frame writer, or sends "declined <text>" through ASGI."""
 
     def __init__(self) -> None:
         self.flood_done = asyncio.Event()
@@ -179,6 +187,10 @@ class EchoApp:
             text = message.get("text") or ""
             if text.startswith("close "):
                 await send({"type": "websocket.close", "code": int(text.split()[1]), "reason": "asked"})
+            elif text.startswith("shared "):
+                writer = scope["extensions"][FRAME_WRITER_EXTENSION]
+                if not writer.write_frame(serialize_text_frame(text[7:])):
+                    await send({"type": "websocket.send", "text": "declined " + text[7:]})
             elif text.startswith("flood "):
                 for _ in range(int(text.split()[1])):
                     await send({"type": "websocket.send", "bytes": b"x" * 65536})
@@ -187,12 +199,17 @@ class EchoApp:
                 await send({"type": "websocket.send", "text": text})
 
 
-@pytest.fixture
-async def echo_server() -> AsyncIterator[tuple[str, uvicorn.Server, EchoApp]]:
+@pytest.fixture(params=[False], ids=["plain"])
+async def echo_server(request: pytest.FixtureRequest) -> AsyncIterator[tuple[str, uvicorn.Server, EchoApp]]:
     app = EchoApp()
     port = free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, ws=LeanWebSocketProtocol, ws_per_message_deflate=False, log_level="warning"
+        app,
+        host="127.0.0.1",
+        port=port,
+        ws=LeanWebSocketProtocol,
+        ws_per_message_deflate=request.param,
+        log_level="warning",
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
@@ -242,6 +259,47 @@ async def test_a_send_waits_for_a_slow_reader_and_then_completes(echo_server: An
         await asyncio.wait_for(app.flood_done.wait(), 5)
         await ws.send("still here")
         assert await ws.recv() == "still here"
+
+
+async def test_a_shared_frame_is_written_as_the_library_would_write_it(echo_server: Any) -> None:
+    url, server, _app = echo_server
+    text = '{"op":"event","data":"caf\u00e9 \u2615"}' + "x" * 300  # non-ASCII, and a 16-bit length
+    async with websockets.connect(url, compression=None) as ws:
+        await ws.send("shared " + text)
+        assert await ws.recv() == text
+        (protocol,) = server_protocols(server)
+        assert protocol.scope["extensions"][FRAME_WRITER_EXTENSION] is protocol  # type: ignore[index]
+        # The very bytes the library's own send would have produced for this connection.
+        protocol.conn.send_text(text.encode())
+        assert protocol.conn.data_to_send() == [serialize_text_frame(text)]
+
+
+async def test_the_frame_writer_declines_while_the_socket_is_full_and_once_closing(echo_server: Any) -> None:
+    url, server, app = echo_server
+    async with websockets.connect(url, compression=None, max_queue=1) as ws:
+        await ws.send("flood 200")
+        await asyncio.sleep(0.5)
+        (protocol,) = server_protocols(server)
+        assert not protocol.writable.is_set()
+        assert protocol.write_frame(serialize_text_frame("jumping the queue")) is False
+        for _ in range(200):
+            await ws.recv()
+        await asyncio.wait_for(app.flood_done.wait(), 5)
+        assert protocol.write_frame(serialize_text_frame("now")) is True
+        assert await ws.recv() == "now"
+        await ws.send("close 1000")
+        with pytest.raises(websockets.ConnectionClosed):
+            await ws.recv()
+        assert protocol.close_sent
+        assert protocol.write_frame(serialize_text_frame("after the close")) is False
+
+
+@pytest.mark.parametrize("echo_server", [True], ids=["deflate"], indirect=True)
+async def test_the_frame_writer_declines_when_compression_makes_frames_per_connection(echo_server: Any) -> None:
+    url, _server, _app = echo_server
+    async with websockets.connect(url, compression="deflate") as ws:
+        await ws.send("shared hello")
+        assert await ws.recv() == "declined hello"
 
 
 # ---------------------------------------------------------------------------- token expiry
