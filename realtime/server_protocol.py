@@ -26,6 +26,7 @@ Run it with ``uvicorn --ws realtime.server_protocol:LeanWebSocketProtocol`` (the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Generator
 from typing import Any, Final, Generic, TypeVar, cast
 
@@ -146,6 +147,19 @@ class HandshakeFreeServerProtocol(ServerProtocol, _StopAfterHandshake):
 class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's ``websockets-sansio`` protocol with the per-connection overhead above removed."""
 
+    # uvicorn's protocol sets about 40 attributes. Past 30, CPython stops sharing an instance
+    # dict's keys with the class and gives each connection a dict of its own (~1.6 KB); in slots
+    # they cost 8 bytes each. An attribute a later uvicorn adds lands in the dict and still works
+    # (tests/test_realtime_server_protocol.py notices it).
+    __slots__ = (
+        *("app", "app_state", "asgi_version", "client", "close_sent", "close_timeout", "close_timer"),
+        *("config", "conn", "connections", "curr_msg_data_type", "default_headers", "disconnected"),
+        *("frames", "handshake_complete", "handshake_initiated", "initial_response", "last_ping_rtt"),
+        *("logger", "loop", "pending_ping_payload", "ping_interval", "ping_sent_at", "ping_timeout"),
+        *("ping_timer", "pong_timer", "queue", "read_paused", "request", "response", "root_path"),
+        *("scheme", "scope", "server", "tasks", "transport", "writable"),
+    )
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Same interface as the asyncio objects uvicorn created; only their footprint differs.
@@ -164,13 +178,17 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         # The app reads the handshake from the scope; uvicorn never reads the request again.
         del self.request
         if self.handshake_complete:  # refused by the library before the app saw it
-            self.__dict__.pop("response", None)
+            self._forget_response()
 
     def start_keepalive(self) -> None:
         # uvicorn calls this right after it wrote the accepted handshake's response, which it
         # never reads again. (Hooked here rather than around ``send``, which runs for every frame.)
-        self.__dict__.pop("response", None)
+        self._forget_response()
         super().start_keepalive()
+
+    def _forget_response(self) -> None:
+        with contextlib.suppress(AttributeError):
+            del self.response
 
     def write_frame(self, frame: bytes) -> bool:
         """Write a frame from ``serialize_text_frame`` now, if the ASGI send would write those bytes now.

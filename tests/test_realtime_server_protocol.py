@@ -232,6 +232,8 @@ async def test_a_connection_keeps_no_handshake_objects_and_works_end_to_end(echo
         assert await ws.recv() == "hello"
         (protocol,) = server_protocols(server)
         assert not hasattr(protocol, "request") and not hasattr(protocol, "response")
+        # Every attribute uvicorn sets is in a slot: no per-connection dict (~1.6 KB) is made.
+        assert vars(protocol) == {}
         assert isinstance(protocol.queue, LeanQueue) and isinstance(protocol.writable, LeanEvent)
         assert isinstance(protocol.conn, HandshakeFreeServerProtocol)
         assert not [o for o in gc.get_referrers(protocol.conn) if isinstance(o, Request)]
