@@ -17,6 +17,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Final
+from urllib.parse import parse_qsl
 
 import msgspec
 from litestar import Litestar, websocket
@@ -59,13 +60,23 @@ AUTH_CLOSE: Final[dict[str, tuple[int, str]]] = {
 }
 
 
-def requested_token(socket: WebSocket[Any, Any, Any]) -> tuple[str | None, str | None]:
+def query_parameters(socket: WebSocket[Any, Any, Any]) -> dict[str, str]:
+    """The query string's parameters (the first value of each), parsed for this call only:
+    ``socket.query_params`` would keep them, token and all, for the connection's whole life."""
+    raw: bytes = socket.scope.get("query_string") or b""
+    parameters: dict[str, str] = {}
+    for name, value in parse_qsl(raw.decode("latin-1"), keep_blank_values=True):
+        parameters.setdefault(name, value)
+    return parameters
+
+
+def requested_token(socket: WebSocket[Any, Any, Any], query: Mapping[str, str]) -> tuple[str | None, str | None]:
     """The access token, and the subprotocol to accept ("bearer" when the token came as one)."""
     offered: list[str] = list(socket.scope.get("subprotocols") or [])
     if BEARER_SUBPROTOCOL in offered:
         index = offered.index(BEARER_SUBPROTOCOL)
         return (offered[index + 1] if index + 1 < len(offered) else None), BEARER_SUBPROTOCOL
-    return socket.query_params.get("token"), None
+    return query.get("token"), None
 
 
 async def _refuse(socket: WebSocket[Any, Any, Any], subprotocol: str | None, code: int, reason: str) -> None:
@@ -79,7 +90,8 @@ async def realtime_gateway(socket: WebSocket[Any, Any, Any]) -> None:
     """Realtime events; the protocol is described in docs/realtime.md."""
     state = socket.app.state
     hub: Hub = state.realtime
-    token, subprotocol = requested_token(socket)
+    query = query_parameters(socket)
+    token, subprotocol = requested_token(socket, query)
     try:
         principal = await authenticate_access_token(state.settings, state.redis, token)
     except AuthError as exc:
@@ -90,8 +102,9 @@ async def realtime_gateway(socket: WebSocket[Any, Any, Any]) -> None:
         await _refuse(socket, subprotocol, CloseCode.TRY_AGAIN_LATER, "try again later")
         return
     del token  # this frame lives as long as the connection; the token need not
-    gate = socket.query_params.get("gate")
-    auto = socket.query_params.get("auto", "1")
+    gate = query.get("gate")
+    auto = query.get("auto", "1")
+    del query
     if (gate is not None and not GATE_NAME.match(gate)) or auto not in ("0", "1"):
         await _refuse(socket, subprotocol, CloseCode.BAD_REQUEST, "invalid gate or auto parameter")
         return

@@ -503,6 +503,24 @@ async def test_a_fan_out_serializes_each_frame_once_for_all_its_subscribers(  # 
     assert len(serialized) < len(clients)
 
 
+async def test_a_connection_does_not_keep_its_parsed_query_and_token(gateway, world) -> None:  # type: ignore[no-untyped-def]
+    from litestar.types import Empty
+    from litestar.utils.scope.state import ScopeState
+
+    from realtime.server_protocol import LeanWebSocketProtocol
+
+    token = world.token("guard")
+    async with websockets.connect(f"{gateway.url}?token={token}&gate=main", compression=None) as ws:
+        await next_op(ws, "welcome")
+        (protocol,) = [
+            p
+            for p in gateway.server.server_state.connections
+            if isinstance(p, LeanWebSocketProtocol) and token.encode() in p.scope["query_string"]
+        ]
+        # Litestar's query_params would cache the parsed query, token and all, for the connection's life.
+        assert ScopeState.from_scope(protocol.scope).parsed_query is Empty  # type: ignore[arg-type]
+
+
 async def test_silent_connections_are_reaped(gateway, world) -> None:  # type: ignore[no-untyped-def]
     async with websockets.connect(f"{gateway.url}?token={world.token('guard')}", compression=None) as ws:
         started = time.monotonic()
