@@ -29,7 +29,7 @@ from redis.asyncio.client import PubSub
 from app.config import Settings
 from realtime import history
 from realtime.config import RealtimeSettings
-from realtime.connection import Connection, expiry_clock_for
+from realtime.connection import Connection, expiry_clock_for, flush_queue_for
 from realtime.presence import Presence
 from schema.events import CloseCode, ErrorReply, Ping, Resync, Subscribed
 
@@ -37,6 +37,10 @@ logger = logging.getLogger("opshub.realtime")
 _encoder = msgspec.json.Encoder()
 PING_FRAME: Final = _encoder.encode(Ping()).decode()
 SUBSCRIBE_TIMEOUT_SECONDS: Final = 10.0
+# Messages read from Redis between two rounds of flushes, before waiting for the next to end (a
+# full frame's worth per client: far more than a round sees unless writing falls behind, or a
+# burst arrives that would otherwise land in every outbox at once and cut clients off as slow).
+MAX_READS_PER_FLUSH_ROUND: Final = 64
 
 
 class TopicState:
@@ -304,8 +308,17 @@ class Hub:
     async def _listen(self, pubsub: PubSub) -> None:
         on_message = self._on_message
         confirmations = self._confirmations
+        flushes = flush_queue_for(asyncio.get_running_loop(), self.realtime.flush_window_seconds)
+        round_seen, read_in_round = flushes.rounds_done, 0
         while True:
+            if flushes.rounds_done != round_seen:
+                round_seen, read_in_round = flushes.rounds_done, 0
+            elif read_in_round >= MAX_READS_PER_FLUSH_ROUND:
+                # Writing to clients is the bottleneck: leave the backlog in Redis for now.
+                await flushes.round_done()
+                round_seen, read_in_round = flushes.rounds_done, 0
             response = await pubsub.parse_response(block=True)
+            read_in_round += 1
             if response is None:
                 continue
             kind = response[0]

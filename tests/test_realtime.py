@@ -521,6 +521,48 @@ async def test_a_connection_does_not_keep_its_parsed_query_and_token(gateway, wo
         assert ScopeState.from_scope(protocol.scope).parsed_query is Empty  # type: ignore[arg-type]
 
 
+async def test_a_burst_of_events_is_paced_from_redis_instead_of_cutting_clients_off(world, redis, settings) -> None:  # type: ignore[no-untyped-def]
+    # Every client reads; only the burst is large. Read from Redis all at once, it would land in
+    # every outbox before the first flush and trip the slow-consumer limit for all of them.
+    server = InProcessServer(settings, msgspec.structs.replace(FAST, send_queue_max=200))
+    await server.start()
+    topic = site_topic(world.site_id, "slots")
+    clients: list[ClientConnection] = []
+    try:
+        for _ in range(60):
+            ws = await websockets.connect(f"{server.url}?token={world.token('guard')}", compression=None)
+            clients.append(ws)
+            await ws.send(msgspec.json.encode({"op": "subscribe", "topic": topic}).decode())
+            await next_op(ws, "subscribed")
+        # 800 events reach the web process in one burst: published by one script, back to back.
+        # (The frames are the ones realtime.publish would make; publish itself takes a round trip each.)
+        first = await Publisher(redis, settings).publish(topic, "slot.availability_changed", {"n": 0})
+        epoch = (await history.read_since(redis, settings, topic, None)).position.epoch
+        frames = [
+            f"{seq} {epoch} ".encode()
+            + msgspec.json.encode(
+                Event(topic=topic, epoch=epoch, seq=seq, type="slot.availability_changed", ts=time.time(), data={})
+            )
+            for seq in range(first + 1, first + 800)
+        ]
+        burst = "for i, frame in ipairs(ARGV) do redis.call('PUBLISH', KEYS[1], frame) end"
+        await redis.eval(burst, 1, history.channel(settings, topic), *frames)  # type: ignore[misc]
+
+        async def read_all(ws: ClientConnection) -> list[int]:
+            seqs: list[int] = []
+            async with asyncio.timeout(30):
+                while len(seqs) < 800:
+                    seqs += [m.seq for m in decode_server_frame(await ws.recv()) if isinstance(m, Event)]
+            return seqs
+
+        received = await asyncio.gather(*(read_all(ws) for ws in clients))
+        assert all(seqs == list(range(first, first + 800)) for seqs in received)
+        assert len(server.hub.connections) == len(clients)  # nobody was cut off
+    finally:
+        await asyncio.gather(*(ws.close() for ws in clients))
+        await server.stop()
+
+
 async def test_silent_connections_are_reaped(gateway, world) -> None:  # type: ignore[no-untyped-def]
     async with websockets.connect(f"{gateway.url}?token={world.token('guard')}", compression=None) as ws:
         started = time.monotonic()
