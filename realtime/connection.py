@@ -2,8 +2,8 @@
 
 The websocket handler task reads client messages (``gateway``). Sending needs no task of its
 own: what is pushed within a short window (``flush_window_seconds``, 5 ms) is joined into one
-frame (a JSON array) and written by one flush callback for every connection with something
-queued. The server's send usually completes without waiting (the socket is writable); only when
+frame (a JSON array) and written by flush callbacks, ``FLUSH_SLICE`` connections per event-loop
+turn (``FlushQueue``). The server's send usually completes without waiting (the socket is writable); only when
 it must wait (the client reads slowly) does the connection get a task that finishes that send
 and drains the rest. A busy client costs one send per batch, and an idle one no task at all.
 Where the server offers it (``realtime.server_protocol``), a flush serializes each distinct
