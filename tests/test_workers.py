@@ -57,7 +57,14 @@ async def test_job_runs_through_a_real_arq_worker(world: World, settings: Any) -
             on_startup=WorkerSettings.on_startup,
             on_shutdown=WorkerSettings.on_shutdown,
         )
-        await worker.main()
+        try:
+            await worker.main()
+        finally:
+            # The worker's own shutdown hook is for a process's last moments (it stops every SQLite
+            # connection in the process, the suite's too); close only what its startup opened here.
+            notify = worker.ctx.get("notify")
+            if notify is not None:
+                await notify.providers.aclose()
         assert worker.jobs_complete == 1 and worker.jobs_failed == 0
         assert await job.result(timeout=5) >= 1
     finally:

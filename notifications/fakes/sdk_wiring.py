@@ -151,10 +151,14 @@ async def aclose_firebase_app(app: firebase_admin.App) -> None:
 
     ``firebase_admin.delete_app`` closes the messaging service's httpx client with
     ``asyncio.run(...)``, which raises inside a running loop. So close that client in this
-    loop first (httpx ``aclose`` is idempotent) and run ``delete_app`` in a worker thread.
+    loop first (httpx ``aclose`` is idempotent) and run ``delete_app`` in a worker thread. An app
+    that never sent has no messaging service: none is made just to be closed (making one needs
+    credentials, which a real app without them only looks for then).
     """
-    service = messaging._get_messaging_service(app)
-    await service._async_client.aclose()
+    services = getattr(app, "_services", None) or {}
+    service = services.get(messaging._MESSAGING_ATTRIBUTE)
+    if service is not None:
+        await service._async_client.aclose()
     await asyncio.to_thread(firebase_admin.delete_app, app)
 
 
