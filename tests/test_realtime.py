@@ -147,6 +147,16 @@ async def next_op(ws: ClientConnection, op: str, within: float = 5.0) -> Any:
                     return message
 
 
+async def open_subscribed_guards(url: str, world: Any, topic: str, count: int, *, into: list[ClientConnection]) -> None:
+    """Open ``count`` raw guard connections subscribed to ``topic``, each added to ``into`` as it
+    opens (so the caller closes them all, even if one fails)."""
+    for _ in range(count):
+        ws = await websockets.connect(f"{url}?token={world.token('guard')}", compression=None)
+        into.append(ws)
+        await ws.send(msgspec.json.encode({"op": "subscribe", "topic": topic}).decode())
+        await next_op(ws, "subscribed")
+
+
 # ---------------------------------------------------------------------------- authentication
 
 
@@ -481,13 +491,9 @@ async def test_a_fan_out_serializes_each_frame_once_for_all_its_subscribers(  # 
         return library_serialize(text)
 
     monkeypatch.setattr(connection_module, "serialize_text_frame", counting)
-    clients = []
+    clients: list[ClientConnection] = []
     try:
-        for _ in range(20):
-            ws = await websockets.connect(f"{gateway.url}?token={world.token('guard')}", compression=None)
-            clients.append(ws)
-            await ws.send(msgspec.json.encode({"op": "subscribe", "topic": topic}).decode())
-            await next_op(ws, "subscribed")
+        await open_subscribed_guards(gateway.url, world, topic, 20, into=clients)
         await Publisher(redis, settings).publish(topic, "slot.availability_changed", {"marker": marker})
         received = []
         for ws in clients:
@@ -529,11 +535,7 @@ async def test_a_burst_of_events_is_paced_from_redis_instead_of_cutting_clients_
     topic = site_topic(world.site_id, "slots")
     clients: list[ClientConnection] = []
     try:
-        for _ in range(60):
-            ws = await websockets.connect(f"{server.url}?token={world.token('guard')}", compression=None)
-            clients.append(ws)
-            await ws.send(msgspec.json.encode({"op": "subscribe", "topic": topic}).decode())
-            await next_op(ws, "subscribed")
+        await open_subscribed_guards(server.url, world, topic, 60, into=clients)
         # 800 events reach the web process in one burst: published by one script, back to back.
         # (The frames are the ones realtime.publish would make; publish itself takes a round trip each.)
         first = await Publisher(redis, settings).publish(topic, "slot.availability_changed", {"n": 0})
