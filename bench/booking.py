@@ -165,7 +165,11 @@ async def drive(
                 except httpx.HTTPError as exc:
                     status = 0
                     if len(phase.unexpected) < 3:
-                        phase.unexpected.append(f"transport error: {exc!r}")
+                        into = time.monotonic() - (deadline - seconds)
+                        phase.unexpected.append(
+                            f"transport error {into:.1f} s into the phase, after {time.perf_counter() - began:.2f} s "
+                            f"at {time.time():.3f}: {exc!r}"
+                        )
                 phase.latencies.append(time.perf_counter() - began)
                 phase.statuses[status] = phase.statuses.get(status, 0) + 1
 
