@@ -153,7 +153,31 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
     )
 
 
+def is_transient_database_conflict(exc: BaseException) -> bool:
+    """PostgreSQL rolled the transaction back to break a deadlock or a serialization conflict.
+
+    Nothing of the request was written, and the same request is likely to succeed when sent again.
+    """
+    try:
+        from asyncpg.exceptions import TransactionRollbackError
+    except ImportError:  # pragma: no cover - asyncpg is a dependency
+        return False
+    return isinstance(exc, TransactionRollbackError)
+
+
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    if is_transient_database_conflict(exc):
+        logger.warning("transient database conflict on %s %s: %s", request.method, request.url.path, exc)
+        return problem_response(
+            ProblemDetail(
+                type=PROBLEM_TYPE_BASE + "try-again",
+                title="Service Unavailable",
+                status=503,
+                detail="A concurrent change got in the way; nothing was saved. Send the request again.",
+                instance=request.url.path,
+            ),
+            headers={"Retry-After": "1"},
+        )
     logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(
         ProblemDetail(
