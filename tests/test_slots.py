@@ -15,7 +15,8 @@ import msgspec
 import pytest
 
 from app.auth.roles import Role
-from app.errors import AppError
+from app.db import close_database, is_sqlite, open_database, write_transaction
+from app.errors import AppError, Conflict
 from app.slots import booking, chargers, passes, valet
 from app.slots.availability import COALESCE_WINDOW_SECONDS, AvailabilityFeed
 from app.slots.resources import Rules
@@ -104,9 +105,6 @@ async def test_racing_writers_of_one_resource_get_conflicts_never_deadlocks(
     """Inserts that an exclusion constraint must arbitrate can wait on each other; PostgreSQL then aborts
     every loser with "deadlock detected" (CI saw 49 of 50 requests fail so). Several rounds of 50 writers
     released together: each round has one winner and 49 plain conflicts."""
-    from app.db import close_database, is_sqlite, open_database
-    from app.errors import Conflict
-
     if is_sqlite():
         pytest.skip("a PostgreSQL failure mode; SQLite's writers take the database's write lock one at a time")
     resource = await amenity(world)
@@ -129,8 +127,6 @@ async def test_racing_writers_of_one_resource_get_conflicts_never_deadlocks(
 
 
 async def test_a_writer_of_a_resource_waits_for_the_one_before_it(world: World, feed: AvailabilityFeed) -> None:
-    from app.db import is_sqlite, write_transaction
-
     resource, other = await amenity(world), await amenity(world)
     holding, release = asyncio.Event(), asyncio.Event()
 
@@ -158,8 +154,6 @@ async def test_a_writer_of_a_resource_waits_for_the_one_before_it(world: World, 
 async def test_the_database_refuses_an_overlap_that_skipped_the_service(world: World, feed: AvailabilityFeed) -> None:
     """The guarantee is the database's: an insert that bypasses the service check still cannot overlap (PostgreSQL),
     and on SQLite the service path is the only writer, serialised by BEGIN IMMEDIATE."""
-    from app.db import is_sqlite
-
     resource = await amenity(world)
     made = await booking.book(
         feed,
