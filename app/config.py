@@ -36,6 +36,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     jwt_secret: str = DEV_JWT_SECRET
     access_token_ttl_seconds: int = 900
     refresh_token_ttl_seconds: int = 30 * 24 * 3600
+    # Browser sessions (app.web.sessions): ended after this long without a request, and at most this long after sign-in.
+    session_idle_seconds: int = 7 * 24 * 3600
+    session_max_seconds: int = 30 * 24 * 3600
     login_max_failures: int = 5
     login_window_seconds: int = 900
     max_request_body_bytes: int = 2 * 1024 * 1024
@@ -83,6 +86,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return Path(self.export_dir) if self.export_dir else Path(self.var_dir) / "exports"
 
     @property
+    def secure_cookies(self) -> bool:
+        """Cookies carry Secure outside local development (in production, or whenever served over TLS)."""
+        return self.env == "production" or self.public_url.startswith("https://")
+
+    @property
     def sqlite_path(self) -> Path:
         return Path(self.var_dir) / "opshub.sqlite"
 
@@ -105,6 +113,8 @@ ENV_VARS: dict[str, str] = {
     "jwt_secret": "OPSHUB_JWT_SECRET",
     "access_token_ttl_seconds": "OPSHUB_ACCESS_TOKEN_TTL_SECONDS",
     "refresh_token_ttl_seconds": "OPSHUB_REFRESH_TOKEN_TTL_SECONDS",
+    "session_idle_seconds": "OPSHUB_SESSION_IDLE_SECONDS",
+    "session_max_seconds": "OPSHUB_SESSION_MAX_SECONDS",
     "login_max_failures": "OPSHUB_LOGIN_MAX_FAILURES",
     "login_window_seconds": "OPSHUB_LOGIN_WINDOW_SECONDS",
     "max_request_body_bytes": "OPSHUB_MAX_REQUEST_BODY_BYTES",
@@ -174,7 +184,13 @@ def _check_semantics(settings: Settings) -> None:
         raise ConfigError("REDIS_URL: must start with redis://, rediss:// or unix://")
     if not 1 <= settings.port <= 65535:
         raise ConfigError("PORT: must be between 1 and 65535")
-    for field in ("access_token_ttl_seconds", "refresh_token_ttl_seconds", "login_window_seconds"):
+    for field in (
+        "access_token_ttl_seconds",
+        "refresh_token_ttl_seconds",
+        "login_window_seconds",
+        "session_idle_seconds",
+        "session_max_seconds",
+    ):
         if getattr(settings, field) <= 0:
             raise ConfigError(f"{ENV_VARS[field]}: must be a positive number of seconds")
     if settings.database_pool_size < 0:

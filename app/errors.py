@@ -8,6 +8,7 @@ shape, so a client never sees an HTML page or a bare 500 string.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -98,6 +99,19 @@ class TooManyRequests(AppError):
     title = "Too many requests"
 
 
+# Page routes answer errors with HTML (app.web.pages sets this); API routes keep problem details.
+PageErrorRenderer = Callable[[Request[Any, Any, Any], Exception], "Response[Any] | None"]
+_page_error_renderer: list[PageErrorRenderer] = []
+
+
+def set_page_error_renderer(renderer: PageErrorRenderer) -> None:
+    _page_error_renderer[:] = [renderer]
+
+
+def _page_answer(request: Request[Any, Any, Any], exc: Exception) -> Response[Any] | None:
+    return _page_error_renderer[0](request, exc) if _page_error_renderer else None
+
+
 def problem_response(problem: ProblemDetail, headers: dict[str, str] | None = None) -> Response[bytes]:
     return Response(
         content=msgspec.json.encode(problem),
@@ -107,7 +121,9 @@ def problem_response(problem: ProblemDetail, headers: dict[str, str] | None = No
     )
 
 
-def handle_app_error(request: Request[Any, Any, Any], exc: AppError) -> Response[bytes]:
+def handle_app_error(request: Request[Any, Any, Any], exc: AppError) -> Response[Any]:
+    if (page := _page_answer(request, exc)) is not None:
+        return page
     return problem_response(
         ProblemDetail(
             type=PROBLEM_TYPE_BASE + exc.slug,
@@ -133,7 +149,9 @@ def _field_errors(extra: Any) -> list[FieldError] | None:
     return errors or None
 
 
-def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    if (page := _page_answer(request, exc)) is not None:
+        return page
     status = exc.status_code
     slug = "invalid-input" if isinstance(exc, ValidationException) else f"http-{status}"
     detail = exc.detail
@@ -165,7 +183,7 @@ def is_transient_database_conflict(exc: BaseException) -> bool:
     return isinstance(exc, TransactionRollbackError)
 
 
-def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     if is_transient_database_conflict(exc):
         logger.warning("transient database conflict on %s %s: %s", request.method, request.url.path, exc)
         return problem_response(
@@ -179,6 +197,8 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
             headers={"Retry-After": "1"},
         )
     logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    if (page := _page_answer(request, exc)) is not None:
+        return page
     return problem_response(
         ProblemDetail(
             type=PROBLEM_TYPE_BASE + "internal-error",

@@ -27,6 +27,9 @@ from app.people.directory import directory_for
 from app.privacy.audit import AuditContextMiddleware
 from app.redis import create_redis
 from app.system.controller import health, ready
+from app.web.headers import SecurityHeadersMiddleware
+from app.web.idempotency import IdempotencyMiddleware
+from app.web.pages import template_config
 from realtime.gateway import realtime_gateway, realtime_lifespan
 
 VERSION = "0.1.0"
@@ -41,6 +44,8 @@ def route_handlers() -> list[ControllerRouterHandler]:
     from app.sites.controller import SiteController
     from app.slots.routes import ROUTES as SLOT_ROUTES
     from app.visitors.routes import ROUTES as VISITOR_ROUTES
+    from app.web import control, guard, occupant
+    from app.web.pages import pages_router, static_router
     from notifications.api import AnnouncementController, FeedController, NcprController, PreferenceController
     from notifications.webhooks import TwilioWebhookController
 
@@ -60,6 +65,8 @@ def route_handlers() -> list[ControllerRouterHandler]:
         *SLOT_ROUTES,
         *PRIVACY_ROUTES,
         docs_assets_router(),
+        static_router(),
+        pages_router([*guard.ROUTES, *occupant.ROUTES, *control.ROUTES]),
         realtime_gateway,
     ]
 
@@ -117,7 +124,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
         lifespan=[lifespan, realtime_lifespan, job_queue_lifespan],
         dependencies=DEPENDENCIES,
         # The audit context runs inside authentication, so it sees the principal (app.privacy.audit).
-        middleware=[DefineMiddleware(BearerAuthMiddleware, exclude=["^/schema"]), AuditContextMiddleware],
+        # Outermost first: security headers wrap every answer (errors included); idempotent replays
+        # need the caller, so they run inside authentication.
+        middleware=[
+            DefineMiddleware(SecurityHeadersMiddleware, settings=settings),
+            DefineMiddleware(BearerAuthMiddleware, exclude=["^/schema"]),
+            AuditContextMiddleware,
+            IdempotencyMiddleware,
+        ],
+        template_config=template_config(),
         guards=[role_guard],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_request_body_bytes,

@@ -1,9 +1,10 @@
 """The websocket endpoint ``/ws``: authentication, the client protocol, and the hub's lifespan.
 
 The route is declared PUBLIC because it authenticates itself: the access token comes as
-``?token=`` or as the subprotocol pair ``bearer, <token>``, and a refused token still gets
-a proper websocket close code (4001/4003/4004) instead of a bare HTTP 403, so a client
-knows whether to log in again or just refresh.
+``?token=`` or as the subprotocol pair ``bearer, <token>``, or, from the hub's own pages, the session
+cookie (accepted only with an ``Origin`` of this host, so another site's page cannot ride on it).
+A refused token still gets a proper websocket close code (4001/4003/4004) instead of a bare HTTP 403,
+so a client knows whether to log in again or just refresh.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Final
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
 from litestar import Litestar, websocket
@@ -26,6 +27,7 @@ from litestar.connection import WebSocket
 from app.auth.principal import Principal
 from app.auth.roles import PUBLIC, STAFF, Role
 from app.auth.tokens import AuthError, authenticate_access_token
+from app.web.sessions import SESSION_COOKIE, load_session
 from realtime.config import load_realtime_settings
 from realtime.connection import Connection
 from realtime.hub import Hub
@@ -85,6 +87,27 @@ async def _refuse(socket: WebSocket[Any, Any, Any], subprotocol: str | None, cod
     await socket.close(code, reason)
 
 
+def same_origin(socket: WebSocket[Any, Any, Any]) -> bool:
+    """A cookie rides along with any page's websocket: only the hub's own pages may use it."""
+    origin = socket.headers.get("origin")
+    host = socket.headers.get("host")
+    if not origin or not host:
+        return False
+    return urlsplit(origin).netloc.lower() == host.lower()
+
+
+async def authenticate_browser_session(socket: WebSocket[Any, Any, Any]) -> Principal:
+    """The principal of the page's session cookie (``app.web.sessions``), for pages of this origin only."""
+    state = socket.app.state
+    if not same_origin(socket):
+        raise AuthError("invalid")
+    found = await load_session(state.settings, state.redis, socket.cookies.get(SESSION_COOKIE))
+    if found is None:
+        raise AuthError("revoked")
+    digest, session = found
+    return session.principal(digest, state.settings, int(time.time()))
+
+
 @websocket("/ws", opt=PUBLIC, name="realtime-gateway")
 async def realtime_gateway(socket: WebSocket[Any, Any, Any]) -> None:
     """Realtime events; the protocol is described in docs/realtime.md."""
@@ -93,7 +116,10 @@ async def realtime_gateway(socket: WebSocket[Any, Any, Any]) -> None:
     query = query_parameters(socket)
     token, subprotocol = requested_token(socket, query)
     try:
-        principal = await authenticate_access_token(state.settings, state.redis, token)
+        if token is None and SESSION_COOKIE in socket.cookies:
+            principal = await authenticate_browser_session(socket)
+        else:
+            principal = await authenticate_access_token(state.settings, state.redis, token)
     except AuthError as exc:
         await _refuse(socket, subprotocol, *AUTH_CLOSE[exc.reason])
         return

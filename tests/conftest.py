@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.browser import phone_page  # noqa: F401 - a fixture for page tests
+from tests.support.browser import browser, phone_page  # noqa: F401 - fixtures for page tests
 from tests.support.environment import TestEnvironment
 
 ENVIRONMENT = TestEnvironment.from_os(run_id=secrets.token_hex(4), tmp=Path(tempfile.mkdtemp(prefix="opshub-test-")))

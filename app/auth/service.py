@@ -83,7 +83,13 @@ async def _issue_pair(
     )
 
 
-async def login(
+class VerifiedLogin(msgspec.Struct, frozen=True):
+    person_id: UUID
+    site_id: UUID
+    roles: frozenset[Role]
+
+
+async def verify_credentials(
     *,
     settings: Settings,
     redis: Redis,
@@ -92,7 +98,11 @@ async def login(
     password: str,
     site_slug: str | None,
     client_address: str,
-) -> TokenPair:
+) -> VerifiedLogin:
+    """Who these credentials belong to, under the login throttle; raises on a wrong or ambiguous login.
+
+    Both ways in use it: the API's token login and the pages' session login.
+    """
     throttle_id = directory.contact_index("email", username.strip().lower())
     await check_login_allowed(settings, redis, throttle_id, client_address)
     verified: list[Person] = []
@@ -111,7 +121,29 @@ async def login(
     roles = await roles_of(person.id)
     if not roles:
         raise Unauthenticated("this account has no role on its site")
-    return await _issue_pair(settings, person.id, person.site, roles, family_id=uuid4())
+    return VerifiedLogin(person_id=person.id, site_id=person.site, roles=roles)
+
+
+async def login(
+    *,
+    settings: Settings,
+    redis: Redis,
+    directory: Directory,
+    username: str,
+    password: str,
+    site_slug: str | None,
+    client_address: str,
+) -> TokenPair:
+    who = await verify_credentials(
+        settings=settings,
+        redis=redis,
+        directory=directory,
+        username=username,
+        password=password,
+        site_slug=site_slug,
+        client_address=client_address,
+    )
+    return await _issue_pair(settings, who.person_id, who.site_id, who.roles, family_id=uuid4())
 
 
 async def refresh(*, settings: Settings, redis: Redis, refresh_token: str) -> TokenPair:

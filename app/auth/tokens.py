@@ -85,7 +85,7 @@ def _revoked_token_key(settings: Settings, token_id: str) -> str:
     return f"{settings.redis_prefix}auth:revoked:{token_id}"
 
 
-def _not_before_key(settings: Settings, person_id: UUID) -> str:
+def not_before_key(settings: Settings, person_id: UUID) -> str:
     return f"{settings.redis_prefix}auth:not-before:{person_id}"
 
 
@@ -94,7 +94,7 @@ async def authenticate_access_token(settings: Settings, redis: Redis, token: str
         raise AuthError("missing")
     principal, issued_at = decode_access_token(settings, token)
     revoked, not_before = await redis.mget(
-        _revoked_token_key(settings, principal.token_id), _not_before_key(settings, principal.person_id)
+        _revoked_token_key(settings, principal.token_id), not_before_key(settings, principal.person_id)
     )
     if revoked is not None or (not_before is not None and issued_at < int(not_before)):
         raise AuthError("revoked")
@@ -109,7 +109,7 @@ async def revoke_access_token(settings: Settings, redis: Redis, principal: Princ
 async def revoke_all_access_tokens(settings: Settings, redis: Redis, person_id: UUID) -> None:
     # Tokens issued in this same second are refused too (iat < now + 1).
     await redis.set(
-        _not_before_key(settings, person_id),
+        not_before_key(settings, person_id),
         str(int(time.time()) + 1),
         ex=settings.access_token_ttl_seconds + 60,
     )
