@@ -266,7 +266,7 @@ def page_error_response(request: Request[Any, Any, Any], exc: Exception) -> Resp
         return None
     if isinstance(exc, NotAuthorizedException):
         return Redirect(f"/login?next={quote(request.url.path)}", status_code=303)
-    status = int(getattr(exc, "status_code", None) or getattr(exc, "status", 500))
+    status = int(getattr(exc, "status_code", None) or getattr(exc, "status", None) or 500)
     detail = getattr(exc, "detail", "") if isinstance(exc, HTTPException | AppError) else ""
     if isinstance(exc, PermissionDeniedException):
         status = 403

@@ -105,3 +105,16 @@ async def screenshot(page: Any, name: str) -> Path:
     target = SCREENSHOT_DIR / f"{name}.png"
     await page.screenshot(path=str(target), full_page=True)
     return target
+
+
+async def serious_accessibility_violations(page: Any) -> list[dict[str, Any]]:
+    """axe-core's serious and critical violations on the page as it is now (axe is injected over CDP,
+    so the page's CSP is not loosened for it)."""
+    from axe_playwright_python.async_playwright import Axe
+
+    results = await Axe().run(page)
+    return [
+        {"id": v["id"], "impact": v["impact"], "help": v["help"], "nodes": [n["target"] for n in v["nodes"]][:5]}
+        for v in results.response["violations"]
+        if v.get("impact") in ("serious", "critical")
+    ]
