@@ -19,6 +19,8 @@ from typing import Any
 from litestar import Request, Response, get, post
 from litestar.enums import MediaType
 from litestar.params import FromPath, JSONBody
+from litestar.response import Template
+from markupsafe import Markup
 
 from app.auth.roles import PUBLIC
 from app.deps import SettingsDep
@@ -49,15 +51,22 @@ async def qr_image(payload: FromPath[str], vdeps: VisitorDepsDep) -> Response[by
     return Response(codes.qr_svg(text), media_type="image/svg+xml", headers={"Cache-Control": "private, max-age=3600"})
 
 
-def _page(title: str, body: str, status: int = 200) -> Response[str]:
-    html = (
-        "<!doctype html><html><head><meta charset='utf-8'><meta name='viewport' content='width=device-width'>"
-        f"<title>{escape(title)}</title><style>body{{font-family:sans-serif;margin:2em;font-size:1.2em}}"
-        "button{display:block;width:100%;font-size:1.3em;padding:.8em;margin:.5em 0;border:0;border-radius:.5em;"
-        "color:#fff;background:#555}.approved{background:#1b7f3b}.denied{background:#b3261e}</style></head>"
-        f"<body><h1>{escape(title)}</h1>{body}</body></html>"
+def _page(title: str, body: str, status: int = 200) -> Template:
+    """The link pages share the hub's stylesheet and policy: no inline style or script (``body`` is escaped HTML)."""
+    return Template(
+        template_name="visitors/link.html",
+        context={
+            "lang": "en",
+            "csrf_token": "",
+            "principal": None,
+            "script_strings": {},
+            "path": "",
+            "title": title,
+            "body": Markup(body),
+        },
+        status_code=status,
+        headers={"Cache-Control": "no-store"},
     )
-    return Response(html, media_type=MediaType.HTML, status_code=status)
 
 
 async def _link_context(vdeps: VisitorDeps, token_text: str) -> tuple[codes.AnswerToken, dict[str, Any]]:
@@ -71,7 +80,7 @@ async def _link_context(vdeps: VisitorDeps, token_text: str) -> tuple[codes.Answ
 
 
 @get(LINK_PATH + "{token:str}", opt=PUBLIC, include_in_schema=False, dependencies=VISITOR_DEPENDENCIES)
-async def link_page(token: FromPath[str], vdeps: VisitorDepsDep) -> Response[str]:
+async def link_page(token: FromPath[str], vdeps: VisitorDepsDep) -> Template:
     try:
         _, row = await _link_context(vdeps, token)
     except AppError as exc:
@@ -82,8 +91,8 @@ async def link_page(token: FromPath[str], vdeps: VisitorDepsDep) -> Response[str
     if row["status"] != "pending":
         return _page("Already answered", f"<p>{who} was already {escape(WORDS.get(row['status'], row['status']))}.</p>")
     buttons = "".join(
-        f"<form method='post'><input type='hidden' name='decision' value='{value}'>"
-        f"<button type='submit' class='{value}'>{label_}</button></form>"
+        f"<form method='post' class='stack'><input type='hidden' name='decision' value='{value}'>"
+        f"<button type='submit' class='answer {value}'>{label_}</button></form>"
         for value, label_ in (("approved", "Approve"), ("denied", "Deny"), ("leave_at_gate", "Leave at gate"))
     )
     purpose = f" ({escape(visit['purpose'])})" if visit and visit["purpose"] else ""
@@ -91,7 +100,7 @@ async def link_page(token: FromPath[str], vdeps: VisitorDepsDep) -> Response[str
 
 
 @post(LINK_PATH + "{token:str}", opt=PUBLIC, include_in_schema=False, dependencies=VISITOR_DEPENDENCIES)
-async def link_answer(token: FromPath[str], vdeps: VisitorDepsDep, request: Request[Any, Any, Any]) -> Response[str]:
+async def link_answer(token: FromPath[str], vdeps: VisitorDepsDep, request: Request[Any, Any, Any]) -> Template:
     try:
         parsed, row = await _link_context(vdeps, token)
     except AppError as exc:
