@@ -27,7 +27,7 @@ from app.people.directory import directory_for
 from app.privacy.audit import AuditContextMiddleware
 from app.redis import create_redis
 from app.system.controller import health, ready
-from app.web.headers import SecurityHeadersMiddleware
+from app.web.headers import FrameworkPagePolicyMiddleware, security_headers_hook
 from app.web.idempotency import IdempotencyMiddleware
 from app.web.pages import template_config
 from realtime.gateway import realtime_gateway, realtime_lifespan
@@ -124,15 +124,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
         lifespan=[lifespan, realtime_lifespan, job_queue_lifespan],
         dependencies=DEPENDENCIES,
         # The audit context runs inside authentication, so it sees the principal (app.privacy.audit).
-        # Outermost first: security headers wrap every answer (errors included); idempotent replays
-        # need the caller, so they run inside authentication.
+        # Outermost first; idempotent replays need the caller, so they run inside authentication.
         middleware=[
-            DefineMiddleware(SecurityHeadersMiddleware, settings=settings),
+            FrameworkPagePolicyMiddleware,
             DefineMiddleware(BearerAuthMiddleware, exclude=["^/schema"]),
             AuditContextMiddleware,
             IdempotencyMiddleware,
         ],
         template_config=template_config(),
+        before_send=[security_headers_hook(settings)],
         guards=[role_guard],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_request_body_bytes,

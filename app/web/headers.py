@@ -4,7 +4,9 @@ The policy allows scripts, styles, images, fonts and connections from this origi
 ``unsafe-inline``, no third-party origin, ``frame-ancestors 'none'``. Pages keep data for their scripts
 in ``<script type="application/json">`` blocks, which a browser never executes.
 
-The one exception is the framework's Swagger page under ``/schema``, whose bootstrap script is inline
+``security_headers_hook`` adds them as the app sends each response (a ``before_send`` hook sees the
+router's own 404s too, which middleware does not). The one exception is the framework's Swagger page
+under ``/schema``, whose bootstrap script is inline
 and not ours to change: that page's policy lists the SHA-256 of each inline script it actually holds,
 so it runs that script and nothing injected beside it could match.
 """
@@ -50,36 +52,52 @@ def csp_for_framework_page(body: bytes) -> str:
     )
 
 
-class SecurityHeadersMiddleware:
-    """ASGI middleware: adds the headers to each HTTP response start, whatever produced the response."""
+def _with_common_headers(headers: list[tuple[bytes, bytes]], hsts: bool) -> list[tuple[bytes, bytes]]:
+    present = {name.lower() for name, _ in headers}
+    added = [pair for pair in COMMON_HEADERS if pair[0] not in present]
+    if hsts and b"strict-transport-security" not in present:
+        added.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
+    content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"")
+    if content_type.startswith(b"text/html"):
+        added.extend(pair for pair in HTML_HEADERS if pair[0] not in present)
+        if b"content-security-policy" not in present:
+            added.append((b"content-security-policy", CONTENT_SECURITY_POLICY.encode()))
+    return [*headers, *added]
 
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+
+def security_headers_hook(settings: Settings) -> Any:
+    """A ``before_send`` hook: it sees every response the app sends, including the router's own 404s and
+    405s, which no middleware wraps."""
+    hsts = settings.public_url.startswith("https://")
+
+    async def add_headers(message: Any, scope: Any) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = _with_common_headers(list(message.get("headers", [])), hsts)
+
+    return add_headers
+
+
+class FrameworkPagePolicyMiddleware:
+    """For the framework's docs pages only: hold the (small) page, hash its inline scripts and styles, and
+    send a policy that allows exactly those."""
+
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.hsts = settings.public_url.startswith("https://")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Any) -> None:
-        if scope["type"] != "http":
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not path.startswith("/schema") or path.startswith("/schema/assets"):
             await self.app(scope, receive, send)
             return
-        framework_page = scope["path"].startswith("/schema") and not scope["path"].startswith("/schema/assets")
         held: list[Any] = []
 
-        async def send_with_headers(message: Any) -> None:
+        async def hold(message: Any) -> None:
             if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in _OURS]
-                headers.extend(COMMON_HEADERS)
-                if self.hsts:
-                    headers.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
-                content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"")
+                content_type = next((v for k, v in message.get("headers", []) if k.lower() == b"content-type"), b"")
                 if content_type.startswith(b"text/html"):
-                    headers.extend(HTML_HEADERS)
-                    if framework_page:
-                        held.append({**message, "headers": headers})
-                        return
-                    headers.append((b"content-security-policy", CONTENT_SECURITY_POLICY.encode()))
-                message = {**message, "headers": headers}
+                    held.append(message)
+                    return
             elif held and message["type"] == "http.response.body":
-                # The framework's page is small: hold it whole, then hash its inline scripts.
                 held.append(message)
                 if message.get("more_body"):
                     return
@@ -90,14 +108,4 @@ class SecurityHeadersMiddleware:
                 message = {"type": "http.response.body", "body": body, "more_body": False}
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
-
-
-_OURS: Final = frozenset(
-    {
-        *(name for name, _ in COMMON_HEADERS),
-        *(name for name, _ in HTML_HEADERS),
-        b"content-security-policy",
-        b"strict-transport-security",
-    }
-)
+        await self.app(scope, receive, hold)

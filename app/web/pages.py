@@ -252,12 +252,26 @@ async def choose_language(request: Request[Any, Any, Any], code: FromPath[str]) 
     return response
 
 
+@get("/account", opt=page_access(*ALL_ROLES), name="account")
+async def account(request: Request[Any, Any, Any]) -> Template:
+    """Where a person without a console of their own lands (technicians, platform admins): who they are
+    and the pages their roles open."""
+    user = request.user
+    consoles = [path for roles, path in HOME_BY_ROLE if isinstance(user, Principal) and user.has_any(roles)]
+    return render(request, "account.html", consoles=consoles)
+
+
 # ---------------------------------------------------------------------------- errors on page routes
 
 
 def _is_page(request: Request[Any, Any, Any]) -> bool:
+    """A page route, or a browser asking for a page that does not exist (outside the API)."""
     handler = request.scope.get("route_handler")
-    return bool(getattr(handler, "opt", {}).get(PAGE_KEY))
+    if handler is not None and getattr(handler, "opt", None):
+        return bool(handler.opt.get(PAGE_KEY))
+    path = request.url.path
+    wants_html = "text/html" in request.headers.get("accept", "")
+    return wants_html and not path.startswith(("/api/", "/ws", "/schema", STATIC_PATH))
 
 
 def page_error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[Any] | None:
@@ -274,7 +288,7 @@ def page_error_response(request: Request[Any, Any, Any], exc: Exception) -> Resp
     return render(request, template, status_code=int(status), detail=detail, status=int(status))
 
 
-PAGE_ROUTES: list[ControllerRouterHandler] = [login_page, login_submit, logout, home, choose_language]
+PAGE_ROUTES: list[ControllerRouterHandler] = [login_page, login_submit, logout, home, choose_language, account]
 
 
 def pages_router(console_routes: list[ControllerRouterHandler]) -> Router:
