@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from litestar import Litestar
+from litestar.config.compression import CompressionConfig
 from litestar.datastructures import State
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
@@ -64,6 +65,7 @@ def route_handlers() -> list[ControllerRouterHandler]:
         *COMPLAINT_ROUTES,
         *SLOT_ROUTES,
         *PRIVACY_ROUTES,
+        *__import__("app.dashboard.routes", fromlist=["ROUTES"]).ROUTES,
         docs_assets_router(),
         static_router(),
         pages_router([*guard.ROUTES, *occupant.ROUTES, *control.ROUTES]),
@@ -133,6 +135,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ],
         template_config=template_config(),
         before_send=[security_headers_hook(settings)],
+        # Pages, scripts and JSON travel gzipped (a guard tablet's Wi-Fi is slow). The docs page is left
+        # alone: its policy is computed from its body (app.web.headers).
+        compression_config=CompressionConfig(backend="gzip", minimum_size=512, exclude=[r"^/schema(?!/assets)"]),
         guards=[role_guard],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_request_body_bytes,

@@ -29,7 +29,7 @@ _KEY: Final = re.compile(r"^[A-Za-z0-9_.:-]{8,128}$")
 _UNSAFE: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _PENDING: Final = b"pending"
 # Headers of the first answer that a replay repeats.
-_REPLAYED_HEADERS: Final = frozenset({b"content-type", b"location", b"retry-after"})
+_REPLAYED_HEADERS: Final = frozenset({b"content-type", b"content-encoding", b"vary", b"location", b"retry-after"})
 
 
 class StoredAnswer(msgspec.Struct, frozen=True):
