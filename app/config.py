@@ -32,7 +32,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     var_dir: str = "var"
     host: str = "127.0.0.1"
     port: int = 8000
-    public_url: str = "http://127.0.0.1:8000"
+    # The base of every link and callback the hub hands out (pass QR links, one-tap approvals,
+    # Twilio callbacks, export downloads). Unset: derived from HOST and PORT (see public_link).
+    public_url: str = ""
     jwt_secret: str = DEV_JWT_SECRET
     access_token_ttl_seconds: int = 900
     refresh_token_ttl_seconds: int = 30 * 24 * 3600
@@ -77,6 +79,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # `make run` starts the local provider fakes unless provider URLs are given.
     start_fakes: bool = True
 
+    def __post_init__(self) -> None:
+        if not self.public_url:
+            # Frozen struct: the derived value is set once, at construction.
+            msgspec.structs.force_setattr(self, "public_url", derived_public_url(self.host, self.port))
+
+    def public_link(self, path: str) -> str:
+        """The absolute URL of one of our paths: the one place links and callbacks are built."""
+        return self.public_url.rstrip("/") + "/" + path.lstrip("/")
+
     @property
     def upload_path(self) -> Path:
         return Path(self.upload_dir) if self.upload_dir else Path(self.var_dir) / "uploads"
@@ -97,6 +108,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def is_postgres(self) -> bool:
         return bool(self.database_url and self.database_url.startswith(("postgres://", "postgresql://")))
+
+
+def derived_public_url(host: str, port: int) -> str:
+    """http://HOST:PORT, with a wildcard bind address replaced by loopback (it is no address to link to)."""
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
 
 
 # Field name -> environment variable. Kept explicit so `.env.example` and errors agree.
@@ -184,6 +206,8 @@ def _check_semantics(settings: Settings) -> None:
         raise ConfigError("REDIS_URL: must start with redis://, rediss:// or unix://")
     if not 1 <= settings.port <= 65535:
         raise ConfigError("PORT: must be between 1 and 65535")
+    if not settings.public_url.startswith(("http://", "https://")):
+        raise ConfigError("OPSHUB_PUBLIC_URL: must start with http:// or https://")
     for field in (
         "access_token_ttl_seconds",
         "refresh_token_ttl_seconds",

@@ -95,6 +95,14 @@ def start_provider_fakes(settings: Settings, env: dict[str, str]) -> tuple[subpr
     return process, f"{base}/_fake/"
 
 
+def public_url_env(settings: Settings) -> dict[str, str]:
+    """Pin the web process's public URL for every child process.
+
+    honcho gives each Procfile process its own PORT (web: PORT, worker: PORT + 100), so a worker that
+    derived the URL from its own PORT would hand out links to a port nothing listens on."""
+    return {"OPSHUB_PUBLIC_URL": settings.public_url}
+
+
 def run(settings: Settings) -> int:
     from app.devredis import PrivateRedis
     from app.seed import DEMO_LOGINS, DEMO_SITE_SLUG
@@ -114,7 +122,7 @@ def run(settings: Settings) -> int:
         dashboard = None
         if settings.start_fakes and not (settings.twilio_base_url or settings.fcm_base_url):
             fakes, dashboard = start_provider_fakes(settings, env)
-        url = f"http://{settings.host}:{settings.port}"
+        url = settings.public_url.rstrip("/")
         print(
             f"\nopshub is starting at {url}  (API docs: {url}/schema/swagger, readiness: {url}/ready)\n"
             f"Demo site '{DEMO_SITE_SLUG}'. Logins (username / password):"
@@ -125,6 +133,7 @@ def run(settings: Settings) -> int:
             print(f"Nothing leaves this machine: SMS, WhatsApp, push and email go to local fakes; see {dashboard}")
         print()
         env.setdefault("HOST", settings.host)
+        env.update(public_url_env(settings))
         return subprocess.call(
             [
                 sys.executable,

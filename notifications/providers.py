@@ -94,7 +94,7 @@ def build_providers(settings: Settings, redis: Redis, announce: FeedAnnouncer | 
     async def session_open(phone: str) -> bool:
         return bool(await redis.exists(whatsapp_session_key(settings, phone)))
 
-    callback = settings.public_url.rstrip("/") + STATUS_CALLBACK_PATH
+    callback = settings.public_link(STATUS_CALLBACK_PATH)
     adapters: dict[Channel, ChannelAdapter] = {
         Channel.PUSH: PushAdapter(firebase_app),
         Channel.SMS: TwilioMessagingAdapter(

@@ -93,7 +93,7 @@ UNKNOWN_NUMBER_REPLY = (
 def signed_url(settings: Settings, request: Request[Any, Any, Any]) -> str:
     """The URL Twilio called, as it signed it: our public URL, the path and the raw query string."""
     query = request.url.query
-    return settings.public_url.rstrip("/") + request.url.path + (f"?{query}" if query else "")
+    return settings.public_link(request.url.path + (f"?{query}" if query else ""))
 
 
 async def verified_params(request: Request[Any, Any, Any], settings: Settings) -> MultiDict[str]:

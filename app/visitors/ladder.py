@@ -56,12 +56,12 @@ class TakenStep(msgspec.Struct, frozen=True):
 
 def link_url(deps: VisitorDeps, approval_id: UUID, person_id: UUID, expires_at: int) -> str:
     token = codes.sign_answer(deps.settings, codes.AnswerToken("link", approval_id, person_id, expires_at))
-    return deps.settings.public_url.rstrip("/") + LINK_PATH + token
+    return deps.settings.public_link(LINK_PATH + token)
 
 
 def gather_url(deps: VisitorDeps, approval_id: UUID, person_id: UUID, expires_at: int) -> str:
     token = codes.sign_answer(deps.settings, codes.AnswerToken("voice", approval_id, person_id, expires_at))
-    return f"{deps.settings.public_url.rstrip('/')}{GATHER_PATH}?token={token}"
+    return deps.settings.public_link(f"{GATHER_PATH}?token={token}")
 
 
 async def _claim(row: dict[str, Any], ladder: list[sitecfg.Rung]) -> bool:

@@ -100,7 +100,7 @@ class PassCreated(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def qr_url(deps: VisitorDeps, payload: str) -> str:
-    return f"{deps.settings.public_url.rstrip('/')}/v/qr/{payload}.svg"
+    return deps.settings.public_link(f"/v/qr/{payload}.svg")
 
 
 def _view(row: dict[str, object], label: str, deps: VisitorDeps) -> PassView:

@@ -146,7 +146,7 @@ async def voice_gather(
         prompt = "Press 1 to approve the visitor, or press 2 to deny."
         return _twiml(
             gather_twiml(
-                prompt, str(request.url).replace(str(request.base_url).rstrip("/"), settings.public_url.rstrip("/"))
+                prompt, settings.public_link(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
             )
         )
     try:
