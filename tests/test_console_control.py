@@ -214,14 +214,16 @@ async def test_walk_in_shows_pending_with_its_age_and_the_answer_within_2s(
 async def test_a_guard_console_appears_under_presence_and_goes_away(
     server: InProcessServer, world: World, browser: Any
 ) -> None:
+    await world.add_person("asha_verma", frozenset({Role.GUARD}))
     page = await signed_in_page(browser, server.http_url, world, "fm_admin", "/control", viewport=DESKTOP)
     try:
         await expect(page.locator("#conn-state")).to_have_attribute("data-state", "online", timeout=5000)
         console = page.locator('#presence [data-gate="main"]')
         await expect(console).to_have_count(0)
-        async with RealtimeClient(server.url, world.token("guard"), gate="main"):
+        async with RealtimeClient(server.url, world.token("asha_verma"), gate="main"):
             await expect(console).to_be_visible(timeout=3000)
             await expect(console).to_have_attribute("data-count", "1")
+            await expect(console).to_contain_text("Asha Verma")
             async with RealtimeClient(server.url, world.token("guard"), gate="service-gate"):
                 await expect(page.locator('#presence [data-gate="service-gate"]')).to_be_visible(timeout=3000)
             await expect(page.locator('#presence [data-gate="service-gate"]')).to_have_count(0, timeout=3000)

@@ -31,7 +31,7 @@ from app.complaints.sla import SlaState, aware, site_rules, sla_state
 from app.visitors import sitecfg
 from schema.complaints import Complaint, ComplaintCategory
 from schema.notifications import Delivery
-from schema.tables import Building, Site, Unit
+from schema.tables import Building, Person, PersonRole, Site, Unit
 from schema.visitors import Visit, VisitorApproval, VisitorApprovalStep
 
 TREND_DAYS: Final = 30
@@ -483,3 +483,16 @@ async def audience_options(site_id: UUID) -> AudienceOptions:
         units=sorted((Choice(id=str(u["id"]), label=u["label"]) for u in units), key=lambda c: c.label),
         roles=[str(r) for r in ANNOUNCE_ROLES],
     )
+
+
+async def console_people(site_id: UUID) -> dict[str, str]:
+    """Names of the people who may open a gate console (guards and staff), for the presence board."""
+    rows = await PersonRole.select(PersonRole.person).where(
+        (PersonRole.site == site_id)
+        & PersonRole.role.is_in([str(Role.GUARD), str(Role.FM_ADMIN), str(Role.SITE_ADMIN)])
+    )
+    ids = list({r["person"] for r in rows})
+    if not ids:
+        return {}
+    people = await Person.select(Person.id, Person.full_name).where((Person.site == site_id) & Person.id.is_in(ids))
+    return {str(p["id"]): p["full_name"] for p in people}

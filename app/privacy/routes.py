@@ -34,6 +34,8 @@ logger = logging.getLogger("opshub.privacy.routes")
 
 EVERYONE = allow(*ALL_ROLES)
 SITE_ADMINS = allow(Role.SITE_ADMIN)
+# Running a purge under the periods in force is operations (FM admins too); setting periods is not.
+PURGERS = allow(Role.SITE_ADMIN, Role.FM_ADMIN)
 PLATFORM_ADMINS = allow(Role.PLATFORM_ADMIN)
 JOBS = {"jobs": Provide(provide_job_queue, sync_to_thread=False)}
 Details = Annotated[str, msgspec.Meta(max_length=2000)]
@@ -232,7 +234,9 @@ class PrivacyAdminController(Controller):
         directory: DirectoryDep,
         request_id: FromPath[UUID],
     ) -> erasure.ErasureReview:
-        return await erasure.review(settings, redis, directory, principal.site_id, request_id)
+        return await erasure.review(
+            settings, redis, directory, principal.site_id, request_id, reviewer_id=principal.person_id
+        )
 
     @post("/requests/{request_id:uuid}/approve-erasure", opt=SITE_ADMINS, status_code=202)
     async def approve_erasure(
@@ -290,6 +294,13 @@ class PrivacyAdminController(Controller):
         self, principal: Caller, limit: Limit = DEFAULT_LIMIT, offset: Offset = 0
     ) -> retention.RetentionRunPage:
         return await retention.list_runs(principal.site_id, limit=limit, offset=offset)
+
+    @post("/retention/purge", opt=PURGERS, status_code=200)
+    async def purge_retention(
+        self, principal: Caller, settings: SettingsDep, redis: RedisDep, data: JSONBody[retention.PurgeRequest]
+    ) -> retention.PurgeView:
+        """Dry run first (counts per data class, deletes nothing), then the purge naming its preview_id."""
+        return await retention.purge(settings, redis, principal.site_id, data)
 
 
 @post(

@@ -77,7 +77,9 @@ class VisitorController(Controller):
 
     @put("/settings", opt=MANAGERS)
     async def write_settings(self, principal: Caller, data: JSONBody[sitecfg.SettingsInput]) -> sitecfg.SettingsView:
-        return await sitecfg.save(principal.site_id, data)
+        return await sitecfg.save(
+            principal.site_id, data, actor_id=principal.person_id, may_set_retention=Role.SITE_ADMIN in principal.roles
+        )
 
     # -- passes ---------------------------------------------------------------------------------
     @post("/passes", opt=ISSUERS)

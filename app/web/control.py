@@ -15,7 +15,7 @@ from litestar.types import ControllerRouterHandler
 
 from app.auth.principal import Principal
 from app.auth.roles import STAFF
-from app.dashboard.service import audience_options
+from app.dashboard.service import audience_options, console_people
 from app.web.pages import page_access, render
 from notifications.categories import Category, Channel, Urgency
 
@@ -32,7 +32,7 @@ async def control_room(request: Request[Any, Any, Any]) -> Template:
         categories=[str(c) for c in Category],
         channels=[str(c) for c in Channel],
         urgencies=[str(u) for u in Urgency],
-        config={"site_id": str(principal.site_id)},
+        config={"site_id": str(principal.site_id), "people": await console_people(principal.site_id)},
     )
 
 

@@ -261,6 +261,7 @@ function renderPresence() {
             { dataset: { gate, count: String(list.length) } },
             el("span", { class: "badge ok" }, t("Online")),
             el("strong", { class: "grow" }, t("Gate {gate}", { gate })),
+            el("span", { class: "gate-consoles" }, [...new Set(list.map((c) => (config.people || {})[c.person_id] || t("Guard")))].join(", ")),
             el("span", { class: "gate-consoles muted" }, list.length === 1 ? t("1 console, since {time}", { time: clock(list[0].since * 1000) }) : t("{n} consoles, since {time}", { n: list.length, time: clock(list[0].since * 1000) })),
           );
         })
