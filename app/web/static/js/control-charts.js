@@ -70,7 +70,7 @@ function complaints(trend) {
   draw(
     "chart-complaints",
     {
-      scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(4, max)] }, pct: { range: [0, 100] } },
+      scales: { x: { time: true, range: (u, min, max) => [min - 43200, max + 43200] }, y: { range: (u, min, max) => [0, Math.max(4, max)] }, pct: { range: [0, 100] } },
       axes: [axis(), axis({ label: t("Complaints") }), axis({ scale: "pct", side: 1, grid: { show: false }, label: t("SLA %") })],
       series: [
         {},
