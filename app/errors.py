@@ -7,6 +7,7 @@ shape, so a client never sees an HTML page or a bare 500 string.
 
 from __future__ import annotations
 
+import errno
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -183,7 +184,48 @@ def is_transient_database_conflict(exc: BaseException) -> bool:
     return isinstance(exc, TransactionRollbackError)
 
 
+def is_lost_connection(exc: BaseException) -> bool:
+    """A server the request needs went away (PostgreSQL or Redis restarted, a connection cut, a port refusing).
+
+    The transaction did not commit, or its commit's answer was lost; the pool replaces broken
+    connections by itself, so the same request (with the same Idempotency-Key) is worth sending again.
+    """
+    try:
+        from asyncpg.exceptions import CannotConnectNowError, InterfaceError, PostgresConnectionError
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+    except ImportError:  # pragma: no cover - both are dependencies
+        return False
+    lost = (
+        PostgresConnectionError,
+        CannotConnectNowError,
+        InterfaceError,
+        RedisConnectionError,
+        RedisTimeoutError,
+        ConnectionError,
+        TimeoutError,
+    )
+    return isinstance(exc, lost) or (isinstance(exc, OSError) and exc.errno in _CONNECT_ERRNOS)
+
+
+_CONNECT_ERRNOS = frozenset(
+    {errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.EHOSTUNREACH, errno.ENETUNREACH}
+)
+
+
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    if is_lost_connection(exc):
+        logger.warning("lost a connection on %s %s: %r", request.method, request.url.path, exc)
+        return problem_response(
+            ProblemDetail(
+                type=PROBLEM_TYPE_BASE + "try-again",
+                title="Service Unavailable",
+                status=503,
+                detail="A server this request needs could not be reached; the change was not confirmed. Send it again.",
+                instance=request.url.path,
+            ),
+            headers={"Retry-After": "2"},
+        )
     if is_transient_database_conflict(exc):
         logger.warning("transient database conflict on %s %s: %s", request.method, request.url.path, exc)
         return problem_response(

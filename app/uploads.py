@@ -7,6 +7,7 @@ and it refuses any key that would leave the upload directory.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import uuid
@@ -17,7 +18,7 @@ from typing import Final
 from PIL import Image, UnidentifiedImageError
 
 from app.config import Settings
-from app.errors import InvalidInput
+from app.errors import AppError, FieldError, InvalidInput
 
 # Pillow format name -> (file extension, media type). Only formats phones and cameras produce.
 ACCEPTED_FORMATS: Final = {
@@ -26,6 +27,23 @@ ACCEPTED_FORMATS: Final = {
     "WEBP": ("webp", "image/webp"),
 }
 MAX_PIXELS: Final = 40_000_000  # refuses decompression bombs long before they cost memory
+# The disk (or the process's file-size limit or quota) has no room: the client should try later.
+_NO_ROOM: Final = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+class StorageFull(AppError):
+    status = 507
+    slug = "insufficient-storage"
+    title = "Insufficient storage"
+
+    @classmethod
+    def for_field(cls, field: str) -> StorageFull:
+        message = "could not be stored: the server's storage is full; nothing was saved, try again later"
+        return cls(
+            f"{field}: {message}",
+            errors=[FieldError(field=field, message=message, source="body")],
+            headers={"Retry-After": "60"},
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,12 +81,18 @@ def store_image(
     extension, media_type = check_image(content, settings, field)
     key = f"{site_id}/{kind}/{uuid.uuid4()}.{extension}"
     path = path_for(key, settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(path.suffix + ".part")
-    with open(partial, "wb") as handle:
-        handle.write(content)
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(partial, "wb") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        partial.unlink(missing_ok=True)  # a partial file would only take more of the space left
+        if exc.errno in _NO_ROOM:
+            raise StorageFull.for_field(field) from exc
+        raise
     os.replace(partial, path)
     return StoredUpload(key=key, media_type=media_type, size=len(content))
 

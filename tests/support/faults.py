@@ -1,0 +1,99 @@
+"""Faults for the fault tests: a TCP proxy whose connections can be cut, and small waiting helpers.
+
+The proxy stands between a process and a server it depends on (PostgreSQL, say), so a test can
+make the server look restarted to that process without touching the server itself, which the
+rest of the suite keeps using: every proxied connection is cut at once, new ones are refused
+for a while (nothing listens on the port), then let through again on the same port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+
+from app.devredis import free_port
+
+
+class TcpProxy:
+    def __init__(self, target_host: str, target_port: int, port: int | None = None) -> None:
+        self.target_host = target_host
+        self.target_port = target_port
+        self.port = port or free_port()
+        self.accepted = 0
+        self.cut_connections = 0
+        self._server: asyncio.Server | None = None
+        self._pipes: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port, reuse_address=True)
+
+    async def stop_listening(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    def cut_all(self) -> int:
+        """Abort every proxied connection, both sides, as a server that died would leave them."""
+        writers = list(self._writers)
+        for writer in writers:
+            writer.transport.abort()
+        self._writers.clear()
+        self.cut_connections += len(writers) // 2
+        return len(writers) // 2
+
+    async def outage(self, seconds: float) -> None:
+        """A restart as the clients see it: every connection cut, the port refusing, then back."""
+        await self.stop_listening()
+        self.cut_all()
+        await asyncio.sleep(seconds)
+        self.cut_all()  # anything that slipped in while the listener was closing
+        await self.start()
+
+    async def aclose(self) -> None:
+        await self.stop_listening()
+        self.cut_all()
+        for task in list(self._pipes):
+            task.cancel()
+        if self._pipes:
+            await asyncio.gather(*self._pipes, return_exceptions=True)
+
+    async def _serve(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        try:
+            server_reader, server_writer = await asyncio.open_connection(self.target_host, self.target_port)
+        except OSError:
+            client_writer.transport.abort()
+            return
+        self._writers.update((client_writer, server_writer))
+        pipes = [
+            asyncio.create_task(self._pipe(client_reader, server_writer)),
+            asyncio.create_task(self._pipe(server_reader, client_writer)),
+        ]
+        self._pipes.update(pipes)
+        try:
+            await asyncio.gather(*pipes, return_exceptions=True)
+        finally:
+            self._pipes.difference_update(pipes)
+            for writer in (client_writer, server_writer):
+                self._writers.discard(writer)
+                writer.transport.abort()
+
+    @staticmethod
+    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.transport.abort()
+
+
+async def wait_until(predicate: Callable[[], Awaitable[bool]], within: float, what: str, every: float = 0.1) -> None:
+    deadline = time.monotonic() + within
+    while not await predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within} s waiting for {what}")
+        await asyncio.sleep(every)
