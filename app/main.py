@@ -24,6 +24,7 @@ from app.config import Settings, get_settings
 from app.db import close_database, open_database, stop_sqlite_connections_before_exit
 from app.deps import DEPENDENCIES
 from app.errors import EXCEPTION_HANDLERS
+from app.input_guard import InputGuardMiddleware
 from app.people.directory import directory_for
 from app.privacy.audit import AuditContextMiddleware
 from app.redis import create_redis
@@ -132,6 +133,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             DefineMiddleware(BearerAuthMiddleware, exclude=["^/schema"]),
             AuditContextMiddleware,
             IdempotencyMiddleware,
+            # Innermost: JSON nesting and multipart text checked before any decoder sees the body.
+            DefineMiddleware(InputGuardMiddleware, max_body_bytes=settings.max_request_body_bytes),
         ],
         template_config=template_config(),
         before_send=[security_headers_hook(settings)],

@@ -1,11 +1,49 @@
-"""Offset pagination parameters shared by list endpoints."""
+"""Offset pagination and the bounds of every integer a caller can send, shared by all endpoints.
+
+An integer beyond what the database stores (``offset=2**64``) was a 500: the database refused it.
+Every integer query parameter is declared with one of the types here, so each has a bound, and
+``tests/test_robustness.py`` fails on any integer parameter in the OpenAPI document without one.
+Every list endpoint answers a ``Page`` (``{items, total, limit, offset}``) built by ``page_of``.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Sequence
+from typing import Annotated, Final, Generic, TypeVar
 
+import msgspec
 from litestar.params import Parameter
 
-Limit = Annotated[int, Parameter(ge=1, le=500, description="page size")]
-Offset = Annotated[int, Parameter(ge=0, description="rows to skip")]
-DEFAULT_LIMIT = 50
+# Both databases store 64-bit integers, but PostgreSQL's INTEGER columns hold 32 bits; no count, size
+# or offset of the hub comes near this.
+MAX_INT: Final = 2**31 - 1
+# Seconds since the epoch in signed links: far beyond any expiry the hub hands out.
+MAX_TIMESTAMP: Final = 2**40
+MAX_LIMIT: Final = 500
+DEFAULT_LIMIT: Final = 50
+
+Limit = Annotated[int, Parameter(ge=1, le=MAX_LIMIT, description="page size")]
+Offset = Annotated[int, Parameter(ge=0, le=MAX_INT, description="rows to skip")]
+Timestamp = Annotated[int, Parameter(ge=0, le=MAX_TIMESTAMP, description="seconds since 1970-01-01 UTC")]
+# For integer fields of request bodies that have no narrower bound of their own (versions, counts).
+Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_INT)]
+
+T = TypeVar("T")
+
+
+class Page(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
+    """One page of a list: its rows, how many rows match in all, and the window asked for."""
+
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+
+
+def page_of(items: Sequence[T], *, total: int, limit: int, offset: int) -> Page[T]:
+    return Page(items=list(items), total=total, limit=limit, offset=offset)
+
+
+def whole(items: Sequence[T]) -> Page[T]:
+    """A list that is never long enough to need paging (a day's feed, a site's categories) as one page."""
+    return Page(items=list(items), total=len(items), limit=max(len(items), 1), offset=0)

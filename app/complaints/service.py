@@ -26,6 +26,7 @@ from app.complaints.sla import PRIORITY_RANK, Priority, SiteRules, breach, now_u
 from app.config import Settings
 from app.db import write_transaction
 from app.errors import Conflict, Forbidden, InvalidInput, NotFound
+from app.pagination import Count
 from app.uploads import StoredUpload, delete_upload, read_upload, store_image
 from realtime.topics import register_checker
 from schema.complaints import (
@@ -82,13 +83,13 @@ class NewComplaint(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 class StatusChange(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     to: Status | None = None  # required
     note: Note | None = None
-    version: int | None = None  # the version the caller saw; a newer one means 409
+    version: Count | None = None  # the version the caller saw; a newer one means 409
 
 
 class AssignInput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     technician_id: UUID | None = None  # None: choose automatically (skill, shift, load)
     note: Note | None = None
-    version: int | None = None
+    version: Count | None = None
 
 
 class NewComment(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

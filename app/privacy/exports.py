@@ -37,6 +37,7 @@ from app.people.directory import Directory
 from app.privacy import audit
 from app.privacy.registry import PersonScope, load_registries
 from app.privacy.requests import create_request, now_utc
+from app.security.compare import safe_equals
 from schema.privacy import DataExport, DataRightsRequest
 from schema.privacy_events import EXPORT_READY, ExportReady
 
@@ -298,7 +299,7 @@ async def open_download(
 ) -> tuple[Path, str]:
     """The archive's path and file name for a valid signed link; 404 for a wrong one, 410 once expired."""
     now = now or now_utc()
-    if not hmac.compare_digest(sign(settings, export_id, expires), signature):
+    if not safe_equals(sign(settings, export_id, expires), signature):
         raise NotFound("export not found")
     row = await DataExport.select().where(DataExport.id == export_id).first()
     if row is None:

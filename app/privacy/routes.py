@@ -24,7 +24,7 @@ from litestar.types import ControllerRouterHandler
 from app.auth.roles import ALL_ROLES, PUBLIC, Role, allow
 from app.deps import Caller, DirectoryDep, RedisDep, SettingsDep
 from app.errors import InvalidInput, NotFound
-from app.pagination import DEFAULT_LIMIT, Limit, Offset
+from app.pagination import DEFAULT_LIMIT, Limit, Offset, Timestamp
 from app.privacy import audit, erasure, exports, mydata, requests, retention
 from notifications.api import JobQueue, JobQueueDep, provide_job_queue
 from notifications.preferences import PreferenceView
@@ -146,7 +146,7 @@ class MyDataController(Controller):
 async def download_export(
     settings: SettingsDep,
     export_id: FromPath[UUID],
-    expires: FromQuery[int],
+    expires: Timestamp,
     signature: Annotated[str, Parameter(max_length=128)],
 ) -> File:
     """The signed link from the export: 410 once it has expired, 404 if the signature is wrong."""

@@ -28,6 +28,7 @@ from app.auth.roles import STAFF, Role
 from app.config import Settings
 from app.db import is_sqlite, write_transaction
 from app.errors import Conflict, FieldError, InvalidInput, NotFound
+from app.security.compare import safe_equals
 from app.slots import resources
 from app.slots.availability import AvailabilityFeed, held_ranges, next_free_times
 from app.slots.resources import Rules, now_utc
@@ -641,7 +642,7 @@ async def check_in_with_code(
     resource = await resources.load(principal.site_id, row["resource"])
     if not code.strip():
         raise refuse(InvalidInput, "code", "checkin_code", "type the code shown at the resource")
-    if not secrets.compare_digest(code.strip(), resource["checkin_code"]):
+    if not safe_equals(resource["checkin_code"], code.strip()):
         raise refuse(InvalidInput, "code", "checkin_code", "this is not the code shown at the resource")
     return await _check_in(feed, principal.site_id, row, now)
 
@@ -660,7 +661,7 @@ async def check_in_with_qr(
     except ValueError:
         raise InvalidInput.for_field("qr", "not an opshub check-in code") from None
     row = await _row(principal.site_id, booking_id)
-    if not secrets.compare_digest(token, row["checkin_token"]):
+    if not safe_equals(row["checkin_token"], token):
         raise InvalidInput.for_field("qr", "this code does not match the booking")
     return await _check_in(feed, principal.site_id, row, now)
 

@@ -10,7 +10,6 @@ its upcoming bookings (``booking.handle_connector_down``).
 from __future__ import annotations
 
 import datetime as dt
-import hmac
 from typing import Annotated, Literal
 from uuid import UUID
 
@@ -19,6 +18,7 @@ from redis.asyncio import Redis
 
 from app.config import Settings
 from app.errors import InvalidInput, NotFound, Unauthenticated
+from app.security.compare import safe_equals
 from app.slots import booking
 from app.slots.availability import DOWN_STATUSES, AvailabilityFeed
 from app.slots.resources import hash_token, now_utc
@@ -73,7 +73,7 @@ async def authenticate(device_id: str, token: str, kind: str) -> tuple[UUID, UUI
         .first()
     )
     expected = row["token_hash"] if row is not None else hash_token("no such device")
-    if row is None or row["kind"] != kind or not hmac.compare_digest(expected, hash_token(token)):
+    if row is None or row["kind"] != kind or not safe_equals(expected, hash_token(token)):
         raise Unauthenticated("X-Device-Token: unknown device or wrong token")
     return parsed, row["site"]
 

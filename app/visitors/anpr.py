@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import hmac
 import secrets
 from typing import Annotated, Literal
 from uuid import UUID
@@ -21,6 +20,7 @@ import msgspec
 from app.errors import InvalidInput, Unauthenticated
 from app.people.directory import cipher_for
 from app.people.normalise import normalise_plate
+from app.security.compare import safe_equals
 from app.visitors import sitecfg
 from app.visitors.common import VisitorDeps, now_utc, publish_all
 from app.visitors.passes import site_zone_of, validity
@@ -82,7 +82,7 @@ async def authenticate(header: str | None) -> dict[str, object]:
     except ValueError:
         raise Unauthenticated(f"invalid {HEADER}") from None
     row = await AnprCamera.select().where((AnprCamera.id == parsed) & (AnprCamera.is_active.eq(True))).first()
-    if row is None or not hmac.compare_digest(str(row["token_hash"]), _hash(secret)):
+    if row is None or not safe_equals(str(row["token_hash"]), _hash(secret)):
         raise Unauthenticated(f"invalid {HEADER}")
     return row
 

@@ -28,6 +28,7 @@ from redis.asyncio import Redis
 from app.config import Settings
 from app.errors import TooManyRequests
 from app.people.directory import cipher_for
+from app.security.compare import safe_equals
 
 CODE_DIGITS = 6
 QR_PREFIX = "VP1"
@@ -78,7 +79,7 @@ def parse_qr(settings: Settings, payload: str) -> tuple[UUID, str] | None:
 
 def qr_matches(settings: Settings, pass_id: UUID, hashed_code: str, mac: str) -> bool:
     expected = qr_payload(settings, pass_id, hashed_code).rsplit(".", 1)[1]
-    return hmac.compare_digest(expected, mac)
+    return safe_equals(expected, mac)
 
 
 def qr_svg(payload: str) -> bytes:
@@ -109,7 +110,7 @@ def read_answer(settings: Settings, purpose: str, text: str, now: float | None =
     if len(parts) != 4:
         return None
     body = ".".join(parts[:3])
-    if not hmac.compare_digest(_mac(settings, "answer-" + purpose, body.encode()), parts[3]):
+    if not safe_equals(_mac(settings, "answer-" + purpose, body.encode()), parts[3]):
         return None
     try:
         token = AnswerToken(purpose, UUID(hex=parts[0]), UUID(hex=parts[1]), int(parts[2]))

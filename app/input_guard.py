@@ -1,0 +1,176 @@
+"""Request bodies checked before the framework decodes them: one place for every JSON and multipart body.
+
+Two inputs made the decoders raise instead of refusing: JSON nested about 1,000 deep (msgspec's
+recursion limit) and a multipart field without a filename whose bytes are not in its charset (the
+multipart parser decodes text fields itself). Both were 500s reachable from outside, login included.
+This middleware reads the body once, refuses those with a 400 problem naming the field, and hands the
+same bytes on, so no endpoint can forget the check.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from itertools import accumulate
+from typing import Any, Final
+
+import msgspec
+from litestar.types import ASGIApp, Receive, Scope, Send
+from multipart import MultipartSegment, ParserError, ParserLimitReached, PushMultipartParser
+
+from app.errors import PROBLEM_MEDIA_TYPE, PROBLEM_TYPE_BASE, FieldError, ProblemDetail
+
+# No request body of the hub nests deeper than a handful of levels; 32 leaves room and stays far below
+# the decoder's own limit.
+MAX_JSON_DEPTH: Final = 32
+_STRING: Final = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKETS: Final = b"[]{}"
+_NOT_BRACKETS: Final = bytes(b for b in range(256) if b not in _BRACKETS)
+# No integer of the hub's bodies comes near this; beyond it a browser cannot even hold the number exactly,
+# and the databases refuse what does not fit 64 bits.
+MAX_JSON_INTEGER: Final = 2**53
+_LONG_INTEGER: Final = re.compile(rb"-?\d{16,}")
+# '[' and '{' open a level, ']' and '}' close one.
+_STEP: Final = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+
+
+def json_depth(body: bytes) -> int:
+    """How deeply the body's arrays and objects nest (brackets inside strings do not count)."""
+    return _depth(_STRING.sub(b"", body))
+
+
+def _depth(outside_strings: bytes) -> int:
+    brackets = outside_strings.translate(None, delete=_NOT_BRACKETS)
+    if not brackets:
+        return 0
+    return max(0, max(accumulate(map(_STEP.__getitem__, brackets))))
+
+
+def json_body_error(body: bytes) -> FieldError | None:
+    """Why the JSON body must not reach the decoder: nesting too deep or an integer out of range."""
+    outside_strings = _STRING.sub(b"", body)
+    if _depth(outside_strings) > MAX_JSON_DEPTH:
+        return FieldError(field="body", message=f"nests deeper than {MAX_JSON_DEPTH} levels", source="body")
+    for match in _LONG_INTEGER.finditer(outside_strings):
+        if abs(int(match.group())) > MAX_JSON_INTEGER:
+            return FieldError(field="body", message=f"holds an integer beyond ±{MAX_JSON_INTEGER}", source="body")
+    return None
+
+
+def undecodable_text_field(body: bytes, boundary: bytes) -> FieldError | None:
+    """The first multipart field without a filename whose bytes are not text in its charset."""
+    first: FieldError | None = None
+    try:
+        # The whole form is parsed (leaving the parser early counts as a truncated form).
+        with PushMultipartParser(boundary) as parser:
+            segment: MultipartSegment | None = None
+            data = bytearray()
+            for part in (part for chunk in (body, b"") for part in parser.parse(chunk)):
+                if isinstance(part, MultipartSegment):
+                    segment, data = part, bytearray()
+                elif part:
+                    if segment is not None and not segment.filename:
+                        data.extend(part)
+                elif segment is not None:
+                    if not segment.filename and first is None:
+                        first = _decode_error(segment, bytes(data))
+                    segment = None
+    except (ParserError, ParserLimitReached):
+        return None  # the framework's parser refuses a malformed form with its own 400
+    return first
+
+
+def _decode_error(segment: MultipartSegment, data: bytes) -> FieldError | None:
+    charset = segment.charset or "utf-8"
+    try:
+        codecs.lookup(charset)
+    except LookupError:
+        return FieldError(field=segment.name, message=f"has an unknown charset {charset!r}", source="body")
+    try:
+        data.decode(charset)
+    except UnicodeDecodeError:
+        return FieldError(field=segment.name, message=f"is not valid {charset} text", source="body")
+    return None
+
+
+def _boundary(content_type: str) -> bytes | None:
+    match = re.search(r'boundary="?([^";]+)"?', content_type, re.IGNORECASE)
+    return match.group(1).encode("latin-1") if match else None
+
+
+def _problem_messages(status: int, error: FieldError) -> list[dict[str, Any]]:
+    title = "Bad Request" if status == 400 else "Content Too Large"
+    body = msgspec.json.encode(
+        ProblemDetail(
+            type=PROBLEM_TYPE_BASE + ("invalid-input" if status == 400 else "http-413"),
+            title=title,
+            status=status,
+            detail=f"{error.field}: {error.message}",
+            errors=[error],
+        )
+    )
+    headers = [(b"content-type", PROBLEM_MEDIA_TYPE.encode()), (b"content-length", str(len(body)).encode())]
+    return [
+        {"type": "http.response.start", "status": status, "headers": headers},
+        {"type": "http.response.body", "body": body, "more_body": False},
+    ]
+
+
+class InputGuardMiddleware:
+    """Reads JSON and multipart bodies (up to the body limit), refuses the undecodable, passes the rest on."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        content_type = ""
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                content_type = value.decode("latin-1").strip().lower()
+        media_type = content_type.split(";", 1)[0].strip()
+        is_json = media_type == "application/json" or media_type.endswith("+json")
+        boundary = _boundary(content_type) if media_type == "multipart/form-data" else None
+        if not is_json and boundary is None:
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away before sending its body
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                for answer in _problem_messages(
+                    413, FieldError(field="body", message=f"is larger than {self.max_body_bytes} bytes", source="body")
+                ):
+                    await send(answer)  # type: ignore[arg-type]
+                return
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        error: FieldError | None = None
+        if is_json:
+            error = json_body_error(body)
+        elif boundary is not None:
+            error = undecodable_text_field(body, boundary)
+        if error is not None:
+            for answer in _problem_messages(400, error):
+                await send(answer)  # type: ignore[arg-type]
+            return
+        replayed = False
+
+        async def replay() -> Any:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
