@@ -17,9 +17,10 @@ from app.deps import Caller
 from app.errors import InvalidInput, NotFound
 from app.pagination import DEFAULT_LIMIT, Limit, Offset
 from app.uploads import media_type_for, read_upload
-from app.visitors import anpr, approvals, blocklist, feeds, gate, passes, sitecfg
+from app.visitors import anpr, approvals, blocklist, feeds, gate, ladder, passes, sitecfg
 from app.visitors.common import VisitorDeps
 from schema.visitors import Visit
+from schema.visitors_events import OccupantToCall
 
 MANAGERS = allow(*STAFF)
 GATE_STAFF = allow(Role.GUARD, *STAFF)
@@ -139,6 +140,11 @@ class VisitorController(Controller):
         )
         return await gate.register_walk_in(vdeps, principal, form, photo or None)
 
+    @get("/approvals", opt=allow(Role.OCCUPANT))
+    async def my_approvals(self, principal: Caller) -> list[approvals.ApprovalView]:
+        """The caller's units' visitor requests of the last two hours, waiting or answered (newest first)."""
+        return await approvals.for_my_units(principal)
+
     @get("/approvals/{approval_id:uuid}", opt=UNIT_PEOPLE)
     async def read_approval(self, principal: Caller, approval_id: FromPath[UUID]) -> approvals.ApprovalView:
         found = await approvals.view(principal.site_id, approval_id)
@@ -191,6 +197,16 @@ class VisitorController(Controller):
     @get("/feeds/pending", opt=GATE_STAFF)
     async def pending(self, principal: Caller) -> list[approvals.ApprovalView]:
         return await feeds.pending_approvals(principal.site_id)
+
+    @get("/feeds/answered", opt=GATE_STAFF)
+    async def answered(self, principal: Caller) -> list[approvals.ApprovalView]:
+        return await feeds.answered_recently(principal.site_id)
+
+    @get("/approvals/{approval_id:uuid}/call-list", opt=GATE_STAFF)
+    async def call_list(
+        self, principal: Caller, vdeps: VisitorDepsDep, approval_id: FromPath[UUID]
+    ) -> list[OccupantToCall]:
+        return await ladder.call_list(vdeps, principal.site_id, approval_id)
 
     # -- blocklist and cameras ------------------------------------------------------------------
     @get("/blocklist", opt=MANAGERS)

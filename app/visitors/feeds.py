@@ -11,12 +11,15 @@ from uuid import UUID
 
 import msgspec
 
-from app.visitors.approvals import ApprovalView, pending
+from app.visitors.approvals import ApprovalView, pending, view
 from app.visitors.common import now_utc, unit_labels
 from app.visitors.gate import VisitView, visit_view
 from app.visitors.passes import site_zone_of
 from schema.jsonvalue import as_list
-from schema.visitors import Visit, VisitorPass
+from schema.visitors import Visit, VisitorApproval, VisitorPass
+
+# How long an answered walk-in stays on the gate's list while the visitor has not been let in.
+ANSWERED_WINDOW = dt.timedelta(hours=2)
 
 
 class ExpectedVisitor(msgspec.Struct, frozen=True, kw_only=True):
@@ -37,6 +40,8 @@ class InsideVisitor(msgspec.Struct, frozen=True, kw_only=True):
     visit: VisitView
     unit_label: str
     minutes_inside: int
+    # An overstay alert was raised for this visit (the console keeps showing it after a reload).
+    overstay: bool = False
 
 
 async def expected_today(site_id: UUID, now: dt.datetime | None = None) -> list[ExpectedVisitor]:
@@ -84,6 +89,7 @@ async def inside_now(site_id: UUID, now: dt.datetime | None = None) -> list[Insi
             visit=visit_view(r),
             unit_label=labels.get(r["unit"], ""),
             minutes_inside=int((now - (r["checked_in_at"] or now)).total_seconds() // 60),
+            overstay=r["overstay_alerted_at"] is not None,
         )
         for r in rows
     ]
@@ -91,3 +97,21 @@ async def inside_now(site_id: UUID, now: dt.datetime | None = None) -> list[Insi
 
 async def pending_approvals(site_id: UUID) -> list[ApprovalView]:
     return await pending(site_id)
+
+
+async def answered_recently(site_id: UUID, now: dt.datetime | None = None, limit: int = 100) -> list[ApprovalView]:
+    """Walk-ins answered in the last two hours whose visitor is still at the gate (approved and not yet
+    let in, denied, or leave at gate): what a console that (re)loads must show besides the pending ones."""
+    now = now or now_utc()
+    rows = (
+        await VisitorApproval.select(VisitorApproval.id)
+        .where(
+            (VisitorApproval.site == site_id)
+            & (VisitorApproval.status != "pending")
+            & (VisitorApproval.decided_at >= now - ANSWERED_WINDOW)
+            & VisitorApproval.visit._.status.is_in(["approved", "denied", "leave_at_gate"])
+        )
+        .order_by(VisitorApproval.decided_at)
+        .limit(limit)
+    )
+    return [await view(site_id, r["id"]) for r in rows]

@@ -48,10 +48,12 @@ class VerifyInput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     qr: Annotated[str, msgspec.Meta(max_length=200)] | None = None
     plate: Annotated[str, msgspec.Meta(max_length=20)] | None = None
     gate: GateName | None = None
+    # False: check only (the console shows who it is, the guard then confirms); nothing is consumed.
+    check_in: bool = True
 
 
 class VerifyResult(msgspec.Struct, frozen=True, kw_only=True):
-    outcome: Literal["checked_in", "refused"]
+    outcome: Literal["checked_in", "valid", "refused"]
     reason: RefusalReason | None = None
     visit_id: UUID | None = None
     pass_id: UUID | None = None
@@ -151,6 +153,8 @@ async def verify(
     if refusal is not None:
         await _refused_attempt(deps, site_id, principal, config, refusal)
         return VerifyResult(outcome="refused", reason=refusal, plate_matches=plate_matches, **summary)  # type: ignore[arg-type]
+    if not data.check_in:
+        return VerifyResult(outcome="valid", plate_matches=plate_matches, **summary)  # type: ignore[arg-type]
     plate = seal_plate(deps.settings, data.plate, "plate") if data.plate else None
     visit = Visit(
         site=site_id,

@@ -24,6 +24,7 @@ from uuid import UUID
 
 import msgspec
 
+from app.errors import Conflict, NotFound
 from app.visitors import codes, sitecfg
 from app.visitors.common import (
     VisitorDeps,
@@ -169,9 +170,7 @@ async def _act(
             calls.append({"person": str(person_id), "sid": outcome.sid, "error": outcome.error_code})
         detail = {"calls": calls}
     else:
-        mobiles = await _mobiles(deps, site_id, occupants)
-        names = await person_names(site_id, occupants)
-        call = [ev.OccupantToCall(person_id=p, name=names.get(p, ""), mobile=mobiles.get(p)) for p in occupants]
+        call = await occupants_to_call(deps, site_id, occupants)
         detail = {"occupants": len(call)}
     event = ev.ApprovalEscalated(
         approval_id=row["id"],
@@ -184,6 +183,32 @@ async def _act(
     )
     await publish_all(deps, [site_topic(site_id, "gate"), site_topic(site_id, "control")], ev.APPROVAL_ESCALATED, event)
     return detail
+
+
+async def occupants_to_call(deps: VisitorDeps, site_id: UUID, occupants: list[UUID]) -> list[ev.OccupantToCall]:
+    mobiles = await _mobiles(deps, site_id, occupants)
+    names = await person_names(site_id, occupants)
+    return [ev.OccupantToCall(person_id=p, name=names.get(p, ""), mobile=mobiles.get(p)) for p in occupants]
+
+
+async def call_list(deps: VisitorDeps, site_id: UUID, approval_id: UUID) -> list[ev.OccupantToCall]:
+    """Whom the guard should call, for a console that (re)loads after the guard prompt was published.
+
+    Only once the request reached its guard prompt: before that the occupants' numbers are not the
+    gate's business."""
+    row = (
+        await VisitorApproval.select(VisitorApproval.unit)
+        .where((VisitorApproval.site == site_id) & (VisitorApproval.id == approval_id))
+        .first()
+    )
+    if row is None:
+        raise NotFound("approval request not found")
+    prompted = await VisitorApprovalStep.exists().where(
+        (VisitorApprovalStep.approval == approval_id) & (VisitorApprovalStep.action == "guard_prompt")
+    )
+    if not prompted:
+        raise Conflict("the request has not reached the guard prompt", extra={"reason": "not_prompted"})
+    return await occupants_to_call(deps, site_id, await occupants_of(site_id, row["unit"]))
 
 
 async def _mobiles(deps: VisitorDeps, site_id: UUID, people: list[UUID]) -> dict[UUID, str]:
