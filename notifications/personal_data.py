@@ -228,6 +228,26 @@ async def _apply_ledger_retention(run: RetentionRun) -> int:
     return count
 
 
+async def _count_ledger_retention(run: RetentionRun) -> int:
+    """What ``_apply_ledger_retention`` would delete: finished deliveries, then notifications left empty."""
+    old_final = (
+        (Delivery.site == run.site_id)
+        & (Delivery.created_at < run.cutoff)
+        & Delivery.status.is_in(list(FINAL_STATUSES))
+    )
+    count = int(await Delivery.count().where(old_final))
+    finished = await Notification.select(Notification.id).where(
+        (Notification.site == run.site_id)
+        & (Notification.created_at < run.cutoff)
+        & Notification.status.is_in(["completed", "cancelled"])
+    )
+    for row in finished:
+        left = await Delivery.count().where(Delivery.notification == row["id"])
+        going = await Delivery.count().where((Delivery.notification == row["id"]) & old_final)
+        count += left == going
+    return count
+
+
 PREFERENCES = register_section(
     PersonalDataSection(
         name="notification_preferences",
@@ -276,5 +296,6 @@ DELIVERY_LEDGER = register_retention(
         description="Finished delivery records (and notifications left without any) are deleted after this period.",
         default_days=365,
         apply=_apply_ledger_retention,
+        count=_count_ledger_retention,
     )
 )

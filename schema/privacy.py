@@ -37,6 +37,9 @@ class DataRightsRequest(Table, tablename="data_rights_request"):
     legal_holds = JSON(default="[]")  # shown at review, kept with the decision
     outcome = JSON(default="{}")  # per-section counts of what an erasure or export did
     approved_at = Timestamptz(null=True, default=None)
+    # When a site admin last opened the erasure review (approval needs it; app.privacy.erasure).
+    reviewed_at = Timestamptz(null=True, default=None)
+    reviewed_by = UUID(null=True, default=None)
     # While an erasure runs: the person's identifiers, encrypted, so a re-run still finds them.
     identifiers_encrypted = Text(null=True, default=None)
     export_id = UUID(null=True, default=None)

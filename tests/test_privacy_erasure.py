@@ -67,6 +67,10 @@ async def test_erasure_leaves_nothing_of_the_person(client: Any, world: World, s
     counts = {s["name"]: s["rows"] for s in body["sections"]}
     assert counts["contact_points"] == 3 and counts["vehicles"] == 1 and counts["devices"] == 1
     assert any(h.startswith("data_rights_requests:") for h in body["legal_holds"]), body["legal_holds"]
+    acknowledged = await client.post(
+        f"/api/privacy/requests/{request_id}/acknowledge", headers=world.headers("site_admin")
+    )
+    assert acknowledged.status_code == 200, acknowledged.text
     approved = await client.post(
         f"/api/privacy/requests/{request_id}/approve-erasure",
         json={"resolution": "identity checked at the desk"},

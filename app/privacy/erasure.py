@@ -2,9 +2,11 @@
 
 1. The person (or a site admin for them) files an ``erasure`` request.
 2. A site admin reviews it: ``review`` lists every registered section with how many rows it holds
-   for the person and the legal holds that will keep some of it (billing, request records, ...).
-3. ``approve`` records the holds shown and the decision; the arq job ``privacy_erase`` runs
-   ``run_erasure``, which is safe to re-run until it completes:
+   for the person and the legal holds that will keep some of it (billing, request records, ...),
+   and records that it was reviewed (``reviewed_at``).
+3. ``approve`` needs both earlier steps, the request acknowledged and the review opened, and
+   otherwise answers 409 naming the missing step (``missing_step``); it records the holds shown
+   and the decision; the arq job ``privacy_erase`` runs ``run_erasure``, which is safe to re-run until it completes:
    - the person's identifiers (name, contact values, plates and their blind indexes) are captured
      first and kept encrypted on the request while the job runs, so a re-run still knows them;
    - every section's ``erase`` runs, in reverse order of registration (core last: the person row
@@ -72,9 +74,20 @@ async def _erasure_row(site_id: UUID, request_id: UUID) -> dict[str, Any]:
 
 
 async def review(
-    settings: Settings, redis: Redis, directory: Directory, site_id: UUID, request_id: UUID
+    settings: Settings,
+    redis: Redis,
+    directory: Directory,
+    site_id: UUID,
+    request_id: UUID,
+    reviewer_id: UUID | None = None,
+    now: dt.datetime | None = None,
 ) -> ErasureReview:
     row = await _erasure_row(site_id, request_id)
+    if reviewer_id is not None and row["status"] in ("open", "acknowledged"):
+        # Approval is refused until this has been seen (legal holds included).
+        await DataRightsRequest.update(
+            {DataRightsRequest.reviewed_at: now or now_utc(), DataRightsRequest.reviewed_by: reviewer_id}
+        ).where(DataRightsRequest.id == request_id)
     sections, _ = load_registries()
     scope = _scope(settings, redis, directory, site_id, row["person_id"])
     reviewed = []
@@ -102,12 +115,18 @@ async def approve(
         raise Conflict(f"request is already {row['status']}")
     if row["status"] in ("approved", "erasing"):
         return await get_request(site_id, request_id)
+    # The order is the safeguard: acknowledged (the clock is honoured), then reviewed (the holds seen).
+    for missing, done in (("acknowledge", row["acknowledged_at"]), ("erasure-review", row.get("reviewed_at"))):
+        if done is None:
+            raise Conflict(
+                f"the request must pass '{missing}' before it can be approved",
+                extra={"missing_step": missing, "status": row["status"]},
+            )
     sections, _ = load_registries()
     await DataRightsRequest.update(
         {
             DataRightsRequest.status: "approved",
             DataRightsRequest.approved_at: now,
-            DataRightsRequest.acknowledged_at: row["acknowledged_at"] or now,
             DataRightsRequest.handled_by: actor_id,
             DataRightsRequest.resolution: note,
             DataRightsRequest.legal_holds: _holds(sections),

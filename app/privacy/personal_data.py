@@ -132,6 +132,25 @@ async def _apply_request_retention(run: RetentionRun) -> int:
     return len(deleted)
 
 
+async def _count_export_retention(run: RetentionRun) -> int:
+    return int(await DataExport.count().where((DataExport.site == run.site_id) & (DataExport.created_at < run.cutoff)))
+
+
+async def _count_audit_retention(run: RetentionRun) -> int:
+    return int(await AuditEvent.count().where((AuditEvent.site == run.site_id) & (AuditEvent.at < run.cutoff)))
+
+
+async def _count_request_retention(run: RetentionRun) -> int:
+    return int(
+        await DataRightsRequest.count().where(
+            (DataRightsRequest.site == run.site_id)
+            & (DataRightsRequest.created_at < run.cutoff)
+            & DataRightsRequest.completed_at.is_not_null()
+            & (DataRightsRequest.completed_at < run.cutoff)
+        )
+    )
+
+
 REQUESTS = register_section(
     PersonalDataSection(
         name="data_rights_requests",
@@ -167,6 +186,7 @@ EXPORT_ARCHIVES = register_retention(
         description="Data export archives (files and records) are deleted after this period.",
         default_days=7,
         apply=_apply_export_retention,
+        count=_count_export_retention,
     )
 )
 AUDIT_LOG = register_retention(
@@ -175,6 +195,7 @@ AUDIT_LOG = register_retention(
         description="Entries of the personal-data audit log are deleted after this period.",
         default_days=730,
         apply=_apply_audit_retention,
+        count=_count_audit_retention,
         min_days=365,
     )
 )
@@ -184,6 +205,7 @@ REQUEST_RECORDS = register_retention(
         description="Closed data-rights request records are deleted after this period (at least 3 years).",
         default_days=REQUEST_RECORD_DAYS,
         apply=_apply_request_retention,
+        count=_count_request_retention,
         min_days=REQUEST_RECORD_DAYS,
     )
 )

@@ -83,6 +83,8 @@ class RetentionClass:
     default_days: int
     apply: Callable[[RetentionRun], Awaitable[int]]  # deletes what is past the cutoff; returns the count
     min_days: int = 1  # a site may not set a shorter period (e.g. request records: 3 years)
+    # What ``apply`` would delete at this cutoff, deleting nothing (the purge's dry run).
+    count: Callable[[RetentionRun], Awaitable[int]] | None = None
 
 
 SECTIONS: dict[str, PersonalDataSection] = {}

@@ -49,6 +49,7 @@ class DataRequestView(msgspec.Struct, frozen=True, kw_only=True):
     acknowledged_at: dt.datetime | None
     completed_at: dt.datetime | None
     approved_at: dt.datetime | None
+    reviewed_at: dt.datetime | None = None  # erasure: when a site admin opened the review
     resolution: str
     legal_holds: list[str]
     outcome: dict[str, Any]
@@ -88,6 +89,7 @@ def view(row: dict[str, Any]) -> DataRequestView:
         acknowledged_at=row["acknowledged_at"],
         completed_at=row["completed_at"],
         approved_at=row["approved_at"],
+        reviewed_at=row.get("reviewed_at"),
         resolution=row["resolution"],
         legal_holds=[str(h) for h in as_list(row["legal_holds"])],
         outcome=dict(outcome or {}),

@@ -5,12 +5,18 @@ site may set its own (``RetentionSetting``), never below the class's ``min_days`
 runs every class for every site and logs what it deleted in ``retention_run`` (counts, never
 content). A class that fails is logged with its error and does not stop the others; the next
 run tries again (every class deletes by cutoff, so re-running is harmless).
+
+A purge can also be run now, for one site (``purge``): first a dry run, which deletes nothing and
+counts per data class what would go; then the real run, which must name that dry run
+(``preview_id``, valid ``PREVIEW_TTL_SECONDS`` and once) and is refused when a period changed since.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
+import secrets
 from typing import Final
 from uuid import UUID
 
@@ -18,7 +24,7 @@ import msgspec
 from redis.asyncio import Redis
 
 from app.config import Settings
-from app.errors import InvalidInput
+from app.errors import Conflict, InvalidInput
 from app.privacy.registry import RetentionRun, load_registries
 from app.privacy.requests import now_utc
 from schema.privacy import RetentionRunLog, RetentionSetting
@@ -26,6 +32,7 @@ from schema.tables import Site
 
 logger = logging.getLogger("opshub.privacy.retention")
 MAX_DAYS: Final = 36500
+PREVIEW_TTL_SECONDS: Final = 600
 
 
 class RetentionClassView(msgspec.Struct, frozen=True, kw_only=True):
@@ -56,6 +63,32 @@ class RetentionRunPage(msgspec.Struct, frozen=True, kw_only=True):
     total: int
     limit: int
     offset: int
+
+
+class PurgeRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    # True (the default): count only. False: delete, naming the dry run that was shown.
+    dry_run: bool = True
+    preview_id: str | None = None
+
+
+class PurgeClass(msgspec.Struct, frozen=True, kw_only=True):
+    class_name: str
+    days: int
+    cutoff: dt.datetime
+    rows: int  # dry run: would be deleted; real run: deleted
+    error: str | None = None
+
+
+class PurgeView(msgspec.Struct, frozen=True, kw_only=True):
+    dry_run: bool
+    preview_id: str | None  # a dry run's id, to pass to the real run
+    expires_at: dt.datetime | None
+    classes: list[PurgeClass]
+    total: int
+
+
+def _preview_key(settings: Settings, site_id: UUID, preview_id: str) -> str:
+    return f"{settings.redis_prefix}privacy:purge-preview:{site_id}:{preview_id}"
 
 
 async def site_periods(site_id: UUID) -> dict[str, int]:
@@ -177,4 +210,65 @@ async def list_runs(site_id: UUID, *, limit: int = 50, offset: int = 0) -> Reten
         total=total,
         limit=limit,
         offset=offset,
+    )
+
+
+async def preview_purge(settings: Settings, redis: Redis, site_id: UUID, now: dt.datetime | None = None) -> PurgeView:
+    """The dry run: per class, what a purge now would delete. Deletes nothing."""
+    now = now or now_utc()
+    _, classes = load_registries()
+    periods = await site_periods(site_id)
+    counted = []
+    for name, cls in sorted(classes.items()):
+        cutoff = now - dt.timedelta(days=periods[name])
+        rows, error = 0, None
+        if cls.count is None:
+            error = "cannot be counted in advance"
+        else:
+            try:
+                rows = await cls.count(RetentionRun(site_id=site_id, cutoff=cutoff, settings=settings, redis=redis))
+            except Exception as exc:  # one failing count must not hide the others
+                logger.exception("retention count %s failed on site %s", name, site_id)
+                error = type(exc).__name__
+        counted.append(PurgeClass(class_name=name, days=periods[name], cutoff=cutoff, rows=rows, error=error))
+    preview_id = secrets.token_hex(16)
+    await redis.set(_preview_key(settings, site_id, preview_id), json.dumps(periods), ex=PREVIEW_TTL_SECONDS)
+    return PurgeView(
+        dry_run=True,
+        preview_id=preview_id,
+        expires_at=now + dt.timedelta(seconds=PREVIEW_TTL_SECONDS),
+        classes=counted,
+        total=sum(c.rows for c in counted),
+    )
+
+
+async def purge(
+    settings: Settings, redis: Redis, site_id: UUID, request: PurgeRequest, now: dt.datetime | None = None
+) -> PurgeView:
+    """A dry run, or the real purge of one site after one (409 naming the missing step otherwise)."""
+    if request.dry_run:
+        return await preview_purge(settings, redis, site_id, now)
+    if not request.preview_id:
+        raise Conflict(
+            "run a dry run first (dry_run: true) and pass its preview_id",
+            extra={"missing_step": "dry-run"},
+        )
+    shown = await redis.getdel(_preview_key(settings, site_id, request.preview_id))
+    if shown is None:
+        raise Conflict(
+            "preview_id: unknown, used or expired; run a dry run again",
+            extra={"missing_step": "dry-run"},
+        )
+    if json.loads(shown) != await site_periods(site_id):
+        raise Conflict(
+            "retention periods changed since the dry run; run it again",
+            extra={"missing_step": "dry-run"},
+        )
+    ran = await apply_retention(settings, redis, now, site_ids=[site_id])
+    classes = [
+        PurgeClass(class_name=r.class_name, days=r.days, cutoff=r.cutoff, rows=r.deleted, error=r.error)
+        for r in sorted(ran, key=lambda r: r.class_name)
+    ]
+    return PurgeView(
+        dry_run=False, preview_id=None, expires_at=None, classes=classes, total=sum(c.rows for c in classes)
     )

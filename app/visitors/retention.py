@@ -85,9 +85,19 @@ async def apply(run: RetentionRun) -> int:
     return removed + len(passes) + len(reads)
 
 
+async def count(run: RetentionRun) -> int:
+    """What ``apply`` would delete now: the same conditions, counted."""
+    site_id, cutoff = run.site_id, run.cutoff
+    visits = await Visit.count().where((Visit.site == site_id) & (Visit.created_at < cutoff))
+    passes = await VisitorPass.count().where((VisitorPass.site == site_id) & (VisitorPass.valid_until < cutoff))
+    reads = await AnprRead.count().where((AnprRead.site == site_id) & (AnprRead.created_at < cutoff))
+    return int(visits) + int(passes) + int(reads)
+
+
 VISITOR_RECORDS = RetentionClass(
     name=NAME,
     description="Visitor names, phone numbers, photos and plates (visits, passes, ANPR reads); daily counts remain.",
     default_days=sitecfg.DEFAULT_RETENTION_DAYS,
     apply=apply,
+    count=count,
 )

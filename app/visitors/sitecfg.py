@@ -1,4 +1,10 @@
-"""Per-site visitor settings: the approval ladder, overstay limits, ANPR threshold, code throttling."""
+"""Per-site visitor settings: the approval ladder, overstay limits, ANPR threshold, code throttling.
+
+Visitor retention is NOT owned here: its one owner is the privacy retention settings (class
+``visitor_records``, ``/api/privacy/retention``), which the retention purge reads. This module's
+``retention_days`` reads through to it, and a write of it is passed through to it (deprecated: use
+``PUT /api/privacy/retention``); the ``visitor_site_settings.retention_days`` column is no longer read.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ from uuid import UUID
 
 import msgspec
 
-from app.errors import InvalidInput
+from app.errors import FieldError, Forbidden, InvalidInput
 from schema.jsonvalue import as_dict
 from schema.visitors import VisitorSiteSettings
 
@@ -18,6 +24,9 @@ KINDS: tuple[str, ...] = ("guest", "cab", "delivery", "service", "daily_help")
 RungAction = Literal["message", "voice", "guard_prompt"]
 MessageChannel = Literal["sms", "whatsapp"]
 DEFAULT_RETENTION_DAYS = 180
+# The privacy retention class that owns how long visitor records are kept.
+RETENTION_CLASS = "visitor_records"
+RETENTION_OWNER = "/api/privacy/retention"
 
 
 class Rung(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -60,14 +69,17 @@ class VisitorSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
 
 class SettingsView(msgspec.Struct, frozen=True, kw_only=True):
     config: VisitorSettings
+    # Read from the owner, the privacy retention settings (class visitor_records).
     retention_days: int
     retention_is_default: bool
+    retention_owner: str = RETENTION_OWNER
 
 
 class SettingsInput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     # Not "settings": a body field named like an app dependency makes Litestar report its errors as a 500.
     config: VisitorSettings
-    # None: the platform default (180 days).
+    # Deprecated: set it at PUT /api/privacy/retention (class visitor_records). Absent or null: unchanged;
+    # a number is passed through to that owner (by a site admin only, as there).
     retention_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] | None = None
 
 
@@ -97,49 +109,61 @@ async def load(site_id: UUID) -> VisitorSettings:
     return loaded
 
 
+async def _retention(site_id: UUID) -> tuple[int, bool]:
+    """(days, is_default) of visitor records, from their owner."""
+    from app.privacy.retention import list_classes  # local: privacy's registry loads this module
+
+    for cls in await list_classes(site_id):
+        if cls.name == RETENTION_CLASS:
+            return cls.days, cls.is_default
+    return DEFAULT_RETENTION_DAYS, True
+
+
 async def retention_days(site_id: UUID) -> int:
-    row = (
-        await VisitorSiteSettings.select(VisitorSiteSettings.retention_days)
-        .where(VisitorSiteSettings.site == site_id)
-        .first()
-    )
-    if row is None or row["retention_days"] is None:
-        return DEFAULT_RETENTION_DAYS
-    return int(row["retention_days"])
+    return (await _retention(site_id))[0]
 
 
 async def view(site_id: UUID) -> SettingsView:
-    row = await VisitorSiteSettings.select().where(VisitorSiteSettings.site == site_id).first()
-    if row is None:
-        return SettingsView(config=VisitorSettings(), retention_days=DEFAULT_RETENTION_DAYS, retention_is_default=True)
-    days = row["retention_days"]
-    return SettingsView(
-        config=_decode(row["config"]),
-        retention_days=DEFAULT_RETENTION_DAYS if days is None else int(days),
-        retention_is_default=days is None,
+    row = (
+        await VisitorSiteSettings.select(VisitorSiteSettings.config).where(VisitorSiteSettings.site == site_id).first()
     )
+    days, is_default = await _retention(site_id)
+    config = VisitorSettings() if row is None else _decode(row["config"])
+    return SettingsView(config=config, retention_days=days, retention_is_default=is_default)
 
 
-async def save(site_id: UUID, data: SettingsInput, now: dt.datetime | None = None) -> SettingsView:
+async def save(
+    site_id: UUID,
+    data: SettingsInput,
+    now: dt.datetime | None = None,
+    *,
+    actor_id: UUID | None = None,
+    may_set_retention: bool = True,
+) -> SettingsView:
+    """Save the visitor settings; a ``retention_days`` that changes the period goes to its owner."""
+    from app.privacy.retention import RetentionChange, set_period
+
     now = now or dt.datetime.now(dt.UTC)
     steps = [rung.after_seconds for rung in data.config.ladder]
     if steps != sorted(steps):
         raise InvalidInput.for_field("config.ladder", "rungs must be in increasing order of after_seconds")
+    if data.retention_days is not None and data.retention_days != await retention_days(site_id):
+        if not may_set_retention:
+            raise Forbidden(
+                f"retention_days: retention periods are set by a site admin at PUT {RETENTION_OWNER}",
+                errors=[FieldError(field="retention_days", message=f"set it at PUT {RETENTION_OWNER}", source="body")],
+                extra={"owner": RETENTION_OWNER},
+            )
+        await set_period(site_id, RetentionChange(class_name=RETENTION_CLASS, days=data.retention_days), actor_id, now)
     config = msgspec.to_builtins(data.config)
     existing = (
         await VisitorSiteSettings.select(VisitorSiteSettings.id).where(VisitorSiteSettings.site == site_id).first()
     )
     if existing is None:
-        await VisitorSiteSettings(
-            site=site_id, config=config, retention_days=data.retention_days, updated_at=now
-        ).save()
+        await VisitorSiteSettings(site=site_id, config=config, updated_at=now).save()
     else:
         await VisitorSiteSettings.update(
-            {
-                VisitorSiteSettings.config: config,
-                VisitorSiteSettings.retention_days: data.retention_days,
-                VisitorSiteSettings.updated_at: now,
-            }
+            {VisitorSiteSettings.config: config, VisitorSiteSettings.updated_at: now}
         ).where(VisitorSiteSettings.site == site_id)
     _cache.pop(site_id, None)
     return await view(site_id)
