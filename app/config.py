@@ -43,6 +43,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     session_max_seconds: int = 30 * 24 * 3600
     login_max_failures: int = 5
     login_window_seconds: int = 900
+    # Failures per account from all addresses together: a slower backstop that addresses the account
+    # has signed in from before (kept this many days) are not stopped by, so strangers cannot lock it.
+    login_account_max_failures: int = 100
+    login_account_window_seconds: int = 3600
+    login_known_address_days: int = 90
+    # Peers whose X-Forwarded-For is believed (uvicorn --forwarded-allow-ips): comma-separated addresses
+    # or networks of the reverse proxies. Empty: no peer is, the TCP peer is the client.
+    forwarded_allow_ips: str = ""
+    # Personal-data exports and data-rights requests each person may start per window (429 beyond).
+    privacy_requests_per_window: int = 20
+    privacy_request_window_seconds: int = 3600
     max_request_body_bytes: int = 2 * 1024 * 1024
     # Uploaded photos (visitors, complaints). None means var_dir/uploads.
     upload_dir: str | None = None
@@ -139,6 +150,12 @@ ENV_VARS: dict[str, str] = {
     "session_max_seconds": "OPSHUB_SESSION_MAX_SECONDS",
     "login_max_failures": "OPSHUB_LOGIN_MAX_FAILURES",
     "login_window_seconds": "OPSHUB_LOGIN_WINDOW_SECONDS",
+    "login_account_max_failures": "OPSHUB_LOGIN_ACCOUNT_MAX_FAILURES",
+    "login_account_window_seconds": "OPSHUB_LOGIN_ACCOUNT_WINDOW_SECONDS",
+    "login_known_address_days": "OPSHUB_LOGIN_KNOWN_ADDRESS_DAYS",
+    "forwarded_allow_ips": "OPSHUB_FORWARDED_ALLOW_IPS",
+    "privacy_requests_per_window": "OPSHUB_PRIVACY_REQUESTS_PER_WINDOW",
+    "privacy_request_window_seconds": "OPSHUB_PRIVACY_REQUEST_WINDOW_SECONDS",
     "max_request_body_bytes": "OPSHUB_MAX_REQUEST_BODY_BYTES",
     "upload_dir": "OPSHUB_UPLOAD_DIR",
     "upload_max_bytes": "OPSHUB_UPLOAD_MAX_BYTES",
@@ -212,6 +229,9 @@ def _check_semantics(settings: Settings) -> None:
         "access_token_ttl_seconds",
         "refresh_token_ttl_seconds",
         "login_window_seconds",
+        "login_account_window_seconds",
+        "login_known_address_days",
+        "privacy_request_window_seconds",
         "session_idle_seconds",
         "session_max_seconds",
     ):
@@ -221,6 +241,10 @@ def _check_semantics(settings: Settings) -> None:
         raise ConfigError("OPSHUB_DATABASE_POOL_SIZE: must be 0 or more")
     if settings.login_max_failures < 1:
         raise ConfigError("OPSHUB_LOGIN_MAX_FAILURES: must be at least 1")
+    if settings.login_account_max_failures < settings.login_max_failures:
+        raise ConfigError("OPSHUB_LOGIN_ACCOUNT_MAX_FAILURES: must be at least OPSHUB_LOGIN_MAX_FAILURES")
+    if settings.privacy_requests_per_window < 1:
+        raise ConfigError("OPSHUB_PRIVACY_REQUESTS_PER_WINDOW: must be at least 1")
     if settings.max_request_body_bytes < 1024:
         raise ConfigError("OPSHUB_MAX_REQUEST_BODY_BYTES: must be at least 1024")
     if not 1024 <= settings.upload_max_bytes < settings.max_request_body_bytes:

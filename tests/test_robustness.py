@@ -193,3 +193,51 @@ def test_the_depth_check_is_cheap_on_a_large_flat_body() -> None:
     started = time.perf_counter()
     assert json_depth(body) == 2
     assert time.perf_counter() - started < 1.0
+
+
+# ------------------------------------------------------------------------------ no lock-out by strangers
+
+
+async def _try_login(settings: Any, redis: Any, world: Any, password: str, address: str) -> str:
+    from app.auth.service import verify_credentials
+    from app.auth.throttle import LoginThrottled
+    from app.errors import Unauthenticated
+    from app.people.directory import directory_for
+
+    try:
+        await verify_credentials(
+            settings=settings,
+            redis=redis,
+            directory=directory_for(settings),
+            username=world.emails["occupant"],
+            password=password,
+            site_slug=None,
+            client_address=address,
+        )
+    except LoginThrottled:
+        return "throttled"
+    except Unauthenticated:
+        return "wrong"
+    return "ok"
+
+
+async def test_a_strangers_failures_do_not_lock_the_owner_out(settings: Any, redis: Any, world: Any) -> None:
+    import msgspec
+
+    from tests.support.world import PASSWORD
+
+    tight = msgspec.structs.replace(settings, login_max_failures=3, login_account_max_failures=6)
+    owner = "10.1.9.7"
+    assert await _try_login(tight, redis, world, PASSWORD, owner) == "ok"  # the owner's usual address
+
+    # One stranger address: stopped after its own failures, the owner is not.
+    for _ in range(tight.login_max_failures):
+        assert await _try_login(tight, redis, world, "guess", "203.0.113.1") == "wrong"
+    assert await _try_login(tight, redis, world, PASSWORD, "203.0.113.1") == "throttled"
+    assert await _try_login(tight, redis, world, PASSWORD, owner) == "ok"
+
+    # Guessing spread over many addresses trips the account backstop for unknown addresses only.
+    for n in range(2, 2 + tight.login_account_max_failures - tight.login_max_failures):
+        assert await _try_login(tight, redis, world, "guess", f"203.0.113.{n}") == "wrong"
+    assert await _try_login(tight, redis, world, PASSWORD, "198.51.100.50") == "throttled"
+    assert await _try_login(tight, redis, world, PASSWORD, owner) == "ok"

@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from app.auth.passwords import verify_password
 from app.auth.principal import Principal
 from app.auth.roles import Role
-from app.auth.throttle import check_login_allowed, clear_login_failures, record_login_failure
+from app.auth.throttle import check_login_allowed, record_login_failure, record_login_success
 from app.auth.tokens import issue_access_token, revoke_access_token, revoke_all_access_tokens
 from app.config import Settings
 from app.errors import InvalidInput, Unauthenticated
@@ -116,7 +116,7 @@ async def verify_credentials(
         raise Unauthenticated("username or password is wrong")
     if len(verified) > 1:
         raise InvalidInput.for_field("site", "this account exists on several sites; give the site's slug")
-    await clear_login_failures(settings, redis, throttle_id)
+    await record_login_success(settings, redis, throttle_id, client_address)
     person = verified[0]
     roles = await roles_of(person.id)
     if not roles:
