@@ -12,14 +12,17 @@ import msgspec
 from app.auth.principal import Principal
 from app.auth.roles import STAFF, Role
 from app.errors import Conflict, Forbidden, InvalidInput, NotFound
-from app.visitors.common import VisitorDeps, is_occupant, now_utc, publish_all, unit_labels
+from app.visitors.common import VisitorDeps, is_occupant, now_utc, person_names, publish_all, unit_labels
 from realtime.topics import site_topic, unit_topic
 from schema import visitors_events as ev
+from schema.tables import Occupancy
 from schema.visitors import Visit, VisitorApproval, VisitorApprovalStep
 
 Decision = Literal["approved", "denied", "leave_at_gate"]
 Via = Literal["app", "link", "voice", "guard"]
 DECIDED_STEP = 1000  # the step number recording the decision itself
+# How long an answered request stays on the occupants' home screen (so a late look shows who answered).
+RECENT_FOR_OCCUPANTS = dt.timedelta(hours=2)
 
 
 class AnswerInput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -51,6 +54,7 @@ class ApprovalView(msgspec.Struct, frozen=True, kw_only=True):
     decided_via: str | None
     time_to_decision_ms: int | None
     steps: list[StepView]
+    decided_by_name: str | None = None  # who answered, for the unit's other occupants and the gate
 
 
 async def _approval(site_id: UUID, approval_id: UUID) -> dict[str, Any]:
@@ -84,6 +88,7 @@ async def view(site_id: UUID, approval_id: UUID) -> ApprovalView:
         .order_by(VisitorApprovalStep.step)
     )
     labels = await unit_labels(site_id, [row["unit"]])
+    names = await person_names(site_id, [row["decided_by"]] if row["decided_by"] else [])
     return ApprovalView(
         id=row["id"],
         visit_id=row["visit"],
@@ -100,6 +105,7 @@ async def view(site_id: UUID, approval_id: UUID) -> ApprovalView:
         decided_via=row["decided_via"],
         time_to_decision_ms=row["time_to_decision_ms"],
         steps=[StepView(step=s["step"], action=s["action"], at=s["at"], detail=as_dict(s["detail"])) for s in steps],
+        decided_by_name=names.get(row["decided_by"]) if row["decided_by"] else None,
     )
 
 
@@ -200,3 +206,31 @@ async def pending(site_id: UUID, limit: int = 200) -> list[ApprovalView]:
         .limit(limit)
     )
     return [await view(site_id, r["id"]) for r in rows]
+
+
+async def for_my_units(principal: Principal, now: dt.datetime | None = None, limit: int = 50) -> list[ApprovalView]:
+    """An occupant's visitor requests of the last two hours across their units, waiting or answered:
+    what the app shows when it opens (live events keep it current after that). Newest first."""
+    now = now or now_utc()
+    units = await Occupancy.select(Occupancy.unit).where(
+        (Occupancy.site == principal.site_id)
+        & (Occupancy.person == principal.person_id)
+        & (Occupancy.is_active.eq(True))
+    )
+    unit_ids = [row["unit"] for row in units]
+    if not unit_ids:
+        return []
+    rows = (
+        await VisitorApproval.select(VisitorApproval.id)
+        .where(
+            (VisitorApproval.site == principal.site_id)
+            & VisitorApproval.unit.is_in(unit_ids)
+            & (
+                (VisitorApproval.requested_at >= now - RECENT_FOR_OCCUPANTS)
+                | (VisitorApproval.decided_at >= now - RECENT_FOR_OCCUPANTS)
+            )
+        )
+        .order_by(VisitorApproval.requested_at, ascending=False)
+        .limit(limit)
+    )
+    return [await view(principal.site_id, r["id"]) for r in rows]
