@@ -44,6 +44,12 @@ const RUNG_NAMES = {
   voice: t("Calling the flat"),
   guard_prompt: t("Call the flat yourself"),
 };
+const VIA_NAMES = {
+  app: t("answered in the app"),
+  link: t("answered by the SMS link"),
+  voice: t("answered on the automated call"),
+  guard: t("answer given to the guard by phone"),
+};
 const REFUSALS = {
   unknown: t("No pass has this code."),
   wrong_site: t("This pass is for another site."),
@@ -418,7 +424,7 @@ function photoOf(visitId, name) {
 
 function rungText(record) {
   if (record.status !== "pending") {
-    const via = record.decided_via ? t("answered via {via}", { via: record.decided_via }) : "";
+    const via = record.decided_via ? VIA_NAMES[record.decided_via] || record.decided_via : "";
     return [t("Answered at {time}", { time: clock(record.decided_at) }), via].filter(Boolean).join(", ");
   }
   return RUNG_NAMES[record.rung] || record.rung;
