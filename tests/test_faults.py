@@ -20,6 +20,7 @@ import io
 import os
 import random
 import subprocess
+import sys
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
@@ -30,13 +31,28 @@ from urllib.parse import urlparse, urlunparse
 import httpx
 import msgspec
 import pytest
+from arq import create_pool
+from arq.connections import RedisSettings
 from PIL import Image
+from redis.exceptions import ConnectionError as RedisConnectionError
 
+from app.redis import create_redis
+from notifications.audience import Audience
+from notifications.categories import Category, Channel
+from notifications.fakes import running_fakes
+from notifications.service import NotificationRequest, cancel_notification, create_notification
+from realtime.client import ClientClosed, RealtimeClient
+from realtime.publish import publish
+from realtime.topics import site_topic
 from schema.complaints import Complaint, ComplaintPhoto, ComplaintTransition
+from schema.events import CloseCode, Event, Resync
+from schema.notifications import Delivery, Notification
 from tests.support import complaints as complaint_support
-from tests.support.faults import TcpProxy
+from tests.support.faults import RestartableRedis, TcpProxy, wait_until
+from tests.support.notify import TEMPLATE_SID, add_recipients
 from tests.support.servers import FAST, InProcessServer, SubprocessServer
 from tests.support.world import World
+from workers.main import queue_name
 
 IS_POSTGRES = os.environ.get("DATABASE_URL", "").startswith("postgres")
 
@@ -220,3 +236,226 @@ async def test_a_full_disk_refuses_uploads_with_a_problem_naming_the_field(
                 assert again.status_code == 201, again.text
         finally:
             await server.stop()
+
+
+# ---------------------------------------------------------------------------- shared helpers
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _worker_env(fakes: Any, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        **fakes.env(),
+        "OPSHUB_WHATSAPP_TEMPLATE_SID": TEMPLATE_SID,
+        "OPSHUB_NOTIFY_RATE_SMS": "0",
+        "OPSHUB_NOTIFY_RATE_WHATSAPP": "0",
+        "OPSHUB_NOTIFY_RATE_PUSH": "0",
+        "OPSHUB_NOTIFY_CLAIM_LEASE_SECONDS": "2",
+        "OPSHUB_LOG_LEVEL": "WARNING",
+        **extra,
+    }
+
+
+async def _start_worker(env: dict[str, str], log: Any) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "arq", "workers.main.WorkerSettings", cwd=ROOT, env=env, stdout=log, stderr=log
+    )
+
+
+async def _stop_worker(worker: asyncio.subprocess.Process) -> None:
+    if worker.returncode is None:
+        worker.terminate()
+        try:
+            await asyncio.wait_for(worker.wait(), 60)
+        except TimeoutError:
+            worker.kill()
+            await worker.wait()
+
+
+async def _cancel_other_notifications(site_id: Any) -> None:
+    """Earlier tests leave notifications no worker sent; a worker started here would send them
+    first. Cancel them as an FM admin would, so the test measures its own."""
+    rows = await Notification.select(Notification.id, Notification.site).where(
+        Notification.status.not_in(["completed", "cancelled"]) & (Notification.site != site_id)
+    )
+    for row in rows:
+        await cancel_notification(row["site"], row["id"])
+
+
+class Recorder:
+    """Everything one realtime client receives, in order, until stopped."""
+
+    def __init__(self, client: RealtimeClient) -> None:
+        self.client = client
+        self.messages: list[Any] = []
+        self.task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        with contextlib.suppress(ClientClosed):
+            while True:
+                self.messages.append(await self.client.recv())
+
+    def events(self, topic: str) -> list[Event]:
+        return [m for m in self.messages if isinstance(m, Event) and m.topic == topic]
+
+    def last_seq(self, topic: str) -> int | None:
+        events = self.events(topic)
+        return events[-1].seq if events else None
+
+    def gaps(self, topic: str) -> list[str]:
+        """What went missing without the client being told: within an epoch every seq follows the
+        one before; a new epoch starts only after a resync naming it."""
+        found: list[str] = []
+        epoch: str | None = None
+        last: int | None = None
+        for message in self.messages:
+            if getattr(message, "topic", None) != topic:
+                continue
+            if isinstance(message, Resync):
+                epoch, last = message.epoch, message.seq
+            elif isinstance(message, Event):
+                if epoch is not None and message.epoch != epoch:
+                    found.append(f"silent epoch change to {message.epoch} at seq {message.seq}")
+                elif last is not None and message.seq != last + 1:
+                    found.append(f"seq {message.seq} after {last}")
+                epoch, last = message.epoch, message.seq
+        return found
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+        await self.client.close()
+
+
+# ---------------------------------------------------------------------------- Redis restarted
+
+
+async def test_redis_restart_under_live_clients_and_a_running_fan_out(
+    world: World, settings: Any, tmp_dir: Path
+) -> None:
+    recipients = 800
+    people = await add_recipients(world, recipients)
+    await _cancel_other_notifications(world.site_id)
+    private_redis = RestartableRedis(tmp_dir / "redis")
+    private_redis.start()
+    private = msgspec.structs.replace(settings, redis_url=private_redis.url)
+    server = InProcessServer(private, FAST)
+    await server.start()
+    slots = site_topic(world.site_id, "slots")
+    control = site_topic(world.site_id, "control")
+    test_redis = create_redis(private)
+    recorders: list[Recorder] = []
+    published: list[int] = []
+    publish_failures = 0
+    stop_publishing = asyncio.Event()
+
+    async def publish_steadily() -> None:
+        nonlocal publish_failures
+        n = 0
+        while not stop_publishing.is_set():
+            try:
+                published.append(await publish(test_redis, private, slots, "slot.availability_changed", {"n": n}))
+                n += 1
+            except (RedisConnectionError, ConnectionError):
+                publish_failures += 1  # Redis is down: the change stays committed, nobody is told yet
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(0.02)
+
+    try:
+        for name in ["guard"] * 6 + ["fm_admin"] * 4:
+            client = RealtimeClient(server.url, world.token(name), min_backoff=0.1, max_backoff=0.5)
+            await client.connect()
+            await client.subscribe(slots)
+            recorders.append(Recorder(client))
+        publisher = asyncio.create_task(publish_steadily())
+        async with running_fakes() as fakes:
+            fakes.twilio.configure(callbacks_enabled=False)
+            log = (tmp_dir / "worker.log").open("ab")
+            worker = await _start_worker(_worker_env(fakes, REDIS_URL=private_redis.url), log)
+            try:
+                notification_id, _ = await create_notification(
+                    site_id=world.site_id,
+                    request=NotificationRequest(
+                        title="Water off",
+                        body="Water is off in both towers from 14:00 to 16:00",
+                        category=Category.ANNOUNCEMENT,
+                        audience=Audience(person_ids=[p.person_id for p in people]),
+                        channels=[Channel.PUSH, Channel.SMS],
+                    ),
+                )
+                pool = await create_pool(
+                    RedisSettings.from_dsn(private_redis.url), default_queue_name=queue_name(private)
+                )
+                await pool.enqueue_job("notify_expand", str(notification_id))
+                await pool.aclose()
+
+                async def some_sent() -> bool:
+                    return await _deliveries(notification_id, ["sent"]) >= recipients // 3
+
+                await wait_until(some_sent, 60, "the first sends")
+                before_restart = len(published)
+                private_redis.kill()  # every key gone: histories, the arq queue, the worker's claims
+                await asyncio.sleep(1.5)
+                private_redis.start()  # same port, empty
+                at_restart = await _deliveries(notification_id, ["sent"])
+                assert at_restart < recipients * 2, "the fan-out ended before Redis went away"
+
+                async def finished() -> bool:
+                    if worker.returncode is not None:
+                        log.flush()
+                        tail = (tmp_dir / "worker.log").read_text(errors="replace")[-4000:]
+                        raise AssertionError(f"the worker died with Redis instead of reconnecting:\n{tail}")
+                    row = (
+                        await Notification.select(Notification.status).where(Notification.id == notification_id).first()
+                    )
+                    return row is not None and row["status"] == "completed"
+
+                await wait_until(finished, 90, "the fan-out to finish after the restart")
+                assert worker.returncode is None, "the worker died with Redis instead of reconnecting"
+            finally:
+                await _stop_worker(worker)
+                log.close()
+            sms = Counter(m.to for m in fakes.twilio.messages if m.channel == "sms")
+            push = {(m.target, m.message["android"]["notification"]["tag"]) for m in fakes.fcm.messages}
+        while len(published) < before_restart + 20 or published[-1] < 20:  # noqa: ASYNC110 - paced by the publisher
+            await asyncio.sleep(0.05)
+        stop_publishing.set()
+        await publisher
+        last = published[-1]
+
+        async def all_caught_up() -> bool:
+            return all(r.last_seq(slots) == last for r in recorders)
+
+        await wait_until(all_caught_up, 20, "every client to get the events published after the restart")
+    finally:
+        for recorder in recorders:
+            await recorder.stop()
+        await server.stop()
+        await test_redis.aclose()
+        private_redis.stop()
+
+    # Clients: told that Redis went away (1013), back by themselves, and told to refetch the topics
+    # whose history Redis lost; no event missing or repeated without a resync.
+    for recorder in recorders:
+        assert CloseCode.TRY_AGAIN_LATER in recorder.client.close_codes, recorder.client.close_codes
+        assert recorder.client.connects >= 2
+        assert recorder.gaps(slots) == [], recorder.gaps(slots)
+        resyncs = [m for m in recorder.messages if isinstance(m, Resync) and m.topic == slots]
+        assert resyncs and resyncs[-1].reason == "epoch_changed"
+        assert recorder.events(slots)[-1].seq == last
+    for recorder in recorders[6:]:
+        assert recorder.gaps(control) == [], recorder.gaps(control)
+    # The ledger: every person exactly once per channel, at the providers and in the rows.
+    rows = await Delivery.select(Delivery.channel, Delivery.status).where(Delivery.notification == notification_id)
+    ledger = Counter((r["channel"], r["status"]) for r in rows)
+    assert ledger == {("push", "sent"): recipients, ("sms", "sent"): recipients}
+    assert all(sms[p.mobile] == 1 for p in people), Counter(sms.values())
+    shown = Counter(token for token, _ in push)
+    assert all(shown[p.token] == 1 for p in people)
+    print(f"\nsent at the restart: {at_restart}; publishes refused while Redis was down: {publish_failures}")
+
+
+async def _deliveries(notification_id: Any, statuses: list[str]) -> int:
+    return await Delivery.count().where((Delivery.notification == notification_id) & Delivery.status.is_in(statuses))

@@ -7,11 +7,16 @@ functions elsewhere. arq runs a job at least once, so every job here is safe to 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import Any, ClassVar
 
 from arq import cron, func
 from arq.connections import RedisSettings
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.config import Settings, get_settings
 from app.db import (
@@ -34,7 +39,18 @@ def queue_name(settings: Settings) -> str:
 def redis_settings(settings: Settings) -> RedisSettings:
     if not settings.redis_url:
         raise SystemExit("opshub worker: REDIS_URL is not set (use `make run`, which starts a private Redis)")
-    return RedisSettings.from_dsn(settings.redis_url)
+    # Ride out a Redis restart instead of exiting: arq lets a connection error out of its poll loop,
+    # which ends the worker (and, under honcho, the whole hub). Each command retries for ~60 s;
+    # work whose queue entry Redis lost is re-derived from the database by the crons.
+    return dataclasses.replace(
+        RedisSettings.from_dsn(settings.redis_url),
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=REDIS_RETRIES),
+        # OSError: a refused connect reaches the retry as the socket error, before redis-py wraps it.
+        retry_on_error=[RedisConnectionError, RedisTimeoutError, OSError],
+    )
+
+
+REDIS_RETRIES = 70
 
 
 async def startup(ctx: dict[str, Any]) -> None:

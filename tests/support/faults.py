@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
-from app.devredis import free_port
+import redis
+
+from app.devredis import free_port, redis_server_binary
 
 
 class TcpProxy:
@@ -97,3 +101,59 @@ async def wait_until(predicate: Callable[[], Awaitable[bool]], within: float, wh
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {within} s waiting for {what}")
         await asyncio.sleep(every)
+
+
+class RestartableRedis:
+    """A private redis-server on a fixed port that a test may stop and start again.
+
+    Nothing is persisted, as with the hub's own private Redis: a restart loses every key (the
+    realtime histories, arq's queue), which is the hard case.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [
+                redis_server_binary(),
+                *("--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no"),
+                *("--dir", str(self.data_dir), "--loglevel", "warning", "--maxclients", "20000"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
+        try:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                assert self.process.poll() is None, f"redis-server exited (port {self.port} taken?)"
+                try:
+                    if client.ping():
+                        return
+                except redis.ConnectionError:
+                    time.sleep(0.05)
+            raise TimeoutError("redis-server did not start")
+        finally:
+            client.close()
+
+    def kill(self) -> None:
+        """As a crash or an OOM kill: no goodbye to the clients, every key gone."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
