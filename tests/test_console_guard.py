@@ -7,9 +7,12 @@ is never reloaded: everything it shows after the first load arrived over the web
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import io
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -21,7 +24,15 @@ from app.auth.roles import Role
 from app.visitors import alerts, ladder
 from app.visitors.common import VisitorDeps
 from schema.visitors import Visit, VisitorApproval, VisitorApprovalStep, VisitorPass
-from tests.support.browser import DESKTOP, PHONE, screenshot, serious_accessibility_violations, signed_in_page
+from tests.support.browser import (
+    CHROMIUM_ARGS,
+    DESKTOP,
+    PHONE,
+    chromium_path,
+    screenshot,
+    serious_accessibility_violations,
+    signed_in_page,
+)
 from tests.support.servers import FAST, InProcessServer
 from tests.support.visitors import add_occupant, jpeg
 
@@ -393,3 +404,80 @@ async def test_accessible_at_both_widths_with_content_and_an_overstay_alert(
             assert page.script_errors == []
         finally:
             await page.context.close()
+
+
+def qr_video(payload: str, path: Path) -> Path:
+    """A Y4M clip of a QR code on white, for chromium's fake camera (it loops the file)."""
+    import segno
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    segno.make(payload, error="m").save(buffer, kind="png", scale=6, border=4)
+    code = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+    width, height = 640, 480
+    frame = Image.new("RGB", (width, height), (255, 255, 255))
+    frame.paste(code, ((width - code.width) // 2, (height - code.height) // 2))
+    y, u, v = frame.convert("YCbCr").split()
+    half = (width // 2, height // 2)
+    planes = y.tobytes() + u.resize(half).tobytes() + v.resize(half).tobytes()
+    path.write_bytes(f"YUV4MPEG2 W{width} H{height} F10:1 Ip A1:1 C420jpeg\n".encode() + b"FRAME\n" + planes)
+    return path
+
+
+async def test_camera_scans_the_qr_and_takes_the_walk_in_photo(
+    server: InProcessServer, world: Any, browser: Any, http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    created = await new_pass(http, world, "Qamar Scanned")
+    video = qr_video(created["qr_payload"], tmp_path / "qr.y4m")
+    # A second chromium whose camera is the clip above (the shared one has no camera).
+    camera_browser = await browser.browser_type.launch(
+        executable_path=chromium_path(),
+        args=[
+            *CHROMIUM_ARGS,
+            "--use-fake-device-for-media-stream",
+            "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-video-capture={video}",
+        ],
+    )
+    try:
+        page = await open_console(camera_browser, server, world)
+        # The QR decoder is loaded only when the guard opens the scanner.
+        assert await page.evaluate("typeof window.jsQR") == "undefined"
+        await page.get_by_role("button", name="Scan QR code").click()
+        result = page.locator("#verify-result")
+        await expect(result.locator(".result-title")).to_have_text("Valid pass", timeout=15000)
+        await expect(result).to_contain_text("Qamar Scanned")
+        assert await page.evaluate("typeof window.jsQR") == "function"
+        await expect(page.locator("#scanner")).to_be_hidden()
+        await result.get_by_role("button", name="Check in").click()
+        await expect(result.locator(".result-title")).to_have_text("Checked in")
+        visit = await Visit.select().where(Visit.visitor_pass == UUID(created["visitor_pass"]["id"])).first()
+        assert visit is not None and visit["status"] == "inside"
+        await expect(page.locator(f"#inside li[data-visit-id='{visit['id']}']")).to_be_visible()
+
+        # The walk-in's photo from the camera: a snapshot of the live picture, sent as a JPEG.
+        form = page.locator("form#walkin-form")
+        await form.get_by_role("button", name="Use the camera").click()
+        await expect(page.locator("#camera-video")).to_be_visible()
+        for _ in range(100):  # wait_for_function would need eval, which the page's CSP refuses
+            if await page.evaluate("document.getElementById('camera-video').videoWidth") > 0:
+                break
+            await asyncio.sleep(0.05)
+        await form.get_by_role("button", name="Take the photo").click()
+        await expect(page.locator("#walkin-preview")).to_be_visible()
+        await form.get_by_label("Visitor's name").fill("Camera Visitor")
+        await form.get_by_label("Unit", exact=True).select_option(str(world.unit_ids[0]))
+        await form.get_by_role("button", name="Ask the flat").click()
+        item = page.locator("#waiting li[data-approval-id]")
+        await expect(item).to_have_attribute("data-status", "pending", timeout=3000)
+        await expect(item.locator("img.thumb")).to_be_visible()
+        walk_in_visit = (
+            await Visit.select().where(Visit.id == UUID(await item.get_attribute("data-visit-id") or "")).first()
+        )
+        assert walk_in_visit is not None and walk_in_visit["photo_key"].endswith(".jpg")
+        photo = await http.get(f"/api/visitors/visits/{walk_in_visit['id']}/photo", headers=world.headers("guard"))
+        assert photo.status_code == 200 and photo.content[:3] == b"\xff\xd8\xff"
+        assert page.script_errors == []
+        await page.context.close()
+    finally:
+        await camera_browser.close()
