@@ -23,10 +23,11 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse, urlunparse
+from uuid import uuid4
 
 import httpx
 import msgspec
@@ -36,6 +37,8 @@ from arq.connections import RedisSettings
 from PIL import Image
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from app.auth.roles import Role
+from app.auth.tokens import issue_access_token
 from app.redis import create_redis
 from notifications.audience import Audience
 from notifications.categories import Category, Channel
@@ -459,3 +462,64 @@ async def test_redis_restart_under_live_clients_and_a_running_fan_out(
 
 async def _deliveries(notification_id: Any, statuses: list[str]) -> int:
     return await Delivery.count().where((Delivery.notification == notification_id) & Delivery.status.is_in(statuses))
+
+
+# ---------------------------------------------------------------------------- web process SIGKILLed
+
+CLIENTS = 1000
+
+
+async def test_web_process_sigkilled_under_1000_clients_they_resume_without_loss(
+    world: World, redis: Any, settings: Any
+) -> None:
+    slots = site_topic(world.site_id, "slots")
+    # A slower heartbeat than the suite's: 1,000 clients pinged twice a second would only load the
+    # 2-core machine; the kill is noticed from the reset connections, not from silence.
+    server = SubprocessServer(env={"OPSHUB_RT_HEARTBEAT_SECONDS": "5", "OPSHUB_RT_IDLE_TIMEOUT_SECONDS": "30"})
+    await server.start()
+    recorders: list[Recorder] = []
+
+    async def join(n: int) -> Recorder:
+        token, _ = issue_access_token(settings, person_id=uuid4(), site_id=world.site_id, roles=frozenset({Role.GUARD}))
+        client = RealtimeClient(server.url, token, min_backoff=0.2, max_backoff=1.0, open_timeout=20, reply_timeout=20)
+        await client.connect()
+        await client.subscribe(slots)
+        return Recorder(client)
+
+    def everyone_has(seq: int) -> Callable[[], Awaitable[bool]]:
+        async def check() -> bool:
+            return all(r.last_seq(slots) == seq for r in recorders)
+
+        return check
+
+    try:
+        for start in range(0, CLIENTS, 100):
+            recorders += await asyncio.gather(*(join(n) for n in range(start, start + 100)))
+        for n in range(5):
+            await publish(redis, settings, slots, "slot.availability_changed", {"n": n})
+        await wait_until(everyone_has(5), 30, "the first events everywhere")
+        assert server.process is not None
+        server.process.kill()  # SIGKILL: no close frames, no lifespan shutdown
+        server.process.wait()
+        server.process = None
+        for n in range(5, 15):  # committed while no web process runs
+            await publish(redis, settings, slots, "slot.availability_changed", {"n": n})
+        await server.start()  # the restart, on the same port
+        for n in range(15, 20):
+            await publish(redis, settings, slots, "slot.availability_changed", {"n": n})
+        await wait_until(everyone_has(20), 45, "every client to resume after the restart", every=0.25)
+        await asyncio.sleep(0.5)  # a duplicate would arrive now
+    finally:
+        await asyncio.gather(*(r.stop() for r in recorders))
+        if server.process is not None:
+            server.process.kill()
+            server.process.wait()
+            server.process = None
+    for recorder in recorders:
+        seqs = [e.seq for e in recorder.events(slots)]
+        assert seqs == list(range(1, 21)), seqs
+        assert [e.data["n"] for e in recorder.events(slots)] == list(range(20))
+        assert not [m for m in recorder.messages if isinstance(m, Resync)]
+        assert recorder.client.connects >= 2
+    reconnects = Counter(r.client.connects for r in recorders)
+    print(f"\nconnections per client: {dict(reconnects)}")
