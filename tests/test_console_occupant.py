@@ -526,9 +526,56 @@ async def test_every_section_passes_axe_at_phone_and_desktop_widths(
                     await expect(page.locator("#resources [data-resource-id]")).to_have_count(1)
                 if section == "Settings":
                     await expect(page.locator("#prefs input")).not_to_have_count(0)
+                await screenshot(page, f"{name}-{section.lower()}")
                 assert await serious_accessibility_violations(page) == [], (name, section)
                 # Nothing wider than the phone: no sideways scrolling.
                 assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), (name, section)
             no_errors(page)
         finally:
             await page.context.close()
+
+
+async def test_a_visitor_who_arrived_before_the_app_opened_is_waiting_there_and_only_for_the_unit(
+    server: InProcessServer, world: Any, browser: Any, http: httpx.AsyncClient
+) -> None:
+    from playwright.async_api import expect
+
+    unit = world.unit_ids[5]
+    await add_occupant(world, "late_opener", unit)
+    await add_occupant(world, "flatmate", unit)
+    await add_occupant(world, "neighbour", world.unit_ids[6])
+    walk_ins = []
+    for name in ("Early Electrician", "Answered Aunt"):
+        created = await http.post(
+            "/api/visitors/walk-ins",
+            files={"unit_id": (None, str(unit)), "name": (None, name), "kind": (None, "service")},
+            headers=world.headers("guard"),
+        )
+        assert created.status_code == 201, created.text
+        walk_ins.append(created.json()["approval_id"])
+    answered = await http.post(
+        f"/api/visitors/approvals/{walk_ins[1]}/answer", json={"decision": "denied"}, headers=world.headers("flatmate")
+    )
+    assert answered.status_code == 200 and answered.json()["decided_by_name"] == "Flatmate", answered.text
+    # The occupant list: this unit's requests, newest first; nothing for a neighbour's phone.
+    mine = (await http.get("/api/visitors/approvals", headers=world.headers("late_opener"))).json()
+    assert [a["id"] for a in mine] == [walk_ins[1], walk_ins[0]]
+    assert (await http.get("/api/visitors/approvals", headers=world.headers("neighbour"))).json() == []
+    assert (await http.get("/api/visitors/approvals", headers=world.headers("guard"))).status_code == 403
+
+    page = await open_app(browser, server, world, "late_opener")
+    try:
+        waiting = page.locator(f"[data-approval-id='{walk_ins[0]}']")
+        await expect(waiting).to_have_attribute("data-status", "pending")
+        done = page.locator(f"[data-approval-id='{walk_ins[1]}']")
+        await expect(done).to_have_attribute("data-status", "denied")
+        await expect(done).to_contain_text("Denied by Flatmate")
+        await waiting.get_by_role("button", name="Leave at gate").click()
+        await expect(waiting).to_have_attribute("data-status", "leave_at_gate", timeout=LIVE)
+        row = (
+            await VisitorApproval.select(VisitorApproval.status).where(VisitorApproval.id == UUID(walk_ins[0])).first()
+        )
+        assert row == {"status": "leave_at_gate"}
+        no_errors(page)
+    finally:
+        await page.context.close()

@@ -4,6 +4,17 @@ The page is a server-rendered skeleton with five sections (Home, Visitors, Compl
 Settings); ``occupant.js`` fills each from the existing APIs and keeps it live over ``/ws``
 (the person's ``user:`` and ``unit:`` topics, ``site:{id}:slots``, and ``complaint:{id}`` for the
 complaint being followed). Every rule stays on the server: the page shows what the APIs answer.
+
+DOM contract (other consoles' tests rely on it):
+- navigation: ``role="tab"`` buttons named Home, Visitors, Complaints, Bookings, Settings;
+- ``#unread-count``: the number of unread feed entries (inside the Home tab);
+- ``[data-approval-id][data-status]``: a visitor at the gate (pending | approved | denied | leave_at_gate),
+  above the tabs so it shows whatever section is open; buttons Approve, Deny, Leave at gate while pending,
+  then a text saying who answered ("Approved by you" / "... by <name>" / "... by the guard");
+- ``[data-resource-id][data-free]``: "1" and "Free" when the resource is free for the chosen start and
+  length (default: the earliest free start today), else "0" and "Taken";
+- ``[data-complaint-id][data-status]``: each of my complaints in the list (the API's status name); the
+  complaint open in detail is ``#complaint-detail[data-detail-id][data-detail-status]``.
 """
 
 from __future__ import annotations
