@@ -55,6 +55,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     privacy_requests_per_window: int = 20
     privacy_request_window_seconds: int = 3600
     max_request_body_bytes: int = 2 * 1024 * 1024
+    # Multiplies every request rate limit (app.security.ratelimit); 0 turns them off.
+    rate_limit_scale: float = 1.0
     # Uploaded photos (visitors, complaints). None means var_dir/uploads.
     upload_dir: str | None = None
     upload_max_bytes: int = 1536 * 1024
@@ -157,6 +159,7 @@ ENV_VARS: dict[str, str] = {
     "privacy_requests_per_window": "OPSHUB_PRIVACY_REQUESTS_PER_WINDOW",
     "privacy_request_window_seconds": "OPSHUB_PRIVACY_REQUEST_WINDOW_SECONDS",
     "max_request_body_bytes": "OPSHUB_MAX_REQUEST_BODY_BYTES",
+    "rate_limit_scale": "OPSHUB_RATE_LIMIT_SCALE",
     "upload_dir": "OPSHUB_UPLOAD_DIR",
     "upload_max_bytes": "OPSHUB_UPLOAD_MAX_BYTES",
     "export_dir": "OPSHUB_EXPORT_DIR",
@@ -239,6 +242,8 @@ def _check_semantics(settings: Settings) -> None:
             raise ConfigError(f"{ENV_VARS[field]}: must be a positive number of seconds")
     if settings.database_pool_size < 0:
         raise ConfigError("OPSHUB_DATABASE_POOL_SIZE: must be 0 or more")
+    if settings.rate_limit_scale < 0:
+        raise ConfigError("OPSHUB_RATE_LIMIT_SCALE: must be 0 (off) or more")
     if settings.login_max_failures < 1:
         raise ConfigError("OPSHUB_LOGIN_MAX_FAILURES: must be at least 1")
     if settings.login_account_max_failures < settings.login_max_failures:

@@ -28,6 +28,7 @@ from app.input_guard import InputGuardMiddleware
 from app.people.directory import directory_for
 from app.privacy.audit import AuditContextMiddleware
 from app.redis import create_redis
+from app.security.ratelimit import RateLimitMiddleware
 from app.system.controller import health, ready
 from app.web.headers import FrameworkPagePolicyMiddleware, security_headers_hook
 from app.web.idempotency import IdempotencyMiddleware
@@ -131,6 +132,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         middleware=[
             FrameworkPagePolicyMiddleware,
             DefineMiddleware(BearerAuthMiddleware, exclude=["^/schema"]),
+            # Rate limits see the principal (per account) and refuse before the route runs.
+            DefineMiddleware(RateLimitMiddleware, settings=settings),
             AuditContextMiddleware,
             IdempotencyMiddleware,
             # Innermost: JSON nesting and multipart text checked before any decoder sees the body.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import secrets
 from uuid import UUID, uuid4
 
@@ -19,7 +20,10 @@ from app.config import Settings
 from app.errors import InvalidInput, Unauthenticated
 from app.people.directory import Directory, PersonMatch
 from app.people.normalise import normalise_email, normalise_phone
+from app.privacy import audit
 from schema.tables import Person, PersonRole, RefreshToken, Site
+
+logger = logging.getLogger("opshub.auth")
 
 
 class TokenPair(msgspec.Struct, frozen=True):
@@ -106,13 +110,20 @@ async def verify_credentials(
     throttle_id = directory.contact_index("email", username.strip().lower())
     await check_login_allowed(settings, redis, throttle_id, client_address)
     verified: list[Person] = []
-    for match in await _candidates(directory, username, site_slug):
+    candidates = await _candidates(directory, username, site_slug)
+    for match in candidates:
         person = await Person.objects().where(Person.id == match.person_id).first()
         if person is not None and person.is_active and verify_password(person.password_hash, password):
             verified.append(person)
     if not verified:
         verify_password(None, password)  # equal work whether or not the account exists
         await record_login_failure(settings, redis, throttle_id, client_address)
+        # Every failed login is in the audit log of the account it tried (a username that matches
+        # nobody has no site and no subject to file it under: it is logged, without the username).
+        for match in candidates:
+            await audit.record(match.site_id, [match.person_id], "login_failed", "password")
+        if not candidates:
+            logger.info("failed login for an unknown username from %s", client_address)
         raise Unauthenticated("username or password is wrong")
     if len(verified) > 1:
         raise InvalidInput.for_field("site", "this account exists on several sites; give the site's slug")
@@ -120,6 +131,7 @@ async def verify_credentials(
     person = verified[0]
     roles = await roles_of(person.id)
     if not roles:
+        await audit.record(person.site, [person.id], "login_failed", "no_role")
         raise Unauthenticated("this account has no role on its site")
     return VerifiedLogin(person_id=person.id, site_id=person.site, roles=roles)
 

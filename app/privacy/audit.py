@@ -29,7 +29,8 @@ from piccolo.columns.combination import Combinable
 
 from schema.privacy import AuditEvent
 
-AuditAction = Literal["read", "write", "export", "erase"]
+# login_failed: a wrong password (or an inactive account) for this person's login (app.auth.service).
+AuditAction = Literal["read", "write", "export", "erase", "login_failed"]
 
 
 @dataclass(slots=True)

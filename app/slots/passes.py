@@ -20,6 +20,7 @@ from app.config import Settings
 from app.errors import Conflict, InvalidInput, NotFound
 from app.people.directory import cipher_for
 from app.people.normalise import normalise_plate
+from app.privacy import audit
 from app.slots import resources
 from app.slots.booking import is_staff
 from app.slots.resources import now_utc
@@ -92,6 +93,11 @@ def _status(row: dict[str, Any], today: dt.date) -> str:
     if row["valid_from"] > today:
         return "scheduled"
     return "active"
+
+
+async def audit_plate_reads(site_id: UUID, rows: list[dict[str, Any]]) -> None:
+    """Plates are personal data: every read of them is in the audit log, under their holders."""
+    await audit.record(site_id, [row["person"] for row in rows if row["person"] is not None], "read", "vehicles")
 
 
 def _view(settings: Settings, row: dict[str, Any], today: dt.date) -> PassView:
@@ -194,6 +200,7 @@ async def _row(principal: Principal, pass_id: UUID) -> dict[str, Any]:
 
 async def get_pass(settings: Settings, principal: Principal, pass_id: UUID, now: dt.datetime | None = None) -> PassView:
     row = await _row(principal, pass_id)
+    await audit_plate_reads(principal.site_id, [row])
     return _view(settings, row, await _today(principal.site_id, now or now_utc()))
 
 
@@ -202,7 +209,9 @@ async def list_passes(settings: Settings, principal: Principal, now: dt.datetime
     if not is_staff(principal):
         query = query.where(ParkingPass.person == principal.person_id)
     today = await _today(principal.site_id, now or now_utc())
-    return [_view(settings, r, today) for r in await query.order_by(ParkingPass.valid_until, ascending=False)]
+    rows = await query.order_by(ParkingPass.valid_until, ascending=False)
+    await audit_plate_reads(principal.site_id, rows)
+    return [_view(settings, r, today) for r in rows]
 
 
 async def renew_pass(
@@ -263,6 +272,7 @@ async def check_plate(
     )
     tz, _ = await resources.site_settings(principal.site_id)
     local = now.astimezone(ZoneInfo(tz))
+    await audit_plate_reads(principal.site_id, rows)
     views = [_view(settings, r, local.date()) for r in rows]
     return PlateCheck(plate=plate, valid_now=any(_valid_at(v, local) for v in views), passes=views)
 

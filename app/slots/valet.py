@@ -16,7 +16,7 @@ from app.errors import Conflict, InvalidInput, NotFound
 from app.people.directory import cipher_for
 from app.people.normalise import normalise_plate
 from app.slots.booking import is_staff
-from app.slots.passes import _unit_of
+from app.slots.passes import _unit_of, audit_plate_reads
 from app.slots.resources import now_utc
 from realtime.publish import publish
 from realtime.topics import unit_topic, user_topic
@@ -207,8 +207,12 @@ async def list_valet(settings: Settings, principal: Principal, active_only: bool
         query = query.where(ValetRequest.person == principal.person_id)
     if active_only:
         query = query.where(ValetRequest.status.not_in(["delivered", "cancelled"]))
-    return [_view(settings, r) for r in await query.order_by(ValetRequest.created_at)]
+    rows = await query.order_by(ValetRequest.created_at)
+    await audit_plate_reads(principal.site_id, rows)
+    return [_view(settings, r) for r in rows]
 
 
 async def get_valet(settings: Settings, principal: Principal, valet_id: UUID) -> ValetView:
-    return _view(settings, await _row(principal, valet_id))
+    row = await _row(principal, valet_id)
+    await audit_plate_reads(principal.site_id, [row])
+    return _view(settings, row)

@@ -64,6 +64,9 @@ class TestEnvironment:
                 # Litestar's test client runs the app on a loop of its own: a pool opened there
                 # could not serve fixtures on the test loop.
                 "OPSHUB_DATABASE_POOL_SIZE": "0",
+                # Every test calls from one address: the real request limits are shown by
+                # tests/test_rate_limits.py on an app of its own, the suite runs them 20x wider.
+                "OPSHUB_RATE_LIMIT_SCALE": "20",
             }
         )
         # Migrations run in a child process exactly as the release step does.
