@@ -248,6 +248,14 @@ def _check_semantics(settings: Settings) -> None:
         raise ConfigError("OPSHUB_LOGIN_MAX_FAILURES: must be at least 1")
     if settings.login_account_max_failures < settings.login_max_failures:
         raise ConfigError("OPSHUB_LOGIN_ACCOUNT_MAX_FAILURES: must be at least OPSHUB_LOGIN_MAX_FAILURES")
+    for entry in filter(None, (part.strip() for part in settings.forwarded_allow_ips.split(","))):
+        import ipaddress  # local: keeps config import-light
+
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            # uvicorn would take a typo as a literal host name and silently trust nothing (or the wrong peer).
+            raise ConfigError(f"OPSHUB_FORWARDED_ALLOW_IPS: {entry!r} is not an address or network") from None
     if settings.privacy_requests_per_window < 1:
         raise ConfigError("OPSHUB_PRIVACY_REQUESTS_PER_WINDOW: must be at least 1")
     if settings.max_request_body_bytes < 1024:

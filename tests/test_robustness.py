@@ -241,3 +241,75 @@ async def test_a_strangers_failures_do_not_lock_the_owner_out(settings: Any, red
         assert await _try_login(tight, redis, world, "guess", f"203.0.113.{n}") == "wrong"
     assert await _try_login(tight, redis, world, PASSWORD, "198.51.100.50") == "throttled"
     assert await _try_login(tight, redis, world, PASSWORD, owner) == "ok"
+
+
+# ------------------------------------------------------------------------------ client address
+
+
+async def _procfile_web(allow: str) -> tuple[Any, int]:
+    """The Procfile's own `web` command, run by a shell as honcho runs it."""
+    import asyncio
+    import os
+    import subprocess
+    import sys
+
+    from app.devredis import free_port
+
+    command = next(
+        line.split(":", 1)[1].strip()
+        for line in (ROOT / "Procfile").read_text().splitlines()
+        if line.startswith("web:")
+    )
+    port = free_port()
+    env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "OPSHUB_FORWARDED_ALLOW_IPS": allow}
+    # As the launcher does: the Procfile's commands live beside this interpreter, in the venv.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    process = subprocess.Popen(command, shell=True, cwd=ROOT, env=env, start_new_session=True)  # noqa: ASYNC220
+    for _ in range(400):
+        assert process.poll() is None, "the Procfile's web process exited"
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return process, port
+        except OSError:
+            await asyncio.sleep(0.05)
+    raise TimeoutError("web process did not start")
+
+
+def _stop(process: Any) -> None:
+    import os
+    import signal
+
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(timeout=20)
+
+
+@pytest.mark.parametrize(("allow", "escapes"), [("", False), ("127.0.0.1", True)])
+async def test_rotating_forwarded_for_escapes_the_throttle_only_behind_a_trusted_proxy(
+    settings: Any, world: Any, allow: str, escapes: bool
+) -> None:
+    import httpx
+
+    process, port = await _procfile_web(allow)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=20) as http:
+            statuses = []
+            for n in range(settings.login_max_failures + 1):
+                response = await http.post(
+                    "/api/auth/login",
+                    json={"username": world.emails["guard"], "password": "guess"},
+                    headers={"X-Forwarded-For": f"192.0.2.{n + 1}"},
+                )
+                statuses.append(response.status_code)
+    finally:
+        _stop(process)
+    assert statuses[:-1] == [401] * settings.login_max_failures
+    assert statuses[-1] == (401 if escapes else 429)
+
+
+def test_a_forwarded_allow_ips_typo_stops_start_up() -> None:
+    from app.config import ConfigError, load_settings
+
+    assert load_settings({"OPSHUB_FORWARDED_ALLOW_IPS": "10.0.0.0/8, 192.0.2.1"}).forwarded_allow_ips
+    with pytest.raises(ConfigError, match="OPSHUB_FORWARDED_ALLOW_IPS"):
+        load_settings({"OPSHUB_FORWARDED_ALLOW_IPS": "10.0.0.300"})
