@@ -198,10 +198,17 @@ async def test_nobody_answers_and_the_page_shows_each_rung_as_it_happens(
         await expect(item).to_have_attribute("data-status", "approved", timeout=2000)
         row = await VisitorApproval.select().where(VisitorApproval.id == UUID(approval_id)).first()
         assert row is not None and (row["status"], row["decided_via"]) == ("approved", "guard")
-        steps = await VisitorApprovalStep.select(VisitorApprovalStep.action).where(
-            VisitorApprovalStep.approval == UUID(approval_id)
-        )
-        assert sorted(s["action"] for s in steps) == sorted(["push", "message", "voice", "guard_prompt", "decided"])
+        # The answer is published before its step row is written (the guard is waiting): poll for it.
+        actions: list[str] = []
+        for _ in range(40):
+            steps = await VisitorApprovalStep.select(VisitorApprovalStep.action).where(
+                VisitorApprovalStep.approval == UUID(approval_id)
+            )
+            actions = sorted(s["action"] for s in steps)
+            if "decided" in actions:
+                break
+            await asyncio.sleep(0.05)
+        assert actions == sorted(["push", "message", "voice", "guard_prompt", "decided"])
         assert page.script_errors == []
     finally:
         await page.context.close()
@@ -481,3 +488,25 @@ async def test_camera_scans_the_qr_and_takes_the_walk_in_photo(
         await page.context.close()
     finally:
         await camera_browser.close()
+
+
+async def test_check_in_the_moment_the_answer_shows_is_not_refused(
+    server: InProcessServer, world: Any, http: httpx.AsyncClient
+) -> None:
+    """The answer is published before the visit row follows it; a guard tapping "Check in" in that
+    instant (the approval approved, the visit still pending) is let through, and the answered feed
+    keeps showing the visitor meanwhile."""
+    created = await walk_in(http, world, world.unit_ids[0], "Quick Tap")
+    approval_id, visit_id = UUID(created["approval_id"]), UUID(created["visit"]["id"])
+    await VisitorApproval.update(
+        {VisitorApproval.status: "approved", VisitorApproval.decided_at: dt.datetime.now(dt.UTC)}
+    ).where(VisitorApproval.id == approval_id)
+    answered = await http.get("/api/visitors/feeds/answered", headers=world.headers("guard"))
+    assert [a["id"] for a in answered.json()] == [str(approval_id)]
+    checked_in = await http.post(f"/api/visitors/visits/{visit_id}/check-in", headers=world.headers("guard"))
+    assert checked_in.status_code == 200 and checked_in.json()["status"] == "inside", checked_in.text
+    # A denied walk-in is never let in, whatever the timing.
+    denied = await walk_in(http, world, world.unit_ids[0], "Not Welcome")
+    await answer(http, world, "occupant", denied["approval_id"], "denied")
+    refused = await http.post(f"/api/visitors/visits/{denied['visit']['id']}/check-in", headers=world.headers("guard"))
+    assert refused.status_code == 409

@@ -109,7 +109,8 @@ async def answered_recently(site_id: UUID, now: dt.datetime | None = None, limit
             (VisitorApproval.site == site_id)
             & (VisitorApproval.status != "pending")
             & (VisitorApproval.decided_at >= now - ANSWERED_WINDOW)
-            & VisitorApproval.visit._.status.is_in(["approved", "denied", "leave_at_gate"])
+            # "pending": the answer is in, the visit row has not followed it yet (approvals.answer).
+            & VisitorApproval.visit._.status.is_in(["pending", "approved", "denied", "leave_at_gate"])
         )
         .order_by(VisitorApproval.decided_at)
         .limit(limit)

@@ -334,6 +334,12 @@ async def check_in(
     """Let an approved walk-in through."""
     now = now or now_utc()
     row = await _visit(principal.site_id, visit_id)
+    if row["status"] == "pending" and await VisitorApproval.exists().where(
+        (VisitorApproval.visit == visit_id) & (VisitorApproval.status == "approved")
+    ):
+        # approvals.answer publishes the answer before the visit row follows it; a guard who taps
+        # "Check in" the moment it shows must not be refused in between.
+        await Visit.update({Visit.status: "approved"}).where((Visit.id == visit_id) & (Visit.status == "pending"))
     moved = (
         await Visit.update({Visit.status: "inside", Visit.checked_in_at: now})
         .where((Visit.id == visit_id) & (Visit.status == "approved"))
