@@ -134,8 +134,7 @@ async def add_units(site_id: UUID, data: NewUnits) -> UnitsCreated:
     for start in range(0, len(rows), 500):
         await Unit.insert(*rows[start : start + 500])
     items = [
-        UnitView(id=row.id, label=row.label, building_id=row.building, floor=row.floor, kind=row.kind)
-        for row in rows
+        UnitView(id=row.id, label=row.label, building_id=row.building, floor=row.floor, kind=row.kind) for row in rows
     ]
     return UnitsCreated(items=items, total=len(items))
 

@@ -7,7 +7,8 @@ page hands them the language's catalogue as one JSON block (``script_strings``),
 file serves templates and scripts, and ``pybabel extract`` finds both.
 
 Refresh the catalogues after changing strings:
-    .venv/bin/pybabel extract -F app/web/babel.cfg -o app/web/locales/messages.pot app/web
+    .venv/bin/pybabel extract -F app/web/babel.cfg -k t \\
+        --ignore-dirs=".venv var node_modules .git test-artifacts" -o app/web/locales/messages.pot .
     .venv/bin/pybabel update -i app/web/locales/messages.pot -d app/web/locales
 """
 
