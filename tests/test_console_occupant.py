@@ -319,10 +319,13 @@ async def test_a_complaint_raised_with_a_photo_follows_its_states_live_without_i
         await expect(item).to_have_attribute("data-status", "reopened", timeout=LIVE)
         after = (await http.get(f"/api/complaints/{complaint_id}", headers=world.headers("fm_admin"))).json()
         assert after["complaint"]["status"] == "reopened" and after["complaint"]["rating"] == 4
-        # My own comment goes through too, and the internal note never reached the page.
+        # My own comment goes through too, and the internal note never reached the page. The detail is
+        # redrawn when the reopen's event arrives: write the comment after that, not into the old form.
+        await expect(detail).to_have_attribute("data-detail-status", "reopened", timeout=LIVE)
+        await expect(detail).to_contain_text("Reopened · ", timeout=LIVE)
         await detail.get_by_label("Add a comment").fill("It is leaking again")
         await detail.get_by_role("button", name="Send comment").click()
-        await expect(detail).to_contain_text("It is leaking again")
+        await expect(detail).to_contain_text("It is leaking again", timeout=LIVE)
         assert "STAFF-ONLY" not in await page.content()
         no_errors(page)
     finally:
