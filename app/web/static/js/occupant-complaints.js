@@ -10,6 +10,8 @@ const complaints = new Map(); // id -> ComplaintView (as listed)
 let categories = [];
 let following = null; // id of the complaint open in detail
 let detail = null; // {complaint, transitions, photos, comments}
+let detailAsks = 0; // loads started
+let detailDrawn = 0; // the newest load whose answer is on the page
 const watched = new Set();
 let realtimeRef = null;
 // The followed complaint's forms are built once and kept across re-renders, so a live update
@@ -118,9 +120,20 @@ async function follow(id) {
 async function loadDetail() {
   if (!following) return;
   const id = following;
+  const asked = ++detailAsks;
   const [found, comments] = await Promise.all([api(`/api/complaints/${id}`), api(`/api/complaints/${id}/comments`)]);
-  if (id !== following) return;
-  detail = { ...found, comments: itemsOf(comments) };
+  // Several loads can be in flight (a move's own reload and its live event): an answer that is older than
+  // one already drawn must not take away a comment or a status the page has since shown.
+  if (id !== following || asked < detailDrawn) return;
+  detailDrawn = asked;
+  const fetched = itemsOf(comments);
+  if (detail && detail.complaint.id === id) {
+    if (detail.complaint.version > found.complaint.version) return;
+    const seen = new Set(fetched.map((m) => m.id));
+    for (const m of detail.comments) if (!seen.has(m.id)) fetched.push(m);
+    fetched.sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
+  }
+  detail = { ...found, comments: fetched };
   complaints.set(id, { ...found.complaint });
   renderList();
   renderDetail();
