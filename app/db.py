@@ -149,6 +149,15 @@ async def apply_migrations() -> None:
         raise RuntimeError(f"migrations failed: {result.message}")
 
 
+def is_unique_violation(error: BaseException) -> bool:
+    """Whether a failed write broke a unique constraint (both drivers), e.g. two requests racing one key."""
+    if isinstance(error, sqlite3.IntegrityError):
+        return "UNIQUE constraint failed" in str(error)
+    import asyncpg  # local: the SQLite default never loads the PostgreSQL driver
+
+    return isinstance(error, asyncpg.UniqueViolationError)
+
+
 async def bulk_insert(
     table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, ignore_conflicts: bool = False
 ) -> None:

@@ -25,6 +25,7 @@ from app.db import close_database, open_database, stop_sqlite_connections_before
 from app.deps import DEPENDENCIES
 from app.errors import EXCEPTION_HANDLERS
 from app.input_guard import InputGuardMiddleware
+from app.openapi import StrictStructSchemaPlugin, allow_header_hook, document_problems
 from app.people.directory import directory_for
 from app.privacy.audit import AuditContextMiddleware
 from app.redis import create_redis
@@ -160,8 +161,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 )
             ],
         ),
+        plugins=[StrictStructSchemaPlugin()],
         state=State({"settings": settings, "directory": directory_for(settings)}),
         debug=False,
     )
     assert_every_route_declares_access(app)
+    document_problems(app)
+    app.before_send.append(allow_header_hook(app))
     return app

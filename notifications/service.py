@@ -8,6 +8,7 @@ from uuid import UUID
 
 import msgspec
 
+from app.db import is_unique_violation
 from app.errors import Conflict, InvalidInput, NotFound
 from notifications.audience import Audience
 from notifications.categories import Category, Channel, Urgency
@@ -27,7 +28,7 @@ class NotificationRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unkn
     channels: Annotated[list[Channel], msgspec.Meta(min_length=1)]
     urgency: Urgency = Urgency.NORMAL
     scheduled_at: dt.datetime | None = None
-    idempotency_key: Annotated[str, msgspec.Meta(max_length=128)] | None = None
+    idempotency_key: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
 
 
 class NotificationView(msgspec.Struct, frozen=True, kw_only=True):
@@ -61,14 +62,9 @@ async def create_notification(
         raise InvalidInput.for_field("audience", "choose at least one of everyone, buildings, units, roles, people")
     if request.scheduled_at is not None and request.scheduled_at.tzinfo is None:
         raise InvalidInput.for_field("scheduled_at", "must include a timezone offset")
-    if request.idempotency_key:
-        existing = (
-            await Notification.select(Notification.id)
-            .where((Notification.site == site_id) & (Notification.idempotency_key == request.idempotency_key))
-            .first()
-        )
-        if existing is not None:
-            return existing["id"], False
+    key = request.idempotency_key
+    if key is not None and (existing := await _by_idempotency_key(site_id, key)):
+        return existing, False
     notification = Notification(
         site=site_id,
         kind=kind,
@@ -86,8 +82,23 @@ async def create_notification(
         scheduled_at=request.scheduled_at,
         created_at=now,
     )
-    await notification.save()
+    try:
+        await notification.save()
+    except Exception as error:
+        # Two requests with one key passed the check together: the unique index let one in.
+        if key is not None and is_unique_violation(error) and (existing := await _by_idempotency_key(site_id, key)):
+            return existing, False
+        raise
     return notification.id, True
+
+
+async def _by_idempotency_key(site_id: UUID, key: str) -> UUID | None:
+    row = (
+        await Notification.select(Notification.id)
+        .where((Notification.site == site_id) & (Notification.idempotency_key == key))
+        .first()
+    )
+    return None if row is None else UUID(str(row["id"]))
 
 
 async def cancel_notification(site_id: UUID, notification_id: UUID, now: dt.datetime | None = None) -> None:

@@ -44,8 +44,8 @@ RefusalReason = Literal[
 class VerifyInput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A typed 6-digit code or a scanned QR payload (one of them), and the plate seen, if any."""
 
-    code: Annotated[str, msgspec.Meta(max_length=16)] | None = None
-    qr: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    code: Annotated[str, msgspec.Meta(min_length=1, max_length=16)] | None = None
+    qr: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
     plate: Annotated[str, msgspec.Meta(max_length=20)] | None = None
     gate: GateName | None = None
     # False: check only (the console shows who it is, the guard then confirms); nothing is consumed.

@@ -1,0 +1,133 @@
+"""The OpenAPI document tells the truth about errors and unknown fields.
+
+Litestar documents a handler's success answer and a 400 in its own JSON shape. Every operation can
+also answer problems (RFC 9457, ``application/problem+json``) from layers the handler never sees:
+authentication and role checks, the rate limiter, the idempotency store, the body-size guard, and a
+database that is briefly unreachable. ``document_problems`` adds each of those to every operation
+it applies to, computed from what the handler declares (access rule, methods, path parameters), so
+a generated client and schemathesis know every status code before they meet it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+from litestar import Litestar
+from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin
+from litestar.handlers import HTTPRouteHandler
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import Schema
+from litestar.typing import FieldDefinition
+
+from app.auth.roles import PUBLIC_KEY
+from app.errors import PROBLEM_MEDIA_TYPE, ProblemDetail
+from app.security.ratelimit import RULES
+
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+PATH_PARAMETER = re.compile(r"\{[^}]+\}")
+
+DESCRIPTIONS = {
+    400: "The request is malformed or a parameter is invalid (the problem names the field).",
+    401: "No valid credentials: the token or session is missing, expired or revoked.",
+    403: "The caller's role or site may not do this.",
+    404: "Nothing by that id on the caller's site.",
+    409: "The resource changed meanwhile (stale version), the slot is taken, or this Idempotency-Key is in flight.",
+    413: "The body is larger than the hub accepts.",
+    415: "The uploaded file is not of a kind this operation takes.",
+    422: "The request is well-formed but breaks a rule (or reuses an Idempotency-Key with another body).",
+    429: "Too many requests: wait for Retry-After seconds.",
+    503: "The database or Redis is briefly unreachable: try again.",
+    507: "The server has no room to store this upload.",
+}
+
+
+def _is_public(handler: HTTPRouteHandler) -> bool:
+    return bool(handler.opt.get(PUBLIC_KEY))
+
+
+def _rate_limited(methods: set[str], path: str) -> bool:
+    # A rule's pattern is written for real paths: try it on the template with each parameter filled in.
+    concrete = PATH_PARAMETER.sub("x", path)
+    return any(rule.methods & methods and rule.path.match(concrete) for rule in RULES)
+
+
+def _takes_upload(handler: HTTPRouteHandler) -> bool:
+    data = handler.parsed_data_field
+    media_type = getattr(data.kwarg_definition, "media_type", None) if data is not None else None
+    return str(getattr(media_type, "value", media_type) or "").startswith("multipart/")
+
+
+def problem_statuses(handler: HTTPRouteHandler, path: str) -> set[int]:
+    """Every problem status this operation can answer, whatever its handler does itself."""
+    methods = {str(method) for method in handler.http_methods}
+    # 422: a rule the request breaks (an unknown category, a report of more than a year), query or body.
+    statuses = {400, 422, 503}
+    if not _is_public(handler):
+        statuses |= {401, 403}
+    elif methods & WRITE_METHODS:
+        # Open to anyone, but checked by the route itself: a password, a refresh token, a device's key.
+        statuses.add(401)
+    if PATH_PARAMETER.search(path):
+        statuses.add(404)
+    if methods & WRITE_METHODS:
+        statuses |= {404, 409, 413}
+    if _rate_limited(methods, path):
+        statuses.add(429)
+    if _takes_upload(handler):
+        statuses |= {415, 507}
+    return statuses
+
+
+def document_problems(app: Litestar) -> None:
+    """Add the problem answers to every handler in the document (a handler's own responses win)."""
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", ()):
+            if not isinstance(handler, HTTPRouteHandler) or not handler.resolve_include_in_schema():
+                continue
+            responses: dict[int, ResponseSpec] = dict(handler.responses or {})
+            for status in sorted(problem_statuses(handler, route.path)):
+                responses.setdefault(
+                    status,
+                    ResponseSpec(
+                        data_container=ProblemDetail,
+                        media_type=PROBLEM_MEDIA_TYPE,
+                        description=DESCRIPTIONS[status],
+                        generate_examples=False,
+                    ),
+                )
+            handler.responses = responses
+
+
+class StrictStructSchemaPlugin(StructSchemaPlugin):
+    """Structs that refuse unknown fields say so: ``additionalProperties: false``."""
+
+    def to_openapi_schema(self, field_definition: FieldDefinition, schema_creator: Any) -> Schema:
+        schema = super().to_openapi_schema(field_definition, schema_creator)
+        info = msgspec.inspect.type_info(field_definition.type_)
+        if isinstance(info, msgspec.inspect.StructType) and info.forbid_unknown_fields:
+            schema.additional_properties = False
+        return schema
+
+
+def allow_header_hook(app: Litestar) -> Any:
+    """A ``before_send`` hook that makes an OPTIONS answer's ``Allow`` list every method of the path.
+
+    Litestar builds a path's OPTIONS handler when the first handler for the path registers; when a
+    second controller adds methods to the same path, the answer still lists only the first one's.
+    """
+    methods: dict[str, str] = {}
+    for route in app.routes:
+        allowed = ", ".join(sorted(getattr(route, "methods", ())))
+        methods[route.path] = methods[getattr(route, "path_format", route.path)] = allowed
+
+    async def fix_allow(message: Any, scope: Any) -> None:
+        if message["type"] != "http.response.start" or scope.get("method") != "OPTIONS":
+            return
+        allowed = methods.get(scope.get("path_template", ""))
+        if allowed:
+            headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"allow"]
+            message["headers"] = [*headers, (b"allow", allowed.encode())]
+
+    return fix_allow

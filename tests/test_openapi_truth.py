@@ -1,0 +1,170 @@
+"""The OpenAPI document describes what the server really answers (issue #22 point 7).
+
+schemathesis (tests/test_api_fuzz.py) checks it by sampling; these pin the rules down directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import msgspec
+import pytest
+
+from app.auth.roles import PUBLIC_KEY
+from notifications.service import NotificationRequest, create_notification
+from schema.notifications import Notification
+
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture(scope="module")
+def document(app: Any) -> dict[str, Any]:
+    schema: dict[str, Any] = app.openapi_schema.to_schema()
+    return schema
+
+
+def operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (path, method.upper(), operation)
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        if method in {"get", "post", "put", "patch", "delete"}
+    ]
+
+
+def test_every_error_answer_is_a_problem_document(document: dict[str, Any]) -> None:
+    wrong = [
+        f"{method} {path} {status}: {sorted(response.get('content', {}))}"
+        for path, method, operation in operations(document)
+        for status, response in operation["responses"].items()
+        if int(status) >= 400 and set(response.get("content", {})) != {PROBLEM}
+    ]
+    assert wrong == []
+
+
+def public_operations(app: Any) -> set[tuple[str, str]]:
+    return {
+        (route.path_format, method)
+        for route in app.routes
+        for handler in getattr(route, "route_handlers", ())
+        for method in handler.http_methods
+        if handler.opt.get(PUBLIC_KEY)
+    }
+
+
+def test_every_operation_lists_the_statuses_of_the_layers_around_it(app: Any, document: dict[str, Any]) -> None:
+    public = public_operations(app)
+    missing = []
+    for path, method, operation in operations(document):
+        statuses = {int(s) for s in operation["responses"]}
+        expected = {400, 422, 503}
+        if (path, method) not in public:
+            expected |= {401, 403}
+        elif method != "GET":
+            expected.add(401)  # checked by the route itself: a password, a refresh token, a device key
+        if "{" in path:
+            expected.add(404)
+        if method != "GET":
+            expected |= {409, 413}
+        if not expected <= statuses:
+            missing.append(f"{method} {path}: {sorted(expected - statuses)}")
+    assert missing == []
+
+
+def test_rate_limited_operations_document_429(document: dict[str, Any]) -> None:
+    for path, method in (
+        ("/api/auth/login", "post"),
+        ("/api/auth/refresh", "post"),
+        ("/api/visitors/gate/verify", "post"),
+        ("/api/privacy/exports/{export_id}/download", "get"),
+    ):
+        assert "429" in document["paths"][path][method]["responses"], path
+    assert "429" not in document["paths"]["/api/complaints"]["get"]["responses"]
+
+
+def test_role_checked_operations_document_401_and_403(document: dict[str, Any]) -> None:
+    responses = document["paths"]["/api/complaints/{complaint_id}/assign"]["post"]["responses"]
+    assert {"401", "403", "404", "409", "422"} <= set(responses)
+    assert "403" not in document["paths"]["/api/auth/login"]["post"]["responses"]
+
+
+def test_uploads_document_unsupported_files_and_a_full_disk(document: dict[str, Any]) -> None:
+    responses = document["paths"]["/api/occupants/import"]["post"]["responses"]
+    assert {"415", "507"} <= set(responses)
+
+
+def test_bodies_that_refuse_unknown_fields_say_so(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    strict = {name for name, schema in schemas.items() if schema.get("additionalProperties") is False}
+    # Request bodies that msgspec decodes with forbid_unknown_fields=True ...
+    assert {"VerifyInput", "AssignInput"} <= strict
+    # ... and answers, which may grow, do not.
+    assert "VerifyResult" not in strict
+
+
+async def test_options_lists_every_method_of_the_path(client: Any, world: Any) -> None:
+    # GET and POST of /api/complaints come from two handlers; PATCH joins GET on an occupant.
+    for path, methods in (
+        ("/api/complaints", {"GET", "POST", "OPTIONS"}),
+        (f"/api/occupants/{world.people['occupant']}", {"GET", "PATCH", "OPTIONS"}),
+        ("/api/me/dnd", {"GET", "PUT", "OPTIONS"}),
+    ):
+        response = await client.options(path, headers=world.headers("fm_admin"))
+        assert response.status_code == 204
+        assert {m.strip() for m in response.headers["allow"].split(",")} == methods, path
+
+
+async def test_a_method_the_path_does_not_take_names_those_it_does(client: Any, world: Any) -> None:
+    response = await client.delete("/api/complaints", headers=world.headers("fm_admin"))
+    assert response.status_code == 405
+    assert {m.strip() for m in response.headers["allow"].split(",")} >= {"GET", "POST"}
+
+
+async def test_an_empty_gate_code_or_qr_is_a_problem_not_a_crash(client: Any, world: Any) -> None:
+    response = await client.post(
+        "/api/visitors/gate/verify", json={"code": None, "qr": ""}, headers=world.headers("guard")
+    )
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"].startswith(PROBLEM)
+    assert "qr" in response.text
+
+
+async def test_an_empty_announcement_key_is_refused(client: Any, world: Any) -> None:
+    body = {
+        "audience": {"roles": ["site_admin"]},
+        "title": "Water",
+        "body": "Off at noon",
+        "category": "announcement",
+        "channels": ["push"],
+        "idempotency_key": "",
+    }
+    first = await client.post("/api/announcements", json=body, headers=world.headers("fm_admin"))
+    assert first.status_code == 400, first.text
+    assert "idempotency_key" in first.text
+
+
+async def test_two_announcements_racing_one_key_make_one(world: Any) -> None:
+    request = msgspec.convert(
+        {
+            "audience": {"roles": ["site_admin"]},
+            "title": "Lift",
+            "body": "Lift B is back",
+            "category": "announcement",
+            "channels": ["push"],
+            "idempotency_key": "lift-b-back",
+        },
+        NotificationRequest,
+    )
+    answers = await asyncio.gather(
+        *(
+            create_notification(site_id=world.site_id, request=request, created_by=world.people["fm_admin"])
+            for _ in range(4)
+        )
+    )
+    assert len({notification_id for notification_id, _ in answers}) == 1
+    assert sum(created for _, created in answers) == 1
+    rows = await Notification.select(Notification.id).where(
+        (Notification.site == world.site_id) & (Notification.idempotency_key == "lift-b-back")
+    )
+    assert len(rows) == 1
