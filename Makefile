@@ -14,11 +14,12 @@ LOCK_TOOLS := var/lock-tools
 
 # --require-hashes: pip refuses any file, of any package, whose hash is not in the lock.
 # The project itself goes in without dependencies (they are all in the lock) and without build
-# isolation (its build backend, setuptools, is in the lock too).
+# isolation (its build backend, setuptools, is in the lock too); -qq hides setuptools' banner
+# about editable installs, errors still show.
 $(STAMP): $(LOCK) pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
-	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip install -qq --no-deps --no-build-isolation -e .
 	$(BIN)/python -m pip check
 	@touch $(STAMP)
 
