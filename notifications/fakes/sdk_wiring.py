@@ -112,12 +112,19 @@ def _keep_connections_alive(service: Any) -> None:
             f"firebase_admin {firebase_admin.__version__}: messaging async client has no _mounts; "
             "update notifications.fakes.sdk_wiring"
         )
+    # The retry transports firebase-admin mounts wrap an httpx transport; the bounded one goes inside
+    # them, so firebase-admin's retries still run. (Without one to wrap, fail as above.)
+    retrying = [t for t in transports.values() if hasattr(t, "_wrapped_transport")]
+    if not retrying:
+        raise RuntimeError(
+            f"firebase_admin {firebase_admin.__version__}: messaging transports have no _wrapped_transport; "
+            "update notifications.fakes.sdk_wiring"
+        )
     limits = httpx.Limits(max_connections=FAKE_CONNECTIONS, max_keepalive_connections=FAKE_CONNECTIONS)
-    for transport in transports.values():
-        if hasattr(transport, "_wrapped_transport"):
-            transport._wrapped_transport = _BoundedTransport(
-                httpx.AsyncHTTPTransport(retries=0, limits=limits), FAKE_CONNECTIONS
-            )
+    for transport in retrying:
+        transport._wrapped_transport = _BoundedTransport(
+            httpx.AsyncHTTPTransport(retries=0, limits=limits), FAKE_CONNECTIONS
+        )
 
 
 def firebase_app_for_fake(
