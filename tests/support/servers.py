@@ -58,6 +58,9 @@ class InProcessServer:
             port=self.port,
             ws=LeanWebSocketProtocol,
             ws_per_message_deflate=False,
+            # As the Procfile runs it: X-Forwarded-For believed only from configured proxies (none by
+            # default), not uvicorn's own default of 127.0.0.1, which every test client is.
+            forwarded_allow_ips=settings.forwarded_allow_ips,
             lifespan="on",
             log_level="warning",
         )
@@ -106,6 +109,8 @@ class SubprocessServer:
                 UVICORN_WS,
                 "--ws-per-message-deflate",
                 "false",
+                "--forwarded-allow-ips",
+                self.env.get("OPSHUB_FORWARDED_ALLOW_IPS", ""),
                 "--log-level",
                 "warning",
             ],
