@@ -66,6 +66,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     data_encryption_keys: str = DEV_DATA_KEYS
     blind_index_key: str = DEV_BLIND_INDEX_KEY
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # One JSON object per line on stderr; "text" is a human-readable line for a developer's terminal.
+    log_format: Literal["json", "text"] = "json"
+    # Bearer token a Prometheus scraper sends to GET /metrics; empty: only platform admins may read it.
+    metrics_token: str = ""
     # Providers. A *_base_url points the real SDK at another server (the local fakes in dev/tests).
     twilio_account_sid: str = "ACfake0000000000000000000000000000"
     twilio_auth_token: str = "fake-twilio-auth-token"
@@ -166,6 +170,8 @@ ENV_VARS: dict[str, str] = {
     "data_encryption_keys": "OPSHUB_DATA_ENCRYPTION_KEYS",
     "blind_index_key": "OPSHUB_BLIND_INDEX_KEY",
     "log_level": "OPSHUB_LOG_LEVEL",
+    "log_format": "OPSHUB_LOG_FORMAT",
+    "metrics_token": "OPSHUB_METRICS_TOKEN",
     "twilio_account_sid": "TWILIO_ACCOUNT_SID",
     "twilio_auth_token": "TWILIO_AUTH_TOKEN",
     "twilio_base_url": "TWILIO_BASE_URL",
@@ -262,6 +268,8 @@ def _check_semantics(settings: Settings) -> None:
         raise ConfigError("OPSHUB_MAX_REQUEST_BODY_BYTES: must be at least 1024")
     if not 1024 <= settings.upload_max_bytes < settings.max_request_body_bytes:
         raise ConfigError("OPSHUB_UPLOAD_MAX_BYTES: must be at least 1024 and below OPSHUB_MAX_REQUEST_BODY_BYTES")
+    if settings.metrics_token and len(settings.metrics_token) < 32:
+        raise ConfigError("OPSHUB_METRICS_TOKEN: must be at least 32 characters (or empty: platform admins only)")
     if len(settings.jwt_secret) < 32:
         raise ConfigError("OPSHUB_JWT_SECRET: must be at least 32 characters")
     from app.security.crypto import parse_fernet_keys  # local: keeps config import-light

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -25,6 +24,9 @@ from app.db import close_database, open_database, stop_sqlite_connections_before
 from app.deps import DEPENDENCIES
 from app.errors import EXCEPTION_HANDLERS
 from app.input_guard import InputGuardMiddleware
+from app.observability.asgi import observe
+from app.observability.logs import configure_logging
+from app.observability.routes import metrics_endpoint
 from app.openapi import StrictStructSchemaPlugin, allow_header_hook, document_problems
 from app.people.directory import directory_for
 from app.privacy.audit import AuditContextMiddleware
@@ -56,6 +58,7 @@ def route_handlers() -> list[ControllerRouterHandler]:
     return [
         health,
         ready,
+        metrics_endpoint,
         AuthController,
         SiteController,
         OccupantController,
@@ -107,7 +110,7 @@ def assert_every_route_declares_access(app: Litestar) -> None:
 
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or get_settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level, settings.log_format)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -164,8 +167,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         plugins=[StrictStructSchemaPlugin()],
         state=State({"settings": settings, "directory": directory_for(settings)}),
         debug=False,
+        # Our handler on the root logger formats every line (app.observability.logs), Litestar's included.
+        logging_config=None,
     )
     assert_every_route_declares_access(app)
     document_problems(app)
     app.before_send.append(allow_header_hook(app))
-    return app
+    # Outside routing: every request, a 404 or a 401 too, gets its id and is timed.
+    return observe(app)

@@ -30,6 +30,7 @@ from app.auth.roles import ALL_ROLES, STAFF, Role, allow
 from app.config import Settings
 from app.deps import Caller, DirectoryDep, RedisDep, SettingsDep
 from app.errors import FieldError, InvalidInput, NotFound
+from app.observability.jobs import deserialize_job, serialize_job
 from app.pagination import DEFAULT_LIMIT, Limit, Offset
 from notifications import feed, ncpr
 from notifications.audience import Audience
@@ -90,6 +91,9 @@ class JobQueue:
                     self._pool = await create_pool(
                         RedisSettings.from_dsn(self._settings.redis_url),
                         default_queue_name=queue_name(self._settings),
+                        # Jobs carry the enqueuing request's id into the worker's log lines.
+                        job_serializer=serialize_job,
+                        job_deserializer=deserialize_job,
                     )
         return self._pool
 

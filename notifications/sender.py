@@ -17,6 +17,7 @@ from uuid import UUID
 
 import msgspec
 
+from app.observability.metrics import count_provider_errors
 from notifications.categories import DEFAULT_TTL_SECONDS, Category, Channel, Urgency
 from notifications.channels.base import ChannelAdapter, Outcome, Outgoing, Recipient
 from notifications.contacts import mark_contact
@@ -173,6 +174,7 @@ async def _record_outcomes(
     summary: SendSummary,
 ) -> None:
     now = ctx.clock()
+    await count_provider_errors(ctx.redis, ctx.settings, channel, outcomes)
     attempts = {row.delivery_id: row.attempts for row in claimed}
     person_of = {row.delivery_id: row.person_id for row in claimed}
     sent: dict[UUID, str | None] = {}

@@ -32,6 +32,7 @@ import msgspec
 from litestar.connection import WebSocket
 
 from app.auth.principal import Principal
+from app.observability.metrics import SLOW_CONSUMER_CUTS
 from realtime.config import RealtimeSettings
 from realtime.server_protocol import FRAME_WRITER_EXTENSION, serialize_text_frame
 from schema.events import CloseCode, Console
@@ -151,6 +152,8 @@ class Connection:
         outbox = self._outbox
         outbox.append(text)
         if len(outbox) > self._limit:
+            SLOW_CONSUMER_CUTS.inc()
+            logger.info("connection %s cut off as a slow consumer", self.id, extra={"ws_session": self.id})
             self.close(CloseCode.SLOW_CONSUMER, "slow consumer")
             return
         if not self._queued:
@@ -161,6 +164,11 @@ class Connection:
         if not self._queued and self._draining is None and self._flush_queue is not None:
             self._queued = True
             self._flush_queue.add(self)
+
+    @property
+    def outbox_depth(self) -> int:
+        """Messages waiting to be written (read at metrics scrape time)."""
+        return len(self._outbox)
 
     def send(self, message: msgspec.Struct) -> None:
         self.push(_encoder.encode(message).decode())
@@ -247,7 +255,7 @@ class Connection:
                 await self._socket.close(code, reason)
         except TimeoutError:
             # The close frame is stuck behind data the peer does not read: stop waiting for it.
-            logger.info("connection %s: close %s timed out, dropping it", self.id, code)
+            logger.info("connection %s: close %s timed out, dropping it", self.id, code, extra={"ws_session": self.id})
             self.abort()
         except Exception:
             pass  # already disconnected
@@ -381,7 +389,9 @@ class FlushQueue:
             try:
                 connection.flush(frames)
             except Exception:
-                logger.exception("realtime flush of connection %s failed", connection.id)
+                logger.exception(
+                    "realtime flush of connection %s failed", connection.id, extra={"ws_session": connection.id}
+                )
         if ready:
             asyncio.get_running_loop().call_soon(self._flush_slice)
             return
@@ -453,7 +463,9 @@ class ExpiryClock:
                 try:
                     connection.expire()
                 except Exception:
-                    logger.exception("realtime expiry of connection %s failed", connection.id)
+                    logger.exception(
+                        "realtime expiry of connection %s failed", connection.id, extra={"ws_session": connection.id}
+                    )
         if self._by_second:
             self._arm(min(self._by_second))
 

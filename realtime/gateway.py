@@ -27,6 +27,7 @@ from litestar.connection import WebSocket
 from app.auth.principal import Principal
 from app.auth.roles import PUBLIC, STAFF, Role
 from app.auth.tokens import AuthError, authenticate_access_token
+from app.observability.logs import ws_session_var
 from app.web.sessions import SESSION_COOKIE, load_session
 from realtime.config import load_realtime_settings
 from realtime.connection import Connection
@@ -168,6 +169,14 @@ class Session:
 
     async def run(self) -> None:
         connection, hub = self.connection, self.hub
+        # Every line logged in this task from here on names the session (and the upgrade's request id).
+        # The task is the connection's own and ends with it, so the variable needs no reset.
+        ws_session_var.set(connection.id)
+        if logger.isEnabledFor(logging.DEBUG):
+            gate = connection.console.gate if connection.console is not None else None
+            logger.debug(
+                "realtime session opened", extra={"person_id": str(connection.principal.person_id), "gate": gate}
+            )
         try:
             # The welcome is every client's first message, so it is queued before the hub knows the
             # connection: once attached, a heartbeat ping could otherwise get there first.
@@ -191,6 +200,8 @@ class Session:
             connection.close(CloseCode.INTERNAL_ERROR, "internal error")
         finally:
             await hub.detach(connection)
+            code, reason = connection.closing or (CloseCode.NORMAL, "")
+            logger.debug("realtime session closed (%s %s)", code, reason, extra={"close_code": code})
 
     async def _welcome(self) -> list[str]:
         connection, principal = self.connection, self.connection.principal

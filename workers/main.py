@@ -25,6 +25,8 @@ from app.db import (
     stop_orphaned_sqlite_connections,
     stop_sqlite_connections_before_exit,
 )
+from app.observability.jobs import deserialize_job, on_job_start, serialize_job
+from app.observability.logs import configure_logging
 from workers import complaint_jobs, maintenance, notify_jobs, privacy_jobs, slot_jobs, visitor_jobs
 
 logger = logging.getLogger(__name__)
@@ -54,8 +56,9 @@ REDIS_RETRIES = 70
 
 
 async def startup(ctx: dict[str, Any]) -> None:
-    stop_sqlite_connections_before_exit()
     settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    stop_sqlite_connections_before_exit()
     ctx["settings"] = settings
     ctx["started_pool"] = await open_database()
     ctx["notify"] = build_notify_context(settings, ctx["redis"])
@@ -119,6 +122,10 @@ class WorkerSettings:
     ]
     on_startup = startup
     on_shutdown = shutdown
+    # Each job's log lines carry its id and the id of the request that enqueued it (app.observability.jobs).
+    on_job_start = on_job_start
+    job_serializer = serialize_job
+    job_deserializer = deserialize_job
     queue_name = queue_name(_settings)
     redis_settings = redis_settings(_settings) if _settings.redis_url else RedisSettings()
     max_jobs = 50

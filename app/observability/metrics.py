@@ -1,0 +1,199 @@
+"""The metric families of ``GET /metrics``.
+
+Two kinds, so that a scrape of the web process sees what every process did:
+
+- process-local, kept in this process's ``REGISTRY``: request latency (``asgi``), slow-consumer cuts
+  (``realtime.connection``), plus the process's CPU, memory and GC;
+- read at scrape time from what all processes share (``scrape``): websocket connections and outbox depth
+  from this process's hub, the arq queue depth from Redis, ledger rows by status from the database, and
+  provider errors from a Redis hash that every worker increments (``count_provider_errors``).
+
+A source that cannot be read leaves its families out and says so in ``opshub_scrape_source_up``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter as Tally
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from app.config import Settings
+    from notifications.categories import Channel
+    from notifications.channels.base import Outcome
+    from realtime.hub import Hub
+
+logger = logging.getLogger("opshub.observability")
+
+# The exposition format generate_latest writes (the classic text format), for every supported client version.
+CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+
+# Ours, not the library's default registry: only what this module registers is exposed.
+REGISTRY: Final = CollectorRegistry(auto_describe=True)
+ProcessCollector(registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)
+GCCollector(registry=REGISTRY)
+
+HTTP_REQUEST_SECONDS: Final = Histogram(
+    "opshub_http_request_duration_seconds",
+    "HTTP request latency, by method, route template and status.",
+    ("method", "route", "status"),
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    registry=REGISTRY,
+)
+SLOW_CONSUMER_CUTS: Final = Counter(
+    "opshub_ws_slow_consumer_cuts",
+    "Websocket connections closed with 4008 because their outbox outgrew the limit.",
+    registry=REGISTRY,
+)
+
+# ------------------------------------------------------------------------------ provider errors
+
+# Who answered for each channel; the label says whose error it was.
+PROVIDER_OF: Final[dict[str, str]] = {
+    "sms": "twilio",
+    "whatsapp": "twilio",
+    "push": "fcm",
+    "email": "smtp",
+    "in_app": "in_app",
+}
+# Outcome codes we set ourselves before asking a provider: not provider errors.
+LOCAL_CODES: Final = frozenset({"no_address", "no_device"})
+MAX_CODE_LENGTH: Final = 40
+
+
+def provider_errors_key(settings: Settings) -> str:
+    return f"{settings.redis_prefix}metrics:provider_errors"
+
+
+def provider_error_tally(channel: Channel | str, outcomes: Iterable[Outcome]) -> Tally[str]:
+    """Failed and retried outcomes, counted by ``provider|channel|code``."""
+    channel = str(channel)
+    provider = PROVIDER_OF.get(channel, channel)
+    tally: Tally[str] = Tally()
+    for outcome in outcomes:
+        if outcome.status == "sent" or outcome.provider_code in LOCAL_CODES:
+            continue
+        code = (outcome.provider_code or "unknown").replace("|", "_")[:MAX_CODE_LENGTH]
+        tally[f"{provider}|{channel}|{code}"] += 1
+    return tally
+
+
+async def count_provider_errors(
+    redis: Redis, settings: Settings, channel: Channel | str, outcomes: Sequence[Outcome]
+) -> None:
+    """Add a batch's provider errors to the shared counters (one round trip, none without errors).
+    Never raises: a lost increment must not fail a send that has already happened."""
+    tally = provider_error_tally(channel, outcomes)
+    if not tally:
+        return
+    key = provider_errors_key(settings)
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            for field, count in tally.items():
+                pipe.hincrby(key, field, count)
+            await pipe.execute()
+    except Exception:
+        logger.warning("could not count %d provider errors", sum(tally.values()), exc_info=True)
+
+
+# ------------------------------------------------------------------------------ read at scrape time
+
+LEDGER_STATUSES: Final = ("pending", "sending", "deferred", "suppressed", "sent", "delivered", "read", "failed")
+
+
+def hub_families(hub: Hub | None) -> list[Metric]:
+    connections = GaugeMetricFamily("opshub_ws_connections", "Open websocket connections of this process.")
+    consoles = GaugeMetricFamily("opshub_ws_consoles", "Of those, gate consoles.")
+    outbox = GaugeMetricFamily("opshub_ws_outbox_messages", "Messages waiting in outboxes, all connections together.")
+    largest = GaugeMetricFamily("opshub_ws_outbox_max_messages", "Messages waiting in the fullest outbox.")
+    depths = [connection.outbox_depth for connection in hub.connections] if hub is not None else []
+    connections.add_metric([], len(depths))
+    consoles.add_metric([], len(hub.consoles) if hub is not None else 0)
+    outbox.add_metric([], sum(depths))
+    largest.add_metric([], max(depths, default=0))
+    return [connections, consoles, outbox, largest]
+
+
+async def redis_families(redis: Redis, settings: Settings) -> list[Metric]:
+    from workers.main import queue_name
+
+    queue = queue_name(settings)
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.zcard(queue)
+        pipe.hgetall(provider_errors_key(settings))
+        depth, errors = await pipe.execute()
+    queued = GaugeMetricFamily("opshub_job_queue_depth", "Jobs waiting in the arq queue.", labels=["queue"])
+    queued.add_metric([queue], int(depth))
+    provider = CounterMetricFamily(
+        "opshub_provider_errors",
+        "Failed or retried sends, by provider, channel and the provider's code (all workers).",
+        labels=["provider", "channel", "code"],
+    )
+    for field, count in sorted(errors.items()):
+        parts = (field.decode() if isinstance(field, bytes) else str(field)).split("|", 2)
+        if len(parts) == 3:
+            provider.add_metric(parts, int(count))
+    return [queued, provider]
+
+
+async def database_families() -> list[Metric]:
+    from schema.notifications import Delivery
+
+    rows = await Delivery.raw("SELECT status, COUNT(*) AS n FROM delivery GROUP BY status")
+    counts = dict.fromkeys(LEDGER_STATUSES, 0)
+    for row in rows:
+        counts[str(row["status"])] = int(row["n"])
+    ledger = GaugeMetricFamily(
+        "opshub_notification_deliveries", "Delivery ledger rows by status, all sites.", labels=["status"]
+    )
+    for status, count in counts.items():
+        ledger.add_metric([status], count)
+    return [ledger]
+
+
+class _Snapshot:
+    """One scrape: this process's registry and the families read for it."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterator[Metric]:
+        yield from REGISTRY.collect()
+        yield from self.families
+
+
+async def scrape(state: Any) -> bytes:
+    """The exposition text for one scrape of this process (``state`` is the app's)."""
+    up = GaugeMetricFamily(
+        "opshub_scrape_source_up", "Whether a source could be read for this scrape.", labels=["source"]
+    )
+    families = hub_families(state.get("realtime"))
+    try:
+        families += await redis_families(state.redis, state.settings)
+        up.add_metric(["redis"], 1)
+    except Exception:
+        logger.warning("metrics: could not read Redis", exc_info=True)
+        up.add_metric(["redis"], 0)
+    try:
+        families += await database_families()
+        up.add_metric(["database"], 1)
+    except Exception:
+        logger.warning("metrics: could not read the database", exc_info=True)
+        up.add_metric(["database"], 0)
+    families.append(up)
+    return generate_latest(_Snapshot(families))
