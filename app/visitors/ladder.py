@@ -25,6 +25,7 @@ from uuid import UUID
 import msgspec
 
 from app.errors import Conflict, NotFound
+from app.faults import kill_point
 from app.visitors import codes, sitecfg
 from app.visitors.common import (
     VisitorDeps,
@@ -100,6 +101,7 @@ async def advance_ladders(
             continue
         if not await _claim(row, config.ladder):
             continue
+        kill_point("visitors.ladder.claimed")
         rung = config.ladder[index]
         step = VisitorApprovalStep(
             site=row["site"], approval=row["id"], step=index + 1, action=rung.action, at=now, detail={}
@@ -154,6 +156,7 @@ async def _act(
             )
             if notification_id is not None:
                 sent.append(str(notification_id))
+            kill_point("visitors.ladder.sent_one")
         detail = {"notifications": sent}
     elif rung.action == "voice":
         calls: list[dict[str, str | None]] = []
