@@ -7,7 +7,7 @@
 - The web process SIGKILLed under 1,000 websocket clients: they reconnect to its restart and
   resume without a lost or repeated event.
 - A worker SIGKILLed in the middle of a visitor ladder rung: after the restart the rung has run
-  once (one SMS per occupant, one step row).
+  once (one SMS per occupant, one step row): tests/test_fault_ladder.py.
 - The upload directory's disk full: uploads refused with a problem naming the field, the
   database intact.
 """
