@@ -125,8 +125,8 @@ async def _claim(
             if not claimed:
                 return None
             await step.save()
-    except Exception:  # the unique (approval, step) index: recorded already; nothing was claimed
-        logger.warning("rung %s of approval %s was already recorded", index + 1, row["id"])
+    except Exception:  # the unique (approval, step) index, or the database: nothing was claimed
+        logger.warning("rung %s of approval %s not claimed (recorded already?)", index + 1, row["id"], exc_info=True)
         return None
     return Started(step.id, index + 1, ladder[index].action, 1, {})
 
@@ -148,17 +148,21 @@ async def _write(started: Started, detail: dict[str, Any], *, done: bool = False
     return bool(written)
 
 
+def _due(now: dt.datetime) -> Any:
+    return (
+        (VisitorApproval.status == "pending")
+        & VisitorApproval.next_step_at.is_not_null()
+        & (VisitorApproval.next_step_at <= now)
+    )
+
+
 def _expired(now: dt.datetime) -> Any:
     return (VisitorApprovalStep.state == "started") & (VisitorApprovalStep.lease_until < now)
 
 
 async def work_due(now: dt.datetime) -> bool:
     """Whether a tick has anything to do: a due rung, or a started one whose worker died."""
-    due = await VisitorApproval.exists().where(
-        (VisitorApproval.status == "pending")
-        & VisitorApproval.next_step_at.is_not_null()
-        & (VisitorApproval.next_step_at <= now)
-    )
+    due = await VisitorApproval.exists().where(_due(now))
     return due or await VisitorApprovalStep.exists().where(_expired(now))
 
 
@@ -167,11 +171,7 @@ async def advance_ladders(
 ) -> list[TakenStep]:
     now = now or now_utc()
     taken = await _resume_expired(deps, voice, now)
-    due = await VisitorApproval.select().where(
-        (VisitorApproval.status == "pending")
-        & VisitorApproval.next_step_at.is_not_null()
-        & (VisitorApproval.next_step_at <= now)
-    )
+    due = await VisitorApproval.select().where(_due(now))
     for row in due:
         config = await sitecfg.load(row["site"])
         index = row["next_step"]

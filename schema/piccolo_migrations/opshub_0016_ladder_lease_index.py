@@ -1,15 +1,17 @@
-"""The ladder's recovery looks every few seconds for started rungs whose lease ran out: a partial
-index keeps that lookup to the few unfinished rows (its own migration: raw SQL runs before the
-columns of the same migration are added)."""
+"""The ladder's recovery looks every few seconds for started rungs whose lease ran out: an index on
+(state, lease_until) answers that without reading the finished rows. Not a partial index: the
+query binds 'started' as a parameter, which SQLite (and a generic PostgreSQL plan) cannot match
+to a partial index's WHERE. Its own migration: raw SQL runs before the columns of the same
+migration are added."""
 
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 from piccolo.engine.finder import engine_finder
 
 ID = "2026-12-03T16:16:02:000000"
 VERSION = "1.38.0"
-DESCRIPTION = "visitor_approval_step: index of started rungs by lease"
+DESCRIPTION = "visitor_approval_step: index on state and lease_until"
 
-NAME = "ix_visitor_approval_step_started_lease"
+NAME = "ix_visitor_approval_step_state_lease_until"
 
 
 async def forwards() -> MigrationManager:
@@ -18,9 +20,7 @@ async def forwards() -> MigrationManager:
     async def create_index() -> None:
         engine = engine_finder()
         assert engine is not None
-        await engine.run_ddl(
-            f'CREATE INDEX IF NOT EXISTS "{NAME}" ON "visitor_approval_step" ("lease_until") WHERE state = \'started\''
-        )
+        await engine.run_ddl(f'CREATE INDEX IF NOT EXISTS "{NAME}" ON "visitor_approval_step" ("state", "lease_until")')
 
     async def drop_index() -> None:
         engine = engine_finder()
