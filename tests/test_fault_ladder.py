@@ -12,8 +12,9 @@ call, and the guard prompt was taken.
 
 Then, under a controlled clock and without a worker process: what a dead worker leaves behind
 (a rung claimed and ``started``, a call recorded as being dialled) is taken again only once its
-lease is over, a call in doubt is not dialled again, and a rung whose request was answered
-meanwhile is closed without sending.
+lease is over, a call in doubt is not dialled again, a rung whose request was answered
+meanwhile is closed without sending, and one that keeps killing its worker is closed after its
+last attempt.
 """
 
 from __future__ import annotations
@@ -253,6 +254,22 @@ async def test_a_rung_whose_request_was_answered_meanwhile_is_closed_without_sen
     (message_step,) = [s for s in await _steps(w.approval_id) if s["step"] == 1]
     assert message_step["state"] == "done" and as_dict(message_step["detail"]) == {"closed": "approved"}
     assert not await Notification.exists().where(Notification.idempotency_key.like(f"visitor:ladder:{w.approval_id}:%"))
+
+
+async def test_a_rung_that_keeps_killing_its_worker_is_closed_after_its_last_attempt(walk_in: Walkin) -> None:
+    w = walk_in
+    at = w.t0 + dt.timedelta(seconds=45)
+    started = await _claim_as_a_worker_that_dies(w, at)
+    # As if MAX_RUNG_ATTEMPTS workers had each taken it over and died in it.
+    await VisitorApprovalStep.update({VisitorApprovalStep.attempts: ladder.MAX_RUNG_ATTEMPTS}).where(
+        VisitorApprovalStep.id == started.step_id
+    )
+    assert await _advance(w, at + w.lease + dt.timedelta(seconds=1)) == []
+    (message_step,) = [s for s in await _steps(w.approval_id) if s["step"] == 1]
+    assert message_step["state"] == "done" and as_dict(message_step["detail"]) == {"error": "gave_up"}
+    assert not await Notification.exists().where(Notification.idempotency_key.like(f"visitor:ladder:{w.approval_id}:%"))
+    # The ladder itself goes on to the next rung.
+    assert await _advance(w, w.t0 + dt.timedelta(seconds=90)) == ["voice"]
 
 
 async def _eventually(predicate: Any, within: float) -> bool:
