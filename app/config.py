@@ -92,6 +92,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     notify_rate_email: float = 10.0
     # A claimed send older than this is "in doubt" and is reconciled before any retry.
     notify_claim_lease_seconds: int = 120
+    # A visitor ladder rung started this long ago and not finished (its worker died) is taken again.
+    visitor_rung_lease_seconds: int = 30
     notify_policy_version: str = "2026-11"
     # `make run` starts the local provider fakes unless provider URLs are given.
     start_fakes: bool = True
@@ -190,6 +192,7 @@ ENV_VARS: dict[str, str] = {
     "notify_rate_push": "OPSHUB_NOTIFY_RATE_PUSH",
     "notify_rate_email": "OPSHUB_NOTIFY_RATE_EMAIL",
     "notify_claim_lease_seconds": "OPSHUB_NOTIFY_CLAIM_LEASE_SECONDS",
+    "visitor_rung_lease_seconds": "OPSHUB_VISITOR_RUNG_LEASE_SECONDS",
     "notify_policy_version": "OPSHUB_NOTIFY_POLICY_VERSION",
     "start_fakes": "OPSHUB_START_FAKES",
 }
@@ -280,6 +283,8 @@ def _check_semantics(settings: Settings) -> None:
         raise ConfigError(f"OPSHUB_DATA_ENCRYPTION_KEYS: {exc}") from None
     if settings.notify_claim_lease_seconds < 1:
         raise ConfigError("OPSHUB_NOTIFY_CLAIM_LEASE_SECONDS: must be at least 1")
+    if settings.visitor_rung_lease_seconds < 1:
+        raise ConfigError("OPSHUB_VISITOR_RUNG_LEASE_SECONDS: must be at least 1")
     if settings.env == "production":
         if settings.jwt_secret == DEV_JWT_SECRET:
             raise ConfigError("OPSHUB_JWT_SECRET: must be set in production (the dev default is refused)")

@@ -126,7 +126,11 @@ class VisitorApproval(Table, tablename="visitor_approval"):
 
 
 class VisitorApprovalStep(Table, tablename="visitor_approval_step"):
-    """Every rung of the ladder taken, with its time (unique per approval and step)."""
+    """Every rung of the ladder taken, with its time (unique per approval and step).
+
+    A rung is claimed and recorded ``started`` in one transaction, under a lease; it becomes
+    ``done`` once its sends are made. A ``started`` rung whose lease ran out (its worker died) is
+    taken again, with ``attempts`` + 1 as the fencing token for whoever holds it now."""
 
     id = UUID(primary_key=True)
     site = ForeignKey(references=Site, on_delete=OnDelete.cascade, null=False, index=True)
@@ -135,6 +139,9 @@ class VisitorApprovalStep(Table, tablename="visitor_approval_step"):
     action = Varchar(length=16)  # push | message | voice | guard_prompt | decided
     at = Timestamptz()
     detail = JSON(default="{}")
+    state = Varchar(length=16, default="done")  # started | done
+    lease_until = Timestamptz(null=True, default=None)
+    attempts = Integer(default=1)
 
 
 class VisitorBlock(Table, tablename="visitor_block"):

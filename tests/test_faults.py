@@ -7,7 +7,7 @@
 - The web process SIGKILLed under 1,000 websocket clients: they reconnect to its restart and
   resume without a lost or repeated event.
 - A worker SIGKILLed in the middle of a visitor ladder rung: after the restart the rung has run
-  once (one SMS per occupant, one step row).
+  once (one SMS per occupant, one step row): tests/test_fault_ladder.py.
 - The upload directory's disk full: uploads refused with a problem naming the field, the
   database intact.
 """
@@ -20,7 +20,6 @@ import io
 import os
 import random
 import subprocess
-import sys
 import tempfile
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
@@ -43,7 +42,7 @@ from app.redis import create_redis
 from notifications.audience import Audience
 from notifications.categories import Category, Channel
 from notifications.fakes import running_fakes
-from notifications.service import NotificationRequest, cancel_notification, create_notification
+from notifications.service import NotificationRequest, create_notification
 from realtime.client import ClientClosed, RealtimeClient
 from realtime.publish import publish
 from realtime.topics import site_topic
@@ -51,8 +50,16 @@ from schema.complaints import Complaint, ComplaintPhoto, ComplaintTransition
 from schema.events import CloseCode, Event, Resync
 from schema.notifications import Delivery, Notification
 from tests.support import complaints as complaint_support
-from tests.support.faults import RestartableRedis, TcpProxy, wait_until
-from tests.support.notify import TEMPLATE_SID, add_recipients
+from tests.support.faults import (
+    RestartableRedis,
+    TcpProxy,
+    cancel_other_notifications,
+    start_worker,
+    stop_worker,
+    wait_until,
+    worker_env,
+)
+from tests.support.notify import add_recipients
 from tests.support.servers import FAST, InProcessServer, SubprocessServer
 from tests.support.world import World
 from workers.main import queue_name
@@ -243,48 +250,6 @@ async def test_a_full_disk_refuses_uploads_with_a_problem_naming_the_field(
 
 # ---------------------------------------------------------------------------- shared helpers
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _worker_env(fakes: Any, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        **fakes.env(),
-        "OPSHUB_WHATSAPP_TEMPLATE_SID": TEMPLATE_SID,
-        "OPSHUB_NOTIFY_RATE_SMS": "0",
-        "OPSHUB_NOTIFY_RATE_WHATSAPP": "0",
-        "OPSHUB_NOTIFY_RATE_PUSH": "0",
-        "OPSHUB_NOTIFY_CLAIM_LEASE_SECONDS": "2",
-        "OPSHUB_LOG_LEVEL": "WARNING",
-        **extra,
-    }
-
-
-async def _start_worker(env: dict[str, str], log: Any) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "arq", "workers.main.WorkerSettings", cwd=ROOT, env=env, stdout=log, stderr=log
-    )
-
-
-async def _stop_worker(worker: asyncio.subprocess.Process) -> None:
-    if worker.returncode is None:
-        worker.terminate()
-        try:
-            await asyncio.wait_for(worker.wait(), 60)
-        except TimeoutError:
-            worker.kill()
-            await worker.wait()
-
-
-async def _cancel_other_notifications(site_id: Any) -> None:
-    """Earlier tests leave notifications no worker sent; a worker started here would send them
-    first. Cancel them as an FM admin would, so the test measures its own."""
-    rows = await Notification.select(Notification.id, Notification.site).where(
-        Notification.status.not_in(["completed", "cancelled"]) & (Notification.site != site_id)
-    )
-    for row in rows:
-        await cancel_notification(row["site"], row["id"])
-
 
 class Recorder:
     """Everything one realtime client receives, in order, until stopped."""
@@ -340,7 +305,7 @@ async def test_redis_restart_under_live_clients_and_a_running_fan_out(
 ) -> None:
     recipients = 800
     people = await add_recipients(world, recipients)
-    await _cancel_other_notifications(world.site_id)
+    await cancel_other_notifications(world.site_id)
     private_redis = RestartableRedis(tmp_dir / "redis")
     private_redis.start()
     private = msgspec.structs.replace(settings, redis_url=private_redis.url)
@@ -376,7 +341,7 @@ async def test_redis_restart_under_live_clients_and_a_running_fan_out(
         async with running_fakes() as fakes:
             fakes.twilio.configure(callbacks_enabled=False)
             log = (tmp_dir / "worker.log").open("ab")
-            worker = await _start_worker(_worker_env(fakes, REDIS_URL=private_redis.url), log)
+            worker = await start_worker(worker_env(fakes, REDIS_URL=private_redis.url), log)
             try:
                 notification_id, _ = await create_notification(
                     site_id=world.site_id,
@@ -418,7 +383,7 @@ async def test_redis_restart_under_live_clients_and_a_running_fan_out(
                 await wait_until(finished, 90, "the fan-out to finish after the restart")
                 assert worker.returncode is None, "the worker died with Redis instead of reconnecting"
             finally:
-                await _stop_worker(worker)
+                await stop_worker(worker)
                 log.close()
             sms = Counter(m.to for m in fakes.twilio.messages if m.channel == "sms")
             push = {(m.target, m.message["android"]["notification"]["tag"]) for m in fakes.fcm.messages}

@@ -17,7 +17,6 @@ from app.visitors import alerts, ladder, messaging, retention
 from app.visitors.common import VisitorDeps
 from notifications.voice import VoiceCaller
 from schema.tables import Site
-from schema.visitors import VisitorApproval
 
 
 def deps_from(ctx: dict[str, Any]) -> VisitorDeps:
@@ -36,14 +35,10 @@ def _now() -> dt.datetime:
 
 
 async def visitor_ladder_tick(ctx: dict[str, Any], now: dt.datetime | None = None) -> int:
-    """Take every due rung of every pending walk-in request (one rung per request per tick)."""
+    """Take every due rung of every pending walk-in request (one rung per request per tick), and
+    run again any rung a dead worker left unfinished."""
     now = now or _now()
-    due = await VisitorApproval.exists().where(
-        (VisitorApproval.status == "pending")
-        & VisitorApproval.next_step_at.is_not_null()
-        & (VisitorApproval.next_step_at <= now)
-    )
-    if not due:
+    if not await ladder.work_due(now):
         return 0
     deps = deps_from(ctx)
     voice = VoiceCaller.from_settings(deps.settings)

@@ -1,4 +1,5 @@
-"""Faults for the fault tests: a TCP proxy whose connections can be cut, and small waiting helpers.
+"""Faults for the fault tests: a TCP proxy whose connections can be cut, a real arq worker process
+to start and kill, and small waiting helpers.
 
 The proxy stands between a process and a server it depends on (PostgreSQL, say), so a test can
 make the server look restarted to that process without touching the server itself, which the
@@ -10,14 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
+from uuid import UUID
 
 import redis
 
 from app.devredis import free_port, redis_server_binary
+from notifications.service import cancel_notification
+from schema.notifications import Notification
+from tests.support.notify import TEMPLATE_SID
+
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 class TcpProxy:
@@ -157,3 +167,47 @@ class RestartableRedis:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+
+
+# ---------------------------------------------------------------------------- a real worker process
+
+
+def worker_env(fakes: Any, **extra: str) -> dict[str, str]:
+    """A worker's environment: this run's database and Redis, the provider fakes, no send rate limits."""
+    return {
+        **os.environ,
+        **fakes.env(),
+        "OPSHUB_WHATSAPP_TEMPLATE_SID": TEMPLATE_SID,
+        "OPSHUB_NOTIFY_RATE_SMS": "0",
+        "OPSHUB_NOTIFY_RATE_WHATSAPP": "0",
+        "OPSHUB_NOTIFY_RATE_PUSH": "0",
+        "OPSHUB_NOTIFY_CLAIM_LEASE_SECONDS": "2",
+        "OPSHUB_LOG_LEVEL": "WARNING",
+        **extra,
+    }
+
+
+async def start_worker(env: dict[str, str], log: Any) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "arq", "workers.main.WorkerSettings", cwd=ROOT, env=env, stdout=log, stderr=log
+    )
+
+
+async def stop_worker(worker: asyncio.subprocess.Process) -> None:
+    if worker.returncode is None:
+        worker.terminate()
+        try:
+            await asyncio.wait_for(worker.wait(), 60)
+        except TimeoutError:
+            worker.kill()
+            await worker.wait()
+
+
+async def cancel_other_notifications(site_id: UUID) -> None:
+    """Earlier tests leave notifications no worker sent; a worker started here would send them
+    first. Cancel them as an FM admin would, so the test measures its own."""
+    rows = await Notification.select(Notification.id, Notification.site).where(
+        Notification.status.not_in(["completed", "cancelled"]) & (Notification.site != site_id)
+    )
+    for row in rows:
+        await cancel_notification(row["site"], row["id"])

@@ -32,8 +32,8 @@ class Recipient:
     token: str
 
 
-async def add_recipients(world: World, count: int, *, start: int = 0) -> list[Recipient]:
-    """`count` occupants of the world's first unit, each with a mobile, an email and one device."""
+async def add_recipients(world: World, count: int, *, start: int = 0, unit: UUID | None = None) -> list[Recipient]:
+    """`count` occupants of `unit` (the world's first unit), each with a mobile, an email and one device."""
     # Valid Indian mobiles (10 digits from 9): phonenumbers must accept them, as a real one would be.
     serial = 9_000_000_000 + secrets.randbelow(890_000) * 1000 + start
     specs = [(f"+91{serial + i}", f"r{serial + i}@example.test", f"tok-{secrets.token_hex(12)}") for i in range(count)]
@@ -46,7 +46,7 @@ async def add_recipients(world: World, count: int, *, start: int = 0) -> list[Re
                 roles=frozenset({Role.OCCUPANT}),
                 primary_mobile=mobile,
                 email=email,
-                unit_links=[UnitLink(unit_id=world.unit_ids[0], relation="tenant")],
+                unit_links=[UnitLink(unit_id=unit or world.unit_ids[0], relation="tenant")],
             )
             for i, (mobile, email, _) in enumerate(specs)
         ],
