@@ -30,6 +30,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     ENVIRONMENT.teardown()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The pages' tests talk to the database only through the API, which the other tests cover on both
+    # databases; `.ci/run` runs them once, on SQLite, and deselects them with `-m "not browser"` on PostgreSQL.
+    for item in items:
+        if {"browser", "phone_page"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.browser)
+
+
 @pytest.fixture(scope="session")
 def test_environment() -> TestEnvironment:
     return ENVIRONMENT
