@@ -30,6 +30,7 @@ from uuid import UUID
 
 import pytest
 
+from app.db import is_sqlite
 from app.faults import KILL_AT_ENV
 from app.visitors import approvals, gate, ladder, sitecfg
 from app.visitors.common import VisitorDeps
@@ -270,6 +271,51 @@ async def test_a_rung_that_keeps_killing_its_worker_is_closed_after_its_last_att
     assert not await Notification.exists().where(Notification.idempotency_key.like(f"visitor:ladder:{w.approval_id}:%"))
     # The ladder itself goes on to the next rung.
     assert await _advance(w, w.t0 + dt.timedelta(seconds=90)) == ["voice"]
+
+
+REFUSE_LADDER_NOTIFICATIONS = {
+    "sqlite": [
+        """CREATE TRIGGER refuse_ladder_notifications BEFORE INSERT ON notification
+           WHEN NEW.idempotency_key LIKE 'visitor:ladder:%'
+           BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END""",
+    ],
+    "postgres": [
+        """CREATE FUNCTION refuse_ladder_notifications() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN RAISE EXCEPTION 'could not write block'; END $$""",
+        """CREATE TRIGGER refuse_ladder_notifications BEFORE INSERT ON notification FOR EACH ROW
+           WHEN (NEW.idempotency_key LIKE 'visitor:ladder:%') EXECUTE FUNCTION refuse_ladder_notifications()""",
+    ],
+}
+ALLOW_LADDER_NOTIFICATIONS = {
+    "sqlite": ["DROP TRIGGER refuse_ladder_notifications"],
+    "postgres": [
+        "DROP TRIGGER refuse_ladder_notifications ON notification",
+        "DROP FUNCTION refuse_ladder_notifications()",
+    ],
+}
+
+
+async def _run_sql(statements: dict[str, list[str]]) -> None:
+    for statement in statements["sqlite" if is_sqlite() else "postgres"]:
+        await Notification.raw(statement)
+
+
+async def test_a_rung_whose_messages_the_database_refused_is_run_again(walk_in: Walkin) -> None:
+    """The database fails the SMS rung's writes: the rung is not finished as if everyone were told."""
+    w = walk_in
+    at = w.t0 + dt.timedelta(seconds=45)
+    await _run_sql(REFUSE_LADDER_NOTIFICATIONS)
+    try:
+        await ladder.advance_ladders(w.deps, w.voice, now=at)
+    finally:
+        await _run_sql(ALLOW_LADDER_NOTIFICATIONS)
+    (message_step,) = [s for s in await _steps(w.approval_id) if s["step"] == 1]
+    assert message_step["state"] == "started"
+    assert await _advance(w, at + w.lease + dt.timedelta(seconds=1)) == ["message"]
+    (message_step,) = [s for s in await _steps(w.approval_id) if s["step"] == 1]
+    assert message_step["state"] == "done" and len(as_dict(message_step["detail"])["notifications"]) == 1
+    made = await Notification.count().where(Notification.idempotency_key.like(f"visitor:ladder:{w.approval_id}:%"))
+    assert made == 1  # the unit's one occupant, told once
 
 
 async def _eventually(predicate: Any, within: float) -> bool:

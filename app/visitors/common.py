@@ -207,10 +207,13 @@ async def notify(
     collapse_key: str | None = None,
     category: Category = Category.VISITOR,
     now: dt.datetime | None = None,
+    raise_errors: bool = False,
 ) -> UUID | None:
     """One event notification through NOTIFY (consent, DND and critical categories decided there).
 
-    Idempotent by ``key``; returns the notification id (None when the audience is empty)."""
+    Idempotent by ``key``; returns the notification id (None when the audience is empty). A failure to
+    create it is logged and swallowed (the event it tells of already happened), unless ``raise_errors``:
+    a ladder rung must fail, to be run again, rather than finish having told nobody."""
     if audience.is_empty():
         return None
     try:
@@ -231,6 +234,8 @@ async def notify(
             now=now,
         )
     except Exception:
+        if raise_errors:
+            raise
         logger.exception("could not create notification %s", key)
         return None
     if created and deps.kick is not None:

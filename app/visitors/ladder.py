@@ -288,6 +288,7 @@ async def _act(
                 channels=[Channel(c) for c in config.message_channels],
                 data={"type": ev.APPROVAL_ESCALATED, "approval_id": row["id"]},
                 now=now,
+                raise_errors=True,
             )
             if notification_id is not None:
                 sent.append(str(notification_id))
