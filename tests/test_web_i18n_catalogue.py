@@ -3,10 +3,9 @@ with the same ``{placeholders}`` as the English text (``t()`` in static/js/i18n.
 fill them by name, so a changed or missing one shows the raw ``{name}`` or drops a value).
 
 The page strings are extracted afresh with Babel's own extractor and app/web/babel.cfg, the same as
-``pybabel extract`` in docs/consoles.md. Babel's JavaScript extractor misses some calls (a ``t("…")``
-inside a template literal's ``${…}``, or a ``t()`` whose arguments hold ``name`…```); the scripts'
-plain ``t("literal")`` calls are therefore also read straight from the source, so such a string cannot
-go untranslated unnoticed.
+``pybabel extract`` in docs/consoles.md. Babel's JavaScript extractor can miss a call (a ``t()`` whose
+own arguments hold a template literal); the scripts' plain ``t("literal")`` calls are therefore also read
+straight from the source, so such a string cannot go untranslated unnoticed.
 """
 
 from __future__ import annotations

@@ -63,10 +63,9 @@ function complaints(trend) {
   const total = raised.reduce((a, b) => a + b, 0);
   const met = days.reduce((a, d) => a + d.met, 0);
   const decided = days.reduce((a, d) => a + d.met + d.breached, 0);
-  document.getElementById("chart-complaints-summary").textContent = t("{n} raised, {p} within SLA", {
-    n: total,
-    p: decided ? `${Math.round((100 * met) / decided)} %` : "–",
-  });
+  // Computed first: Babel would take a template literal among t()'s arguments for the message.
+  const within = decided ? Math.round((100 * met) / decided) + " %" : "–";
+  document.getElementById("chart-complaints-summary").textContent = t("{n} raised, {p} within SLA", { n: total, p: within });
   draw(
     "chart-complaints",
     {
