@@ -130,12 +130,17 @@ class MyDataController(Controller):
         )
 
     @post("/exports", opt=EVERYONE, status_code=202)
-    async def request_export(self, principal: Caller, settings: SettingsDep, jobs: JobQueueDep) -> exports.ExportView:
-        view = await exports.request_export(
+    async def request_export(
+        self, principal: Caller, settings: SettingsDep, jobs: JobQueueDep
+    ) -> Response[exports.ExportView]:
+        """202 with a new pending export; 200 with the one still being built if there is one (asking
+        again files and builds nothing). Rate-limited per person with the data-rights requests."""
+        view, created = await exports.ask_for_export(
             settings, site_id=principal.site_id, person_id=principal.person_id, created_by=principal.person_id
         )
-        await _enqueue(jobs, "privacy_export", str(view.id))
-        return view
+        if created:
+            await _enqueue(jobs, "privacy_export", str(view.id))
+        return Response(view, status_code=202 if created else 200)
 
     @get("/exports", opt=EVERYONE)
     async def my_exports(self, principal: Caller, settings: SettingsDep) -> list[exports.ExportView]:
