@@ -27,7 +27,7 @@ from app.config import Settings
 from app.db import write_transaction
 from app.errors import Conflict, Forbidden, InvalidInput, NotFound
 from app.pagination import Count
-from app.uploads import StoredUpload, delete_upload, read_upload, store_image
+from app.uploads import StoredUpload, delete_upload, read_upload, save_image
 from realtime.topics import register_checker
 from schema.complaints import (
     Complaint,
@@ -867,7 +867,9 @@ async def add_photo(
         raise InvalidInput.for_field("stage", "must be before or after")
     if stage == "after" and not sees_internal(principal, row):
         raise InvalidInput.for_field("stage", "after photos come from the technician or FM staff")
-    stored: StoredUpload = store_image(content, settings, site_id=principal.site_id, kind="complaints", field="file")
+    stored: StoredUpload = await save_image(
+        content, settings, site_id=principal.site_id, kind="complaints", field="file"
+    )
     photo = ComplaintPhoto(
         site=row["site"],
         complaint=row["id"],

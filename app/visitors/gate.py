@@ -12,7 +12,7 @@ import msgspec
 from app.auth.principal import Principal
 from app.db import write_transaction
 from app.errors import Conflict, InvalidInput, NotFound
-from app.uploads import store_image
+from app.uploads import save_image
 from app.visitors import alerts, codes, sitecfg
 from app.visitors.common import (
     VisitorDeps,
@@ -243,7 +243,7 @@ async def register_walk_in(
     plate = seal_plate(deps.settings, form.plate, "plate")
     if await is_blocked(site_id, phone.index, plate.index):
         raise Conflict("the visitor is on the site's blocklist", extra={"reason": "blocklisted"})
-    stored_photo = store_image(photo, deps.settings, site_id=site_id, kind="visitor") if photo else None
+    stored_photo = await save_image(photo, deps.settings, site_id=site_id, kind="visitor") if photo else None
     config = await sitecfg.load(site_id)
     first_rung = config.ladder[0].after_seconds if config.ladder else None
     visit = Visit(
