@@ -26,6 +26,7 @@ from app.deps import Caller, DirectoryDep, RedisDep, SettingsDep
 from app.errors import InvalidInput, NotFound
 from app.pagination import DEFAULT_LIMIT, Limit, Offset, Timestamp
 from app.privacy import audit, erasure, exports, mydata, requests, retention
+from app.text import MULTI_LINE
 from notifications.api import JobQueue, JobQueueDep, provide_job_queue
 from notifications.preferences import PreferenceView
 from schema.privacy_events import REQUEST_UPDATED, RequestUpdated
@@ -38,8 +39,8 @@ SITE_ADMINS = allow(Role.SITE_ADMIN)
 PURGERS = allow(Role.SITE_ADMIN, Role.FM_ADMIN)
 PLATFORM_ADMINS = allow(Role.PLATFORM_ADMIN)
 JOBS = {"jobs": Provide(provide_job_queue, sync_to_thread=False)}
-Details = Annotated[str, msgspec.Meta(max_length=2000)]
-Note = Annotated[str, msgspec.Meta(max_length=2000)]
+Details = Annotated[str, msgspec.Meta(max_length=2000), MULTI_LINE]
+Note = Annotated[str, msgspec.Meta(max_length=2000), MULTI_LINE]
 
 
 class NewMyRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
