@@ -18,6 +18,8 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ExceptionHandlersMap
 
+from app.text import decoder_message
+
 logger = logging.getLogger("opshub.errors")
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://opshub.dev/problems/"
@@ -146,7 +148,8 @@ def _field_errors(extra: Any) -> list[FieldError] | None:
     for item in extra:
         if isinstance(item, dict) and "message" in item:
             key = item.get("key") or "body"
-            errors.append(FieldError(field=str(key), message=str(item["message"]), source=item.get("source")))
+            message = decoder_message(str(item["message"]))
+            errors.append(FieldError(field=str(key), message=message, source=item.get("source")))
     return errors or None
 
 

@@ -1,5 +1,11 @@
-"""Uploaded photos: checked by content (not by the name or type the client claims), stored
-under ``settings.upload_path`` by an opaque key, deleted with the record that owns them.
+"""Uploaded photos: checked by content (not by the name or type the client claims), re-encoded,
+stored under ``settings.upload_path`` by an opaque key, deleted with the record that owns them.
+
+Only the pixels are kept. Each image is decoded in full, turned upright by its EXIF orientation,
+converted to sRGB from an embedded colour profile, scaled down to ``MAX_SIDE`` on its long side, and
+saved afresh: as JPEG, or as PNG when it has transparency. Nothing else survives: no EXIF (GPS
+position, camera serial, time), no ICC profile, no comments or text chunks, no bytes appended after
+the image (a polyglot file), no further animation frames. Downloads carry ``download_headers``.
 
 Keys look like ``{site_id}/{kind}/{uuid}.{ext}``; only this module turns a key into a path,
 and it refuses any key that would leave the upload directory.
@@ -7,6 +13,7 @@ and it refuses any key that would leave the upload directory.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import io
 import os
@@ -14,8 +21,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
+from urllib.parse import quote
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from app.config import Settings
 from app.errors import AppError, FieldError, InvalidInput
@@ -27,6 +35,10 @@ ACCEPTED_FORMATS: Final = {
     "WEBP": ("webp", "image/webp"),
 }
 MAX_PIXELS: Final = 40_000_000  # refuses decompression bombs long before they cost memory
+MAX_SIDE: Final = 2048  # px on the long side: plenty to see a leak or a visitor, a fraction of the bytes
+JPEG_QUALITY: Final = 85
+_NOT_AN_IMAGE: Final = "is not a JPEG, PNG or WebP image"
+_SRGB: Final = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
 # The disk (or the process's file-size limit or quota) has no room: the client should try later.
 _NO_ROOM: Final = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
@@ -54,7 +66,7 @@ class StoredUpload:
 
 
 def check_image(content: bytes, settings: Settings, field: str = "photo") -> tuple[str, str]:
-    """The (extension, media type) of an acceptable image, or a problem naming ``field``."""
+    """The (extension, media type) of an acceptable image as sent, or a problem naming ``field``."""
     if not content:
         raise InvalidInput.for_field(field, "is empty")
     if len(content) > settings.upload_max_bytes:
@@ -64,28 +76,90 @@ def check_image(content: bytes, settings: Settings, field: str = "photo") -> tup
             image_format = image.format or ""
             width, height = image.size
             image.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        raise InvalidInput.for_field(field, "is not a JPEG, PNG or WebP image") from None
+    except Image.DecompressionBombError:
+        raise InvalidInput.for_field(field, "has too many pixels") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        raise InvalidInput.for_field(field, _NOT_AN_IMAGE) from None
     if image_format not in ACCEPTED_FORMATS:
-        raise InvalidInput.for_field(field, "is not a JPEG, PNG or WebP image")
+        raise InvalidInput.for_field(field, _NOT_AN_IMAGE)
     if width * height > MAX_PIXELS:
         raise InvalidInput.for_field(field, "has too many pixels")
     return ACCEPTED_FORMATS[image_format]
 
 
+@dataclass(frozen=True, slots=True)
+class CleanImage:
+    content: bytes
+    extension: str
+    media_type: str
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    try:
+        return ImageOps.exif_transpose(image)
+    except (OSError, ValueError, TypeError, KeyError, SyntaxError):  # unreadable EXIF: keep it as drawn
+        return image
+
+
+def _has_transparency(image: Image.Image) -> bool:
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        alpha = image.convert("RGBA").getchannel("A")
+        return alpha.getextrema() != (255, 255)
+    return False
+
+
+def _in_srgb(image: Image.Image, profile: bytes | None) -> Image.Image:
+    """Pixels in sRGB, so dropping the profile keeps the colours (phones shoot in Display P3)."""
+    if not profile or image.mode not in ("RGB", "RGBA"):
+        return image
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(profile))
+        converted = ImageCms.profileToProfile(image, source, _SRGB, outputMode=image.mode)
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):  # a broken profile: keep the pixels as they are
+        return image
+    return converted if converted is not None else image
+
+
+def clean_image(content: bytes, settings: Settings, field: str = "photo") -> CleanImage:
+    """Check an image and re-encode its pixels alone (see the module docstring); a problem naming
+    ``field`` if it is not an acceptable image or does not decode in full."""
+    check_image(content, settings, field)
+    try:
+        with Image.open(io.BytesIO(content)) as source:
+            source.load()  # the whole image: a truncated or corrupt one fails here
+            profile = source.info.get("icc_profile")
+            image = _upright(source)
+            transparent = _has_transparency(image)
+            image = image.convert("RGBA" if transparent else ("L" if image.mode in ("1", "L") else "RGB"))
+            image = _in_srgb(image, profile if isinstance(profile, bytes) else None)
+            image.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
+            image.info.clear()  # Pillow writes some of these (comment, icc_profile) back if left
+            buffer = io.BytesIO()
+            if transparent:
+                image.save(buffer, format="PNG", optimize=True)
+            else:
+                image.save(buffer, format="JPEG", quality=JPEG_QUALITY, optimize=True)
+    except Image.DecompressionBombError:
+        raise InvalidInput.for_field(field, "has too many pixels") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        raise InvalidInput.for_field(field, _NOT_AN_IMAGE) from None
+    extension, media_type = ACCEPTED_FORMATS["PNG" if transparent else "JPEG"]
+    return CleanImage(content=buffer.getvalue(), extension=extension, media_type=media_type)
+
+
 def store_image(
     content: bytes, settings: Settings, *, site_id: uuid.UUID, kind: str, field: str = "photo"
 ) -> StoredUpload:
-    """Check and store an image; returns its key. Written to a temporary name, then renamed,
-    so a crash never leaves a half-written photo under a real key."""
-    extension, media_type = check_image(content, settings, field)
-    key = f"{site_id}/{kind}/{uuid.uuid4()}.{extension}"
+    """Check, re-encode and store an image; returns its key. Written to a temporary name, then
+    renamed, so a crash never leaves a half-written photo under a real key."""
+    image = clean_image(content, settings, field)
+    key = f"{site_id}/{kind}/{uuid.uuid4()}.{image.extension}"
     path = path_for(key, settings)
     partial = path.with_suffix(path.suffix + ".part")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(partial, "wb") as handle:
-            handle.write(content)
+            handle.write(image.content)
             handle.flush()
             os.fsync(handle.fileno())
     except OSError as exc:
@@ -94,7 +168,14 @@ def store_image(
             raise StorageFull.for_field(field) from exc
         raise
     os.replace(partial, path)
-    return StoredUpload(key=key, media_type=media_type, size=len(content))
+    return StoredUpload(key=key, media_type=image.media_type, size=len(image.content))
+
+
+async def save_image(
+    content: bytes, settings: Settings, *, site_id: uuid.UUID, kind: str, field: str = "photo"
+) -> StoredUpload:
+    """``store_image`` off the event loop: decoding and re-encoding a phone photo takes a while."""
+    return await asyncio.to_thread(store_image, content, settings, site_id=site_id, kind=kind, field=field)
 
 
 def path_for(key: str, settings: Settings) -> Path:
@@ -124,3 +205,17 @@ def media_type_for(key: str) -> str:
         if ext == extension:
             return media_type
     return "application/octet-stream"
+
+
+def download_headers(media_type: str, name: str) -> dict[str, str]:
+    """Headers for serving a stored file of ``media_type`` (recorded from its stored format, never the
+    client's word): never sniffed, shown inline when it is an image we store, under a safe file name
+    (RFC 6266: an ASCII ``filename`` and the exact ``filename*``)."""
+    extension = next((ext for ext, known in ACCEPTED_FORMATS.values() if known == media_type), None)
+    filename = f"{name}.{extension}" if extension else name
+    ascii_name = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-_.") else "_" for ch in filename)
+    disposition = "inline" if extension else "attachment"
+    return {
+        "X-Content-Type-Options": "nosniff",
+        "Content-Disposition": f"{disposition}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}",
+    }

@@ -10,14 +10,15 @@ import msgspec
 
 from app.db import is_unique_violation
 from app.errors import Conflict, InvalidInput, NotFound
+from app.text import MULTI_LINE, ONE_LINE
 from notifications.audience import Audience
 from notifications.categories import Category, Channel, Urgency
 from notifications.ledger import Counters, counters, now_utc
 from schema.jsonvalue import as_list
 from schema.notifications import Delivery, Notification
 
-Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-Body = Annotated[str, msgspec.Meta(min_length=1, max_length=4000)]
+Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200), ONE_LINE]
+Body = Annotated[str, msgspec.Meta(min_length=1, max_length=4000), MULTI_LINE]
 
 
 class NotificationRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

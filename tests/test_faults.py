@@ -214,7 +214,7 @@ async def test_a_full_disk_refuses_uploads_with_a_problem_naming_the_field(
 
                 accepted: list[str] = []
                 refused: httpx.Response | None = None
-                for _ in range(20):  # 256 KB hold 9 of these at most
+                for _ in range(40):  # 256 KB hold a dozen of these (re-encoded as JPEG) at most
                     response = await upload()
                     if response.status_code != 201:
                         refused = response
@@ -235,7 +235,10 @@ async def test_a_full_disk_refuses_uploads_with_a_problem_naming_the_field(
                 assert sorted(str(r["id"]) for r in rows) == sorted(accepted)
                 for photo_id in accepted:
                     back = await http.get(f"/api/complaints/{complaint_id}/photos/{photo_id}")
-                    assert back.status_code == 200 and back.content == photo
+                    stored = await ComplaintPhoto.select().where(ComplaintPhoto.id == photo_id).first()
+                    assert stored is not None and stored["media_type"] == "image/jpeg"
+                    assert back.status_code == 200 and len(back.content) == stored["size"]
+                    assert back.content.endswith(b"\xff\xd9")  # whole: the JPEG ends where it should
                 detail = await http.get(f"/api/complaints/{complaint_id}")
                 assert detail.status_code == 200 and len(detail.json()["photos"]) == len(accepted)
                 # Space freed: uploads work again.

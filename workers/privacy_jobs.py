@@ -56,6 +56,11 @@ async def privacy_retention(ctx: dict[str, Any], now: dt.datetime | None = None)
     return sum(run.deleted for run in runs)
 
 
+async def privacy_expire_exports(ctx: dict[str, Any], now: dt.datetime | None = None) -> int:
+    """Delete export archives whose download link has expired."""
+    return await exports.expire_archives(ctx["settings"], _now(now))
+
+
 async def privacy_tick(ctx: dict[str, Any], now: dt.datetime | None = None) -> dict[str, int]:
     """Run what should have run: exports still pending, approved erasures not yet completed."""
     now = _now(now)
@@ -83,5 +88,6 @@ FUNCTIONS: list[Any] = [
 CRON_JOBS: list[Any] = [
     cron(privacy_tick, minute=set(range(0, 60, 2)), run_at_startup=True, unique=True),
     cron(privacy_deadlines, minute=set(range(0, 60, 15)), run_at_startup=True, unique=True),
+    cron(privacy_expire_exports, minute=set(range(7, 60, 15)), run_at_startup=True, unique=True),
     cron(privacy_retention, hour={2}, minute={30}, run_at_startup=False, unique=True),
 ]

@@ -14,12 +14,13 @@ from app.complaints import assignment
 from app.complaints.sla import DEFAULT_WINDOWS, Priority, SiteRules, now_utc, site_rules
 from app.db import write_transaction
 from app.errors import InvalidInput, NotFound
+from app.text import ONE_LINE
 from schema.complaints import ComplaintCategory, ComplaintSiteConfig, ComplaintSlaRule, TechnicianShift
 from schema.jsonvalue import as_list
 from schema.tables import Person, PersonRole
 
 Code = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200), ONE_LINE]
 Minutes = Annotated[int, msgspec.Meta(ge=1, le=60 * 24 * 90)]
 HHMM = Annotated[str, msgspec.Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
 

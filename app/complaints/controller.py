@@ -16,6 +16,7 @@ from app.complaints import config, reports, service
 from app.complaints.lifecycle import Status
 from app.deps import Caller, RedisDep, SettingsDep
 from app.pagination import DEFAULT_LIMIT, Limit, Offset
+from app.uploads import download_headers
 
 RAISERS = allow(Role.OCCUPANT, Role.GUARD, *STAFF)
 VIEWERS = allow(Role.OCCUPANT, Role.GUARD, Role.TECHNICIAN, *STAFF)
@@ -122,7 +123,11 @@ class ComplaintController(Controller):
         self, principal: Caller, settings: SettingsDep, complaint_id: FromPath[UUID], photo_id: FromPath[UUID]
     ) -> Response[bytes]:
         content, media_type = await service.read_photo(settings, principal, complaint_id, photo_id)
-        return Response(content=content, media_type=media_type, headers={"Cache-Control": "private, max-age=300"})
+        headers = {
+            "Cache-Control": "private, max-age=300",
+            **download_headers(media_type, f"complaint-photo-{photo_id}"),
+        }
+        return Response(content=content, media_type=media_type, headers=headers)
 
     @post("/{complaint_id:uuid}/rating", opt=allow(Role.OCCUPANT, Role.GUARD), status_code=200)
     async def rate(

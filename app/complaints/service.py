@@ -27,7 +27,8 @@ from app.config import Settings
 from app.db import write_transaction
 from app.errors import Conflict, Forbidden, InvalidInput, NotFound
 from app.pagination import Count
-from app.uploads import StoredUpload, delete_upload, read_upload, store_image
+from app.text import MULTI_LINE, ONE_LINE
+from app.uploads import StoredUpload, delete_upload, read_upload, save_image
 from realtime.topics import register_checker
 from schema.complaints import (
     Complaint,
@@ -50,11 +51,11 @@ from schema.complaints_events import (
 from schema.jsonvalue import as_list
 from schema.tables import Occupancy, Person, Unit
 
-Description = Annotated[str, msgspec.Meta(min_length=3, max_length=4000)]
-Note = Annotated[str, msgspec.Meta(max_length=2000)]
+Description = Annotated[str, msgspec.Meta(min_length=3, max_length=4000), MULTI_LINE]
+Note = Annotated[str, msgspec.Meta(max_length=2000), MULTI_LINE]
 Code = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-Location = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-CommentBody = Annotated[str, msgspec.Meta(min_length=1, max_length=4000)]
+Location = Annotated[str, msgspec.Meta(min_length=1, max_length=200), ONE_LINE]
+CommentBody = Annotated[str, msgspec.Meta(min_length=1, max_length=4000), MULTI_LINE]
 Stage = Literal["before", "after"]
 
 
@@ -99,7 +100,7 @@ class NewComment(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 
 class RatingInput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     rating: Annotated[int, msgspec.Meta(ge=1, le=5)] | None = None  # required
-    feedback: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
+    feedback: Annotated[str, msgspec.Meta(max_length=2000), MULTI_LINE] | None = None
 
 
 class TransitionView(msgspec.Struct, frozen=True, kw_only=True):
@@ -867,7 +868,9 @@ async def add_photo(
         raise InvalidInput.for_field("stage", "must be before or after")
     if stage == "after" and not sees_internal(principal, row):
         raise InvalidInput.for_field("stage", "after photos come from the technician or FM staff")
-    stored: StoredUpload = store_image(content, settings, site_id=principal.site_id, kind="complaints", field="file")
+    stored: StoredUpload = await save_image(
+        content, settings, site_id=principal.site_id, kind="complaints", field="file"
+    )
     photo = ComplaintPhoto(
         site=row["site"],
         complaint=row["id"],

@@ -33,6 +33,7 @@ from app.errors import Conflict, FieldError, InvalidInput, NotFound
 from app.people.directory import ContactKind, ContactLabel, ContactPointView, Directory, VehicleView
 from app.people.normalise import normalise_email, normalise_phone, normalise_plate
 from app.people.service import NewPerson, UnitLink, create_people
+from app.text import contains, text_error
 from schema.tables import Occupancy, Person, PersonRole, Site, Unit
 
 T = TypeVar("T")
@@ -89,7 +90,7 @@ class OccupantPage(msgspec.Struct, frozen=True):
     offset: int
 
 
-FullName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+FullName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]  # and clean_name
 PhoneText = Annotated[str, msgspec.Meta(max_length=32)]
 EmailText = Annotated[str, msgspec.Meta(max_length=254)]
 PlateText = Annotated[str, msgspec.Meta(max_length=20)]
@@ -145,7 +146,7 @@ def clean_name(raw: str) -> str:
     if len(name) > 200:
         raise ValueError("is longer than 200 characters")
     # Control characters would break CSV exports, SMS templates and the guard's screen.
-    if any(ch < " " or ch == "\x7f" for ch in name):
+    if text_error(name) is not None:
         raise ValueError("must be a single line of text")
     return name
 
@@ -289,9 +290,7 @@ async def _search_condition(directory: Directory, site: SiteContext, filters: Oc
     """The WHERE clause for a search; None when an exact phone/email matches nobody."""
     condition = _occupant_scope(site.site_id)
     if filters.q and filters.q.strip():
-        pattern = f"%{filters.q.strip()}%"
-        # SQLite's LIKE already ignores case (ASCII); Piccolo warns when asked for ILIKE there.
-        condition &= Person.full_name.like(pattern) if is_sqlite() else Person.full_name.ilike(pattern)
+        condition &= contains(Person.full_name, filters.q.strip())
     if filters.active is not None:
         condition &= Person.is_active.eq(filters.active)
     links = _link_condition(site.site_id, filters)

@@ -8,8 +8,13 @@ rows and writes a zip under ``settings.export_path``:
 - ``sections/<name>.csv``: one CSV per section (nested values as JSON text);
 - ``README.md``: what each section holds, from the registry's descriptions.
 
+A person has at most one export being built: asking again while one is pending answers that one
+(nothing new is filed or built). How often a person may ask at all is a rate limit
+(``app.security.ratelimit``, rule ``privacy``).
+
 The archive is downloaded through a signed link that expires (``LINK_TTL``); after that the link
-answers 410 Gone, and the ``export_archives`` retention class deletes the file.
+answers 410 Gone. The cron ``privacy_expire_exports`` deletes the file of every export whose link
+has expired and marks it ``expired``; the ``export_archives`` retention class later deletes the row.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import msgspec
 from redis.asyncio import Redis
 
 from app.config import Settings
+from app.db import is_sqlite, write_transaction
 from app.errors import AppError, NotFound
 from app.people.directory import Directory
 from app.privacy import audit
@@ -44,6 +50,7 @@ from schema.privacy_events import EXPORT_READY, ExportReady
 logger = logging.getLogger("opshub.privacy.exports")
 
 LINK_TTL: Final = dt.timedelta(hours=72)
+OPEN_STATUSES: Final = ("pending",)  # still being built
 DOWNLOAD_PATH: Final = "/api/privacy/exports/{export_id}/download"
 
 
@@ -104,15 +111,42 @@ def export_view(settings: Settings, row: dict[str, Any], now: dt.datetime | None
 async def request_export(
     settings: Settings, *, site_id: UUID, person_id: UUID, created_by: UUID | None, now: dt.datetime | None = None
 ) -> ExportView:
-    """A tracked export request (acknowledged at once: the system answers it) and its pending archive."""
+    """The person's export being built, or a new one (see ``ask_for_export``)."""
+    view, _ = await ask_for_export(settings, site_id=site_id, person_id=person_id, created_by=created_by, now=now)
+    return view
+
+
+async def ask_for_export(
+    settings: Settings, *, site_id: UUID, person_id: UUID, created_by: UUID | None, now: dt.datetime | None = None
+) -> tuple[ExportView, bool]:
+    """(export, created): the person's export still being built if there is one (``created`` False:
+    nothing new is filed), else a tracked export request (acknowledged at once: the system answers
+    it) and its pending archive. One writer per person at a time, so two requests at once make one."""
     now = now or now_utc()
-    request = await create_request(
-        site_id=site_id, person_id=person_id, kind="export", created_by=created_by, acknowledged=True, now=now
-    )
-    export = DataExport(site=site_id, person_id=person_id, request_id=request.id, status="pending", created_at=now)
-    await export.save()
-    await DataRightsRequest.update({DataRightsRequest.export_id: export.id}).where(DataRightsRequest.id == request.id)
-    return await get_export(settings, site_id, export.id, now=now)
+    async with write_transaction():
+        if not is_sqlite():  # SQLite's write transaction already holds the whole database
+            await DataExport.raw("SELECT pg_advisory_xact_lock(hashtextextended({}, 0))", f"privacy:export:{person_id}")
+        building = (
+            await DataExport.select(DataExport.id)
+            .where(
+                (DataExport.site == site_id)
+                & (DataExport.person_id == person_id)
+                & DataExport.status.is_in(list(OPEN_STATUSES))
+            )
+            .order_by(DataExport.created_at)
+            .first()
+        )
+        if building is not None:
+            return await get_export(settings, site_id, building["id"], now=now), False
+        request = await create_request(
+            site_id=site_id, person_id=person_id, kind="export", created_by=created_by, acknowledged=True, now=now
+        )
+        export = DataExport(site=site_id, person_id=person_id, request_id=request.id, status="pending", created_at=now)
+        await export.save()
+        await DataRightsRequest.update({DataRightsRequest.export_id: export.id}).where(
+            DataRightsRequest.id == request.id
+        )
+    return await get_export(settings, site_id, export.id, now=now), True
 
 
 async def get_export(
@@ -312,6 +346,24 @@ async def open_download(
     if not path.exists():
         raise Gone("this export is no longer available")
     return path, f"opshub-data-{export_id}.zip"
+
+
+async def expire_archives(settings: Settings, now: dt.datetime | None = None) -> int:
+    """Delete the archive of every export whose link has expired, and mark it ``expired`` (the
+    row stays, for the person's list, until the ``export_archives`` retention class deletes it).
+    Safe to re-run: a missing file is already what we want."""
+    now = now or now_utc()
+    rows = await DataExport.select(DataExport.id, DataExport.file_key).where(
+        (DataExport.status == "ready") & DataExport.expires_at.is_not_null() & (DataExport.expires_at <= now)
+    )
+    for row in rows:
+        delete_archive(settings, row["file_key"])
+        await DataExport.update({DataExport.status: "expired", DataExport.file_key: None}).where(
+            (DataExport.id == row["id"]) & (DataExport.status == "ready")
+        )
+    if rows:
+        logger.info("deleted %d expired export archives", len(rows))
+    return len(rows)
 
 
 def delete_archive(settings: Settings, key: str | None) -> bool:

@@ -26,6 +26,7 @@ from app.deps import Caller, DirectoryDep, RedisDep, SettingsDep
 from app.errors import InvalidInput, NotFound
 from app.pagination import DEFAULT_LIMIT, Limit, Offset, Timestamp
 from app.privacy import audit, erasure, exports, mydata, requests, retention
+from app.text import MULTI_LINE
 from notifications.api import JobQueue, JobQueueDep, provide_job_queue
 from notifications.preferences import PreferenceView
 from schema.privacy_events import REQUEST_UPDATED, RequestUpdated
@@ -38,8 +39,8 @@ SITE_ADMINS = allow(Role.SITE_ADMIN)
 PURGERS = allow(Role.SITE_ADMIN, Role.FM_ADMIN)
 PLATFORM_ADMINS = allow(Role.PLATFORM_ADMIN)
 JOBS = {"jobs": Provide(provide_job_queue, sync_to_thread=False)}
-Details = Annotated[str, msgspec.Meta(max_length=2000)]
-Note = Annotated[str, msgspec.Meta(max_length=2000)]
+Details = Annotated[str, msgspec.Meta(max_length=2000), MULTI_LINE]
+Note = Annotated[str, msgspec.Meta(max_length=2000), MULTI_LINE]
 
 
 class NewMyRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -130,12 +131,17 @@ class MyDataController(Controller):
         )
 
     @post("/exports", opt=EVERYONE, status_code=202)
-    async def request_export(self, principal: Caller, settings: SettingsDep, jobs: JobQueueDep) -> exports.ExportView:
-        view = await exports.request_export(
+    async def request_export(
+        self, principal: Caller, settings: SettingsDep, jobs: JobQueueDep
+    ) -> Response[exports.ExportView]:
+        """202 with a new pending export; 200 with the one still being built if there is one (asking
+        again files and builds nothing). Rate-limited per person with the data-rights requests."""
+        view, created = await exports.ask_for_export(
             settings, site_id=principal.site_id, person_id=principal.person_id, created_by=principal.person_id
         )
-        await _enqueue(jobs, "privacy_export", str(view.id))
-        return view
+        if created:
+            await _enqueue(jobs, "privacy_export", str(view.id))
+        return Response(view, status_code=202 if created else 200)
 
     @get("/exports", opt=EVERYONE)
     async def my_exports(self, principal: Caller, settings: SettingsDep) -> list[exports.ExportView]:

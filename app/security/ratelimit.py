@@ -9,6 +9,10 @@ the request names one, once per account:
 - refresh (``POST /api/auth/refresh``): the account is the refresh token (hashed);
 - pass verification (``POST /api/visitors/gate/verify``): the account is the signed-in guard;
 - one-tap approval links (``GET/POST /v/a/{token}``): the account is the link's token;
+- personal-data exports and data-rights requests (``POST /api/me/exports``, ``POST /api/me/data-requests``):
+  one budget per signed-in person, ``OPSHUB_PRIVACY_REQUESTS_PER_WINDOW`` per
+  ``OPSHUB_PRIVACY_REQUEST_WINDOW_SECONDS`` (each export builds an archive; a request asked again
+  while its export is still being built counts too);
 - the other public pages and device endpoints: per address only.
 
 Provider webhooks (signed by Twilio), ``/health``, ``/ready``, static files and the websocket are not
@@ -67,8 +71,30 @@ RULES: Final[tuple[Rule, ...]] = (
 )
 
 
-def match_rule(method: str, path: str) -> Rule | None:
-    for rule in RULES:
+# Several residents may share one address (a building's Wi-Fi): the address gets many people's share.
+PRIVACY_PEOPLE_PER_ADDRESS: Final = 10
+
+
+def privacy_rule(settings: Settings) -> Rule:
+    per_person = settings.privacy_requests_per_window
+    return Rule(
+        "privacy",
+        frozenset({"POST"}),
+        re.compile(r"^/api/me/(exports|data-requests)$"),
+        per_address=per_person * PRIVACY_PEOPLE_PER_ADDRESS,
+        per_account=per_person,
+        account_from="principal",
+        window_seconds=settings.privacy_request_window_seconds,
+    )
+
+
+def rules_for(settings: Settings) -> tuple[Rule, ...]:
+    """``RULES`` and the rules whose limits are settings."""
+    return (*RULES, privacy_rule(settings))
+
+
+def match_rule(method: str, path: str, rules: tuple[Rule, ...] = RULES) -> Rule | None:
+    for rule in rules:
         if method in rule.methods and rule.path.match(path):
             return rule
     return None
@@ -124,11 +150,12 @@ class RateLimitMiddleware:
         self.app = app
         self.scale = settings.rate_limit_scale
         self.prefix = f"{settings.redis_prefix}rl:"
+        self.rules = rules_for(settings)
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         if scope["type"] != "http" or self.scale <= 0:
             return self.app(scope, receive, send)
-        rule = match_rule(str(scope.get("method", "")), str(scope.get("path", "")))
+        rule = match_rule(str(scope.get("method", "")), str(scope.get("path", "")), self.rules)
         if rule is None:
             return self.app(scope, receive, send)
         return self._limited(rule, scope, receive, send)

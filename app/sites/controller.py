@@ -19,6 +19,7 @@ from app.deps import Caller, DirectoryDep
 from app.errors import InvalidInput
 from app.pagination import DEFAULT_LIMIT, Limit, Offset
 from app.sites import service, setup
+from app.text import ONE_LINE
 
 UNIT_READERS = allow(*STAFF, Role.GUARD, Role.TECHNICIAN)
 PLATFORM = allow(Role.PLATFORM_ADMIN)
@@ -26,7 +27,7 @@ _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 
 
 class CreateSite(msgspec.Struct, frozen=True):
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200), ONE_LINE]
     slug: Annotated[str, msgspec.Meta(min_length=2, max_length=64)]
     timezone: str = "Asia/Kolkata"
     country_code: Annotated[str, msgspec.Meta(min_length=2, max_length=2)] = "IN"

@@ -8,6 +8,7 @@ import msgspec
 from piccolo.columns.combination import Combinable
 
 from app.errors import Conflict, NotFound
+from app.text import contains
 from schema.tables import Building, Site, Unit
 
 
@@ -76,7 +77,7 @@ async def list_units(site_id: UUID, *, building_id: UUID | None, q: str | None, 
     if building_id is not None:
         condition &= Unit.building == building_id
     if q:
-        condition &= Unit.label.ilike(f"%{q.strip()}%")
+        condition &= contains(Unit.label, q.strip())
     rows = await Unit.select().where(condition).order_by(Unit.label).limit(limit).offset(offset)
     total = await Unit.count().where(condition)
     return UnitPage(items=[_unit_view(r) for r in rows], total=total, limit=limit, offset=offset)

@@ -21,6 +21,7 @@ from app.people.directory import Directory
 from app.people.normalise import normalise_email, normalise_phone
 from app.people.service import NewPerson, create_person
 from app.sites.service import BuildingView, UnitView
+from app.text import ONE_LINE
 from schema.tables import Building, Site, Unit
 
 StaffRole = Literal["guard", "technician", "fm_admin", "site_admin"]
@@ -32,13 +33,13 @@ _SKILL = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
 
 class NewBuilding(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    code: Annotated[str, msgspec.Meta(min_length=1, max_length=16)]
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    code: Annotated[str, msgspec.Meta(min_length=1, max_length=16), ONE_LINE]
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=100), ONE_LINE]
 
 
 class NewUnit(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     building_id: UUID
-    label: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+    label: Annotated[str, msgspec.Meta(min_length=1, max_length=32), ONE_LINE]
     floor: Annotated[int, msgspec.Meta(ge=-10, le=300)] = 0
     kind: UnitKind = "residential"
 
@@ -48,7 +49,7 @@ class NewUnits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class NewStaff(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    full_name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    full_name: Annotated[str, msgspec.Meta(min_length=1, max_length=200), ONE_LINE]
     # The login name. Unique within the site.
     email: Annotated[str, msgspec.Meta(min_length=3, max_length=254)]
     roles: Annotated[list[StaffRole], msgspec.Meta(min_length=1, max_length=4)]

@@ -33,6 +33,7 @@ from app.slots import resources
 from app.slots.availability import AvailabilityFeed, held_ranges, next_free_times
 from app.slots.resources import Rules, now_utc
 from app.slots.rules import blocking_conflict, check_quota, check_request, refuse
+from app.text import MULTI_LINE
 from notifications.audience import Audience
 from notifications.categories import Category, Channel, Urgency
 from notifications.service import NotificationRequest, create_notification
@@ -45,7 +46,7 @@ from schema.tables import Occupancy, Unit
 logger = logging.getLogger("opshub.slots.booking")
 QR_PREFIX: Final = "opshub:checkin:"
 EARLY_CHECKIN: Final = dt.timedelta(minutes=15)
-Note = Annotated[str, msgspec.Meta(max_length=200)]
+Note = Annotated[str, msgspec.Meta(max_length=200), MULTI_LINE]
 
 
 class NewBooking(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -72,7 +73,7 @@ class QrCheckIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
 
 
 class Decision(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    reason: Annotated[str, msgspec.Meta(max_length=200)] = ""
+    reason: Annotated[str, msgspec.Meta(max_length=200), MULTI_LINE] = ""
 
 
 class BookingView(msgspec.Struct, frozen=True, kw_only=True):

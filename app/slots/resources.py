@@ -18,6 +18,7 @@ from uuid import UUID
 import msgspec
 
 from app.errors import Conflict, InvalidInput, NotFound
+from app.text import ONE_LINE
 from schema.jsonvalue import as_dict
 from schema.slots import SlotDevice, SlotResource
 from schema.tables import Resource, Site
@@ -26,7 +27,7 @@ Category = Literal["amenity", "ev_connector", "parking_slot", "valet"]
 Allocation = Literal["reserved", "visitor"]
 ConnectorType = Literal["CCS2", "Type2", "CHAdeMO", "GBT", "15A"]
 Code = Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200), ONE_LINE]
 Minutes = Annotated[int, msgspec.Meta(ge=1, le=7 * 24 * 60)]
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
 DEFAULT_HOURS: dict[str, list[list[str]]] = {str(day): [["06:00", "22:00"]] for day in range(7)}

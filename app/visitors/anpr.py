@@ -21,6 +21,7 @@ from app.errors import InvalidInput, Unauthenticated
 from app.people.directory import cipher_for
 from app.people.normalise import normalise_plate
 from app.security.compare import safe_equals
+from app.text import ONE_LINE
 from app.visitors import sitecfg
 from app.visitors.common import VisitorDeps, now_utc, publish_all
 from app.visitors.passes import site_zone_of, validity
@@ -33,7 +34,7 @@ HEADER = "X-Camera-Key"
 
 
 class NewCamera(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=100), ONE_LINE]
     gate: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")]
 
 

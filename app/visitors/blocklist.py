@@ -11,15 +11,16 @@ import msgspec
 from app.auth.principal import Principal
 from app.config import Settings
 from app.errors import InvalidInput, NotFound
+from app.text import MULTI_LINE, ONE_LINE
 from app.visitors.common import now_utc, reveal, seal_phone, seal_plate, site_region
 from schema.visitors import VisitorBlock
 
 
 class NewBlock(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    name: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    name: Annotated[str, msgspec.Meta(max_length=200), ONE_LINE] | None = None
     phone: Annotated[str, msgspec.Meta(max_length=32)] | None = None
     plate: Annotated[str, msgspec.Meta(max_length=20)] | None = None
-    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500), MULTI_LINE]
 
 
 class BlockView(msgspec.Struct, frozen=True, kw_only=True):

@@ -16,7 +16,7 @@ from app.auth.roles import STAFF, Role, allow
 from app.deps import Caller
 from app.errors import InvalidInput, NotFound
 from app.pagination import DEFAULT_LIMIT, Limit, Offset
-from app.uploads import media_type_for, read_upload
+from app.uploads import download_headers, media_type_for, read_upload
 from app.visitors import anpr, approvals, blocklist, feeds, gate, ladder, passes, sitecfg
 from app.visitors.common import VisitorDeps
 from schema.visitors import Visit
@@ -175,7 +175,8 @@ class VisitorController(Controller):
             content = read_upload(row["photo_key"], vdeps.settings)
         except FileNotFoundError:
             raise NotFound("no photo for this visit") from None
-        return Response(content, media_type=media_type_for(row["photo_key"]))
+        media_type = media_type_for(row["photo_key"])
+        return Response(content, media_type=media_type, headers=download_headers(media_type, f"visitor-{visit_id}"))
 
     @post("/visits/{visit_id:uuid}/check-in", opt=GATE_STAFF, status_code=200)
     async def check_in(self, principal: Caller, vdeps: VisitorDepsDep, visit_id: FromPath[UUID]) -> gate.VisitView:

@@ -12,7 +12,8 @@ import msgspec
 from app.auth.principal import Principal
 from app.db import write_transaction
 from app.errors import Conflict, InvalidInput, NotFound
-from app.uploads import store_image
+from app.text import text_error
+from app.uploads import save_image
 from app.visitors import alerts, codes, sitecfg
 from app.visitors.common import (
     VisitorDeps,
@@ -97,7 +98,12 @@ def visit_view(row: dict[str, object], approval_id: UUID | None = None) -> Visit
 
 
 async def _find_pass(deps: VisitorDeps, site_id: UUID, data: VerifyInput) -> tuple[dict[str, object] | None, str]:
-    """The pass the code or QR names, or (None, reason)."""
+    """The pass the code or QR names, or (None, reason).
+
+    A typed code is looked up on this site only: one live on another site is ``unknown`` here, as
+    any wrong guess is, so guessing at one gate learns nothing of the others. A scanned QR is signed
+    and cannot be guessed: a genuine one of another site says ``wrong_site``, which helps a visitor
+    at the wrong gate and tells its holder nothing they did not show."""
     if data.qr:
         parsed = codes.parse_qr(deps.settings, data.qr)
         if parsed is None:
@@ -111,11 +117,9 @@ async def _find_pass(deps: VisitorDeps, site_id: UUID, data: VerifyInput) -> tup
         return row, ""
     assert data.code is not None
     hashed = codes.code_hash(deps.settings, data.code)
-    rows = await VisitorPass.select().where(VisitorPass.code_hash == hashed)
-    here = [r for r in rows if r["site"] == site_id]
+    here = await VisitorPass.select().where((VisitorPass.site == site_id) & (VisitorPass.code_hash == hashed))
     if not here:
-        live_elsewhere = any(r["status"] == "active" for r in rows)
-        return None, "wrong_site" if live_elsewhere else "unknown"
+        return None, "unknown"
     # An active pass first; else the most recent one explains the refusal (used, revoked, expired).
     here.sort(key=lambda r: (r["status"] == "active", r["created_at"]), reverse=True)
     return here[0], ""
@@ -236,6 +240,9 @@ async def register_walk_in(
         raise InvalidInput.for_field("name", "must be 1-200 characters")
     if form.purpose is not None and len(form.purpose) > 200:
         raise InvalidInput.for_field("purpose", "must be at most 200 characters")
+    for field, value in (("name", name), ("purpose", form.purpose)):
+        if value is not None and (problem := text_error(value)) is not None:
+            raise InvalidInput.for_field(field, problem)
     if form.gate is not None and not GATE_PATTERN.fullmatch(form.gate):
         raise InvalidInput.for_field("gate", "is not a gate name")
     label, region = await unit_and_region(site_id, form.unit_id)
@@ -243,7 +250,7 @@ async def register_walk_in(
     plate = seal_plate(deps.settings, form.plate, "plate")
     if await is_blocked(site_id, phone.index, plate.index):
         raise Conflict("the visitor is on the site's blocklist", extra={"reason": "blocklisted"})
-    stored_photo = store_image(photo, deps.settings, site_id=site_id, kind="visitor") if photo else None
+    stored_photo = await save_image(photo, deps.settings, site_id=site_id, kind="visitor") if photo else None
     config = await sitecfg.load(site_id)
     first_rung = config.ladder[0].after_seconds if config.ladder else None
     visit = Visit(

@@ -13,6 +13,7 @@ import msgspec
 from app.auth.principal import Principal
 from app.auth.roles import STAFF, Role
 from app.errors import Conflict, Forbidden, InvalidInput, NotFound
+from app.text import ONE_LINE
 from app.visitors import codes
 from app.visitors.common import (
     VisitorDeps,
@@ -35,7 +36,7 @@ from schema.jsonvalue import as_list
 from schema.tables import Site
 from schema.visitors import VisitorMessage, VisitorPass
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200), ONE_LINE]
 Phone = Annotated[str, msgspec.Meta(max_length=32)]
 Plate = Annotated[str, msgspec.Meta(max_length=20)]
 HHMM = Annotated[str, msgspec.Meta(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
