@@ -17,7 +17,7 @@ from arq import cron, func
 
 from app.config import Settings
 from app.people.directory import directory_for
-from app.privacy import erasure, exports, requests, retention, rotation
+from app.privacy import erasure, exports, photo_sweep, requests, retention, rotation
 from schema.privacy import DataExport, DataRightsRequest
 
 logger = logging.getLogger("opshub.privacy.jobs")
@@ -61,6 +61,26 @@ async def privacy_expire_exports(ctx: dict[str, Any], now: dt.datetime | None = 
     return await exports.expire_archives(ctx["settings"], _now(now))
 
 
+PHOTO_SWEEP_DONE = "privacy:photo-sweep:v1"
+
+
+async def privacy_photo_sweep(ctx: dict[str, Any], force: bool = False) -> dict[str, int]:
+    """Strip what the camera wrote from photos stored before uploads were re-encoded, once per deployment.
+
+    New uploads are clean when stored, so after one sweep there is nothing left to do (a file that is
+    missing or no image is logged; sweeping again would not change it). The mark in Redis saves reading
+    every photo at each start; a lost mark only costs one more harmless sweep."""
+    settings: Settings = ctx["settings"]
+    done_key = f"{settings.redis_prefix}{PHOTO_SWEEP_DONE}"
+    if not force and await ctx["redis"].exists(done_key):
+        return {"checked": 0, "cleaned": 0, "unreadable": 0}
+    result = await photo_sweep.sweep_stored_photos(settings)
+    await ctx["redis"].set(done_key, "1")
+    if result.cleaned:
+        logger.info("photo sweep: %d of %d stored photos re-encoded without metadata", result.cleaned, result.checked)
+    return {"checked": result.checked, "cleaned": result.cleaned, "unreadable": result.unreadable}
+
+
 async def privacy_tick(ctx: dict[str, Any], now: dt.datetime | None = None) -> dict[str, int]:
     """Run what should have run: exports still pending, approved erasures not yet completed."""
     now = _now(now)
@@ -90,4 +110,7 @@ CRON_JOBS: list[Any] = [
     cron(privacy_deadlines, minute=set(range(0, 60, 15)), run_at_startup=True, unique=True),
     cron(privacy_expire_exports, minute=set(range(7, 60, 15)), run_at_startup=True, unique=True),
     cron(privacy_retention, hour={2}, minute={30}, run_at_startup=False, unique=True),
+    # At each start; a no-op once it has run (see privacy_photo_sweep). The nightly run only matters
+    # if the first was cut short.
+    cron(privacy_photo_sweep, hour={3}, minute={45}, run_at_startup=True, unique=True, timeout=6 * 3600),
 ]
