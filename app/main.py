@@ -25,6 +25,7 @@ from app.db import close_database, open_database, stop_sqlite_connections_before
 from app.deps import DEPENDENCIES
 from app.errors import EXCEPTION_HANDLERS
 from app.input_guard import InputGuardMiddleware
+from app.openapi import components, describe_access
 from app.people.directory import directory_for
 from app.privacy.audit import AuditContextMiddleware
 from app.redis import create_redis
@@ -151,6 +152,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             title="opshub",
             version=VERSION,
             path="/schema",
+            components=components(),
             render_plugins=[
                 SwaggerRenderPlugin(
                     js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
@@ -164,4 +166,5 @@ def create_app(settings: Settings | None = None) -> Litestar:
         debug=False,
     )
     assert_every_route_declares_access(app)
+    describe_access(app)
     return app
