@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 from litestar import Request, Response
@@ -23,6 +23,13 @@ from app.text import decoder_message
 logger = logging.getLogger("opshub.errors")
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://opshub.dev/problems/"
+
+
+# Where the field at fault was sent: Litestar's own names (ParamType) and "body".
+FieldSource = Literal["body", "query", "path", "header", "cookie"]
+# The request body as a whole, when it is missing or not the object the route takes.
+BODY_FIELD = "body"
+BODY_MISSING = "the request body is missing"
 
 
 class FieldError(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -68,8 +75,13 @@ class InvalidInput(AppError):
     title = "Invalid input"
 
     @classmethod
-    def for_field(cls, field: str, message: str) -> InvalidInput:
-        return cls(f"{field}: {message}", errors=[FieldError(field=field, message=message, source="body")])
+    def for_field(cls, field: str, message: str, *, source: FieldSource = "body") -> InvalidInput:
+        return cls(f"{field}: {message}", errors=[FieldError(field=field, message=message, source=source)])
+
+    @classmethod
+    def for_query(cls, parameter: str, message: str) -> InvalidInput:
+        """A query parameter at fault: the problem says ``source: "query"`` as Litestar's own checks do."""
+        return cls.for_field(parameter, message, source="query")
 
 
 class Unauthenticated(AppError):
@@ -141,15 +153,24 @@ def handle_app_error(request: Request[Any, Any, Any], exc: AppError) -> Response
     )
 
 
+def _field_error(item: dict[str, Any]) -> FieldError:
+    """One of Litestar's validation messages, in our words. Litestar names the body ``data`` (the handler's
+    argument) and reports a missing body as the KeyError of that argument (``'data'``)."""
+    key, source = str(item.get("key") or BODY_FIELD), item.get("source")
+    message = decoder_message(str(item["message"]))
+    if key == "data" and source in (None, "body"):
+        key, source = BODY_FIELD, "body"
+        if message == "'data'":
+            message = BODY_MISSING
+    # Litestar's ParamType is a str Enum: its value ("query"), not its name.
+    source = getattr(source, "value", source)
+    return FieldError(field=key, message=message, source=None if source is None else str(source))
+
+
 def _field_errors(extra: Any) -> list[FieldError] | None:
     if not isinstance(extra, list):
         return None
-    errors = []
-    for item in extra:
-        if isinstance(item, dict) and "message" in item:
-            key = item.get("key") or "body"
-            message = decoder_message(str(item["message"]))
-            errors.append(FieldError(field=str(key), message=message, source=item.get("source")))
+    errors = [_field_error(item) for item in extra if isinstance(item, dict) and "message" in item]
     return errors or None
 
 

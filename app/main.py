@@ -27,7 +27,7 @@ from app.input_guard import InputGuardMiddleware
 from app.observability.asgi import observe
 from app.observability.logs import configure_logging
 from app.observability.routes import metrics_endpoint
-from app.openapi import StrictStructSchemaPlugin, allow_header_hook, document_problems
+from app.openapi import StrictStructSchemaPlugin, allow_header_hook, components, describe_access, document_problems
 from app.people.directory import directory_for
 from app.privacy.audit import AuditContextMiddleware
 from app.redis import create_redis
@@ -155,6 +155,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             title="opshub",
             version=VERSION,
             path="/schema",
+            components=components(),
             render_plugins=[
                 SwaggerRenderPlugin(
                     js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
@@ -171,6 +172,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         logging_config=None,
     )
     assert_every_route_declares_access(app)
+    describe_access(app)
     document_problems(app)
     app.before_send.append(allow_header_hook(app))
     # Outside routing: every request, a 404 or a 401 too, gets its id and is timed.

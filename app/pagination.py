@@ -44,6 +44,8 @@ def page_of(items: Sequence[T], *, total: int, limit: int, offset: int) -> Page[
     return Page(items=list(items), total=total, limit=limit, offset=offset)
 
 
-def whole(items: Sequence[T]) -> Page[T]:
-    """A list that is never long enough to need paging (a day's feed, a site's categories) as one page."""
-    return Page(items=list(items), total=len(items), limit=max(len(items), 1), offset=0)
+def window(items: Sequence[T], *, limit: int, offset: int) -> Page[T]:
+    """The page ``[offset, offset + limit)`` of a list the service computed whole (a matrix of defaults, a
+    list ordered by a rule the database cannot sort by, a day's feed filtered by weekday in site time).
+    Lists read straight from a table count and page in the query instead (``page_of``)."""
+    return Page(items=list(items[offset : offset + limit]), total=len(items), limit=limit, offset=offset)

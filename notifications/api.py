@@ -31,7 +31,7 @@ from app.config import Settings
 from app.deps import Caller, DirectoryDep, RedisDep, SettingsDep
 from app.errors import FieldError, InvalidInput, NotFound
 from app.observability.jobs import deserialize_job, serialize_job
-from app.pagination import DEFAULT_LIMIT, Limit, Offset
+from app.pagination import DEFAULT_LIMIT, Limit, Offset, Page, window
 from notifications import feed, ncpr
 from notifications.audience import Audience
 from notifications.categories import Category, Channel, Urgency
@@ -390,8 +390,11 @@ class PreferenceController(Controller):
     tags = ["notification preferences"]
 
     @get("/api/me/notification-preferences", opt=EVERYONE)
-    async def my_preferences(self, principal: Caller) -> list[PreferenceView]:
-        return await preferences_of(principal.person_id)
+    async def my_preferences(
+        self, principal: Caller, limit: Limit = DEFAULT_LIMIT, offset: Offset = 0
+    ) -> Page[PreferenceView]:
+        """Every channel x category pair, the defaults filled in: the page is cut from that whole matrix."""
+        return window(await preferences_of(principal.person_id), limit=limit, offset=offset)
 
     @put("/api/me/notification-preferences", opt=EVERYONE)
     async def change_my_preferences(
@@ -439,9 +442,11 @@ class PreferenceController(Controller):
         )
 
     @get("/api/people/{person_id:uuid}/notification-preferences", opt=STAFF_ONLY)
-    async def person_preferences(self, principal: Caller, person_id: FromPath[UUID]) -> list[PreferenceView]:
+    async def person_preferences(
+        self, principal: Caller, person_id: FromPath[UUID], limit: Limit = DEFAULT_LIMIT, offset: Offset = 0
+    ) -> Page[PreferenceView]:
         await _person_of_site(principal.site_id, person_id)
-        return await preferences_of(person_id)
+        return window(await preferences_of(person_id), limit=limit, offset=offset)
 
     @put("/api/people/{person_id:uuid}/notification-preferences", opt=STAFF_ONLY)
     async def change_person_preferences(

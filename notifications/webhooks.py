@@ -33,7 +33,7 @@ from redis.asyncio import Redis
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-from app.auth.roles import PUBLIC
+from app.auth.roles import own_auth
 from app.config import Settings
 from app.deps import DirectoryDep, RedisDep, SettingsDep
 from app.errors import Forbidden
@@ -272,9 +272,8 @@ def twiml(reply: str | None) -> Response[bytes]:
 
 class TwilioWebhookController(Controller):
     tags = ["webhooks"]
-    include_in_schema = False
 
-    @post(STATUS_CALLBACK_PATH, opt=PUBLIC, status_code=204, include_in_schema=False)
+    @post(STATUS_CALLBACK_PATH, opt=own_auth("twilio_signature"), status_code=204)
     async def message_status(
         self, request: Request[Any, Any, Any], settings: SettingsDep, directory: DirectoryDep
     ) -> None:
@@ -284,7 +283,7 @@ class TwilioWebhookController(Controller):
             return  # not one of ours (or a malformed id): acknowledge, or Twilio keeps retrying
         await apply_status_callback(directory, settings, delivery_id, params, now_utc())
 
-    @post(INBOUND_PATH, opt=PUBLIC, status_code=200, include_in_schema=False)
+    @post(INBOUND_PATH, opt=own_auth("twilio_signature"), status_code=200)
     async def inbound_message(
         self, request: Request[Any, Any, Any], settings: SettingsDep, redis: RedisDep, directory: DirectoryDep
     ) -> Response[bytes]:

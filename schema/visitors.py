@@ -53,7 +53,7 @@ class VisitorPass(Table, tablename="visitor_pass"):
     schedule = Varchar(length=16)  # one_time | recurring
     valid_from = Timestamptz()
     valid_until = Timestamptz()
-    days = JSON(default="[]")  # recurring: ISO weekdays 1-7
+    days = JSON(default="[]")  # recurring: weekdays 0 (Monday) to 6
     day_start = Varchar(length=5, null=True, default=None)  # recurring: "HH:MM" site time
     day_end = Varchar(length=5, null=True, default=None)
     status = Varchar(length=16, default="active")  # active | used | revoked

@@ -371,7 +371,7 @@ async def test_manual_reassignment_and_technician_queue(client: Any, settings: A
     urgent = await raise_one(world, settings, redis, priority=Priority.URGENT)
     normal_late = await raise_one(world, settings, redis, now=T0 + dt.timedelta(minutes=5))
     normal_early = await raise_one(world, settings, redis)
-    queue = (await client.get("/api/complaints/queue", headers=world.headers("technician"))).json()
+    queue = (await client.get("/api/complaints/queue", headers=world.headers("technician"))).json()["items"]
     assert [q["id"] for q in queue] == [str(c.id) for c in (urgent, normal_early, normal_late, low)]
     response = await client.post(
         f"/api/complaints/{urgent.id}/assign",
@@ -379,7 +379,7 @@ async def test_manual_reassignment_and_technician_queue(client: Any, settings: A
         headers=world.headers("fm_admin"),
     )
     assert response.status_code == 200 and response.json()["assignee_id"] == str(other)
-    queue = (await client.get("/api/complaints/queue", headers=world.headers("technician"))).json()
+    queue = (await client.get("/api/complaints/queue", headers=world.headers("technician"))).json()["items"]
     assert str(urgent.id) not in [q["id"] for q in queue]
     # The previous technician can no longer see or move it; the new one can.
     gone = await client.get(f"/api/complaints/{urgent.id}", headers=world.headers("technician"))
@@ -496,10 +496,10 @@ async def test_internal_notes_never_reach_the_occupant_over_the_api(
     )
     assert public.status_code == 201 and note.status_code == 201
     as_occupant = await client.get(f"/api/complaints/{cid}/comments", headers=world.headers("occupant"))
-    assert [c["body"] for c in as_occupant.json()] == ["Coming at 4pm"]
+    assert [c["body"] for c in as_occupant.json()["items"]] == ["Coming at 4pm"]
     assert "SECRET" not in as_occupant.text
     as_staff = await client.get(f"/api/complaints/{cid}/comments", headers=world.headers("technician"))
-    assert [c["body"] for c in as_staff.json()] == ["Coming at 4pm", "SECRET: occupant was rude"]
+    assert [c["body"] for c in as_staff.json()["items"]] == ["Coming at 4pm", "SECRET: occupant was rude"]
     detail = await client.get(f"/api/complaints/{cid}", headers=world.headers("occupant"))
     assert "SECRET" not in detail.text
     refused = await client.post(
@@ -616,7 +616,7 @@ async def test_config_endpoints(client: Any, world: World) -> None:
     urgent = next(w for w in response.json()["sla"] if w["priority"] == "urgent")
     assert urgent == {"priority": "urgent", "response_minutes": 5, "resolution_minutes": 60}
     listed = await client.get("/api/complaints/config/categories", headers=world.headers("occupant"))
-    assert {c["code"] for c in listed.json()} == {"electrical", "lift", "plumbing"}
+    assert {c["code"] for c in listed.json()["items"]} == {"electrical", "lift", "plumbing"}
     bad_shift = await client.put(
         f"/api/complaints/config/technicians/{world.people['technician']}/shifts",
         json={"shifts": [{"weekday": 7, "start": "25:00", "end": "10:00"}]},

@@ -502,7 +502,7 @@ async def test_check_in_the_moment_the_answer_shows_is_not_refused(
         {VisitorApproval.status: "approved", VisitorApproval.decided_at: dt.datetime.now(dt.UTC)}
     ).where(VisitorApproval.id == approval_id)
     answered = await http.get("/api/visitors/feeds/answered", headers=world.headers("guard"))
-    assert [a["id"] for a in answered.json()] == [str(approval_id)]
+    assert [a["id"] for a in answered.json()["items"]] == [str(approval_id)]
     checked_in = await http.post(f"/api/visitors/visits/{visit_id}/check-in", headers=world.headers("guard"))
     assert checked_in.status_code == 200 and checked_in.json()["status"] == "inside", checked_in.text
     # A denied walk-in is never let in, whatever the timing.

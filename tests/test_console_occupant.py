@@ -223,7 +223,7 @@ async def test_booking_the_last_free_charger_shows_taken_on_another_phone(
         await expect(watched).to_contain_text("Taken")
         await expect(watched.get_by_role("button", name="Book")).to_be_disabled()
 
-        mine = (await http.get("/api/slots/bookings?mine=true", headers=world.headers("booker"))).json()
+        mine = (await http.get("/api/slots/bookings?mine=true", headers=world.headers("booker"))).json()["items"]
         assert [(b["resource_id"], b["starts_at"]) for b in mine] == [
             (last_id, free["starts"][0].replace("+00:00", "Z"))
         ] or (len(mine) == 1 and mine[0]["resource_id"] == last_id)
@@ -350,7 +350,7 @@ async def test_preferences_quiet_hours_and_snooze_are_saved_and_in_the_consent_h
         entry = page.locator("#consent-history li[data-channel=sms][data-category=announcement][data-granted=false]")
         await expect(entry).to_have_count(1, timeout=LIVE)
         await expect(entry).to_contain_text("withdrawn")
-        prefs = (await http.get("/api/me/notification-preferences", headers=headers)).json()
+        prefs = (await http.get("/api/me/notification-preferences?limit=500", headers=headers)).json()["items"]
         assert next(p for p in prefs if (p["channel"], p["category"]) == ("sms", "announcement"))["enabled"] is False
         history = (await http.get("/api/me/consent-history", headers=headers)).json()["items"]
         assert (history[0]["channel"], history[0]["category"], history[0]["granted"], history[0]["source"]) == (
@@ -561,9 +561,9 @@ async def test_a_visitor_who_arrived_before_the_app_opened_is_waiting_there_and_
     )
     assert answered.status_code == 200 and answered.json()["decided_by_name"] == "Flatmate", answered.text
     # The occupant list: this unit's requests, newest first; nothing for a neighbour's phone.
-    mine = (await http.get("/api/visitors/approvals", headers=world.headers("late_opener"))).json()
+    mine = (await http.get("/api/visitors/approvals", headers=world.headers("late_opener"))).json()["items"]
     assert [a["id"] for a in mine] == [walk_ins[1], walk_ins[0]]
-    assert (await http.get("/api/visitors/approvals", headers=world.headers("neighbour"))).json() == []
+    assert (await http.get("/api/visitors/approvals", headers=world.headers("neighbour"))).json()["items"] == []
     assert (await http.get("/api/visitors/approvals", headers=world.headers("guard"))).status_code == 403
 
     page = await open_app(browser, server, world, "late_opener")

@@ -51,9 +51,9 @@ def test_launcher_serves_ready_and_a_demo_login(tmp_dir: Path) -> None:
         assert site["slug"] == "demo" and site["unit_count"] == 200
         # Every module has something to show: bookable resources of each kind, complaint categories.
         auth = {"Authorization": f"Bearer {token}"}
-        resources = httpx.get(f"{base}/api/slots/resources", headers=auth, timeout=10).json()
+        resources = httpx.get(f"{base}/api/slots/resources?limit=500", headers=auth, timeout=10).json()["items"]
         assert {r["category"] for r in resources} == {"amenity", "ev_connector", "parking_slot", "valet"}
-        categories = httpx.get(f"{base}/api/complaints/config/categories", headers=auth, timeout=10).json()
+        categories = httpx.get(f"{base}/api/complaints/config/categories", headers=auth, timeout=10).json()["items"]
         assert {c["code"] for c in categories} >= {"plumbing", "electrical", "lift"}
     finally:
         os.killpg(process.pid, signal.SIGINT)

@@ -12,6 +12,7 @@ import msgspec
 import pytest
 
 from app.auth.roles import PUBLIC_KEY
+from app.web.pages import PAGE_KEY
 from notifications.service import NotificationRequest, create_notification
 from schema.notifications import Notification
 
@@ -33,14 +34,32 @@ def operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]
     ]
 
 
-def test_every_error_answer_is_a_problem_document(document: dict[str, Any]) -> None:
+def page_operations(app: Any) -> set[tuple[str, str]]:
+    return {
+        (route.path_format, method)
+        for route in app.routes
+        for handler in getattr(route, "route_handlers", ())
+        for method in handler.http_methods
+        if handler.opt.get(PAGE_KEY) or str(handler.media_type).startswith("text/html")
+    }
+
+
+def test_every_error_answer_is_a_problem_document_or_a_page(app: Any, document: dict[str, Any]) -> None:
+    pages = page_operations(app)
+    assert ("/guard", "GET") in pages and ("/login", "POST") in pages
     wrong = [
         f"{method} {path} {status}: {sorted(response.get('content', {}))}"
         for path, method, operation in operations(document)
         for status, response in operation["responses"].items()
-        if int(status) >= 400 and set(response.get("content", {})) != {PROBLEM}
+        if int(status) >= 400
+        and set(response.get("content", {})) != ({"text/html"} if (path, method) in pages else {PROBLEM})
     ]
     assert wrong == []
+
+
+def test_a_page_documents_its_sign_in_redirect(document: dict[str, Any]) -> None:
+    responses = document["paths"]["/guard"]["get"]["responses"]
+    assert {"303", "403"} <= set(responses) and "401" not in responses
 
 
 def public_operations(app: Any) -> set[tuple[str, str]]:
@@ -54,9 +73,11 @@ def public_operations(app: Any) -> set[tuple[str, str]]:
 
 
 def test_every_operation_lists_the_statuses_of_the_layers_around_it(app: Any, document: dict[str, Any]) -> None:
-    public = public_operations(app)
+    public, pages = public_operations(app), page_operations(app)
     missing = []
     for path, method, operation in operations(document):
+        if (path, method) in pages:
+            continue  # refusals as pages: test_a_page_documents_its_sign_in_redirect
         statuses = {int(s) for s in operation["responses"]}
         expected = {400, 422, 503}
         if (path, method) not in public:

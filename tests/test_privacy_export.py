@@ -69,7 +69,7 @@ async def test_export_of_a_seeded_person_has_every_section_with_the_right_counts
     ready = [f for f in frames if f["type"] == "privacy.export.ready"]
     assert [f["data"]["export_id"] for f in ready] == [export_id]
     mine = await client.get("/api/me/exports", headers=world.headers(subject.key))
-    view = next(e for e in mine.json() if e["id"] == export_id)
+    view = next(e for e in mine.json()["items"] if e["id"] == export_id)
     assert view["status"] == "ready"
     url = urlsplit(view["download_url"])
     download = await client.get(f"{url.path}?{url.query}")  # no bearer token: the signature is the credential
@@ -151,7 +151,7 @@ async def test_exports_are_per_person(client: Any, world: World) -> None:
     mine = await client.post("/api/me/exports", headers=world.headers("occupant"))
     assert mine.status_code == 202
     theirs = await client.get("/api/me/exports", headers=world.headers("guard"))
-    assert all(e["id"] != mine.json()["id"] for e in theirs.json())
+    assert all(e["id"] != mine.json()["id"] for e in theirs.json()["items"])
 
 
 async def test_the_tick_builds_an_export_whose_job_was_lost(world: World, settings: Any, redis: Any) -> None:

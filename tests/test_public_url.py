@@ -156,8 +156,7 @@ async def test_links_and_callbacks_follow_a_non_default_port(
         export_id = UUID(requested.json()["id"])
         await exports.build_export(worker_settings, redis, directory_for(worker_settings), export_id)
         listed = await http.get("/api/me/exports", headers=world.headers("occupant"))
-        items = listed.json()
-        items = items["items"] if isinstance(items, dict) else items
+        items = listed.json()["items"]
         (mine,) = [e for e in items if e["id"] == str(export_id)]
         assert mine["download_url"].startswith(f"{base}/api/privacy/exports/{export_id}/download?"), mine
         download = await http.get(mine["download_url"])

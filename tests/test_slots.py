@@ -324,7 +324,7 @@ async def test_check_in_by_code_and_by_qr(client: Any, world: World, feed: Avail
     resource = await amenity(world)
     code = next(
         r
-        for r in (await client.get("/api/slots/resources", headers=world.headers("fm_admin"))).json()
+        for r in (await client.get("/api/slots/resources", headers=world.headers("fm_admin"))).json()["items"]
         if r["id"] == str(resource.id)
     )["checkin_code"]
     who = principal(world, "occupant")
@@ -664,7 +664,7 @@ async def test_utilisation_report_per_resource_and_type(client: Any, world: Worl
     who = principal(world, "occupant")
     start = local(1, 6)
     made = await booking.book(feed, who, resource.id, booking.NewBooking(starts_at=start, ends_at=local(1, 8)))
-    code = (await client.get("/api/slots/resources", headers=world.headers("fm_admin"))).json()
+    code = (await client.get("/api/slots/resources", headers=world.headers("fm_admin"))).json()["items"]
     checkin = next(r["checkin_code"] for r in code if r["id"] == str(resource.id))
     await booking.check_in_with_code(feed, who, made.id, checkin, now=start)
     day = start.astimezone(dt.timezone(dt.timedelta(hours=5, minutes=30))).date()

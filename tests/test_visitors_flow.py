@@ -103,9 +103,9 @@ async def test_occupants_manage_their_own_unit_passes(client: Any, world: Any, r
         visitor_name="Theirs",
     )
     listed = await client.get("/api/visitors/passes", headers=world.headers("occupant"))
-    assert [p["visitor_name"] for p in listed.json()] == ["Mine"]
+    assert [p["visitor_name"] for p in listed.json()["items"]] == ["Mine"]
     guard_list = await client.get("/api/visitors/passes", headers=world.headers("guard"))
-    assert {p["visitor_name"] for p in guard_list.json()} >= {"Mine", "Theirs"}
+    assert {p["visitor_name"] for p in guard_list.json()["items"]} >= {"Mine", "Theirs"}
     other_unit = await client.post(
         f"/api/visitors/passes/{theirs.visitor_pass.id}/revoke", headers=world.headers("occupant")
     )

@@ -193,7 +193,7 @@ async def test_check_out_and_daily_help_entry_exit_reach_every_employing_unit(wo
                     visitor_name="Lakshmi",
                     visitor_phone=helper_phone,
                     recurring=Recurring(
-                        days=[1, 2, 3, 4, 5], start="07:00", end="11:00", valid_until=monday_8am + dt.timedelta(days=30)
+                        days=[0, 1, 2, 3, 4], start="07:00", end="11:00", valid_until=monday_8am + dt.timedelta(days=30)
                     ),
                 ),
                 now=monday_8am - dt.timedelta(days=1),

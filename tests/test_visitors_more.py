@@ -88,12 +88,12 @@ async def test_feeds_show_expected_inside_and_pending(client: Any, world: Any, r
     )
     assert walk.status_code == 201, walk.text
     headers = world.headers("guard")
-    names = [e["name"] for e in (await client.get("/api/visitors/feeds/expected", headers=headers)).json()]
+    names = [e["name"] for e in (await client.get("/api/visitors/feeds/expected", headers=headers)).json()["items"]]
     assert "Expected Ed" in names and "Inside Ina" not in names
-    assert [i["visit"]["name"] for i in (await client.get("/api/visitors/feeds/inside", headers=headers)).json()] == [
-        "Inside Ina"
-    ]
-    pending = (await client.get("/api/visitors/feeds/pending", headers=headers)).json()
+    assert [
+        i["visit"]["name"] for i in (await client.get("/api/visitors/feeds/inside", headers=headers)).json()["items"]
+    ] == ["Inside Ina"]
+    pending = (await client.get("/api/visitors/feeds/pending", headers=headers)).json()["items"]
     assert [p["visitor_name"] for p in pending] == ["Pending Pat"] and pending[0]["has_photo"] is True
     photo = await client.get(
         f"/api/visitors/visits/{walk.json()['visit']['id']}/photo", headers=world.headers("occupant")

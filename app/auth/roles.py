@@ -29,6 +29,16 @@ PUBLIC_KEY: Final = "public"
 PUBLIC: Final[dict[str, Any]] = {PUBLIC_KEY: True, "exclude_from_auth": True}
 
 
+# Public to the role guard, but the route checks a credential of its own (a provider's signature, a
+# device's key, a signed link): its name, one of app.openapi.OWN_AUTH, is shown in the OpenAPI document.
+OWN_AUTH_KEY: Final = "own_auth"
+
+
+def own_auth(scheme: str) -> dict[str, Any]:
+    """``opt`` for a route outside the role model that authenticates its caller itself."""
+    return {**PUBLIC, OWN_AUTH_KEY: scheme}
+
+
 def allow(*roles: Role) -> dict[str, Any]:
     if not roles:
         raise ValueError("allow() needs at least one role; use PUBLIC for open routes")

@@ -15,7 +15,8 @@ from app.auth.roles import STAFF, Role, allow
 from app.complaints import config, reports, service
 from app.complaints.lifecycle import Status
 from app.deps import Caller, RedisDep, SettingsDep
-from app.pagination import DEFAULT_LIMIT, Limit, Offset
+from app.media import CSV
+from app.pagination import DEFAULT_LIMIT, Limit, Offset, Page, window
 from app.uploads import download_headers
 
 RAISERS = allow(Role.OCCUPANT, Role.GUARD, *STAFF)
@@ -33,7 +34,7 @@ class PhotoUpload(msgspec.Struct):
 def _csv(content: str, name: str) -> Response[str]:
     return Response(
         content=content,
-        media_type="text/csv; charset=utf-8",
+        media_type=CSV,
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
 
@@ -63,8 +64,11 @@ class ComplaintController(Controller):
         )
 
     @get("/queue", opt=TECHNICIANS)
-    async def queue(self, principal: Caller) -> list[service.ComplaintView]:
-        return await service.technician_queue(principal)
+    async def queue(
+        self, principal: Caller, limit: Limit = DEFAULT_LIMIT, offset: Offset = 0
+    ) -> Page[service.ComplaintView]:
+        """Ordered by urgency and deadline, computed over the technician's whole open load."""
+        return window(await service.technician_queue(principal), limit=limit, offset=offset)
 
     @get("/{complaint_id:uuid}", opt=VIEWERS)
     async def read(self, principal: Caller, complaint_id: FromPath[UUID]) -> service.ComplaintDetail:
@@ -93,8 +97,10 @@ class ComplaintController(Controller):
         return await service.assign(settings, redis, principal, complaint_id, data)
 
     @get("/{complaint_id:uuid}/comments", opt=VIEWERS)
-    async def comments(self, principal: Caller, complaint_id: FromPath[UUID]) -> list[service.CommentView]:
-        return await service.list_comments(principal, complaint_id)
+    async def comments(
+        self, principal: Caller, complaint_id: FromPath[UUID], limit: Limit = DEFAULT_LIMIT, offset: Offset = 0
+    ) -> Page[service.CommentView]:
+        return await service.list_comments(principal, complaint_id, limit=limit, offset=offset)
 
     @post("/{complaint_id:uuid}/comments", opt=VIEWERS)
     async def comment(
@@ -146,8 +152,10 @@ class ComplaintConfigController(Controller):
     tags = ["complaints"]
 
     @get("/categories", opt=VIEWERS)
-    async def categories(self, principal: Caller) -> list[config.CategoryView]:
-        return await config.list_categories(principal.site_id)
+    async def categories(
+        self, principal: Caller, limit: Limit = DEFAULT_LIMIT, offset: Offset = 0
+    ) -> Page[config.CategoryView]:
+        return window(await config.list_categories(principal.site_id), limit=limit, offset=offset)
 
     @post("/categories", opt=MANAGERS, status_code=200)
     async def put_category(self, principal: Caller, data: JSONBody[config.CategoryInput]) -> config.CategoryView:
@@ -176,7 +184,7 @@ class ComplaintReportController(Controller):
     path = "/api/complaints/reports"
     tags = ["complaints"]
 
-    @get("/sla.csv", opt=MANAGERS)
+    @get("/sla.csv", opt=MANAGERS, media_type=CSV)
     async def sla(
         self,
         principal: Caller,
@@ -187,7 +195,7 @@ class ComplaintReportController(Controller):
         content = await reports.sla_report(principal.site_id, by, since=since, until=until)
         return _csv(content, f"complaints-sla-by-{by}.csv")
 
-    @get("/volume.csv", opt=MANAGERS)
+    @get("/volume.csv", opt=MANAGERS, media_type=CSV)
     async def volume(
         self,
         principal: Caller,

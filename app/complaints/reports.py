@@ -39,7 +39,7 @@ VOLUME_COLUMNS = ["group", "complaints", *[str(s) for s in Status], "average_rat
 
 async def _rows(site_id: UUID, since: dt.datetime | None, until: dt.datetime | None) -> list[dict[str, Any]]:
     if since is not None and until is not None and until <= since:
-        raise InvalidInput.for_field("until", "must be after since")
+        raise InvalidInput.for_query("until", "must be after since")
     where: Any = Complaint.site == site_id
     if since is not None:
         where = where & (Complaint.created_at >= since)

@@ -25,8 +25,8 @@ from app.complaints.lifecycle import DONE, LOAD, Actor, Status, allowed_moves, m
 from app.complaints.sla import PRIORITY_RANK, Priority, SiteRules, breach, now_utc, site_rules, sla_state, windows_for
 from app.config import Settings
 from app.db import write_transaction
-from app.errors import Conflict, Forbidden, InvalidInput, NotFound
-from app.pagination import Count
+from app.errors import Conflict, FieldSource, Forbidden, InvalidInput, NotFound
+from app.pagination import Count, Page, page_of
 from app.text import MULTI_LINE, ONE_LINE
 from app.uploads import StoredUpload, delete_upload, read_upload, save_image
 from realtime.topics import register_checker
@@ -172,6 +172,8 @@ class ComplaintDetail(msgspec.Struct, frozen=True, kw_only=True):
 class ComplaintPage(msgspec.Struct, frozen=True, kw_only=True):
     items: list[ComplaintView]
     total: int
+    limit: int
+    offset: int
 
 
 # ------------------------------------------------------------------------------ who is who
@@ -387,14 +389,14 @@ async def list_complaints(
     now = now or now_utc()
     clause = await visibility_clause(principal)
     if clause is None:
-        return ComplaintPage(items=[], total=0)
+        return ComplaintPage(items=[], total=0, limit=limit, offset=offset)
     where: Any = (Complaint.site == principal.site_id) & clause
     if status is not None:
         where = where & (Complaint.status == str(status))
     if unit_id is not None:
         where = where & (Complaint.unit == unit_id)
     if category is not None:
-        category_row = await _category(principal.site_id, category, "category")
+        category_row = await _category(principal.site_id, category, "category", source="query")
         where = where & (Complaint.category == category_row["id"])
     total = await Complaint.count().where(where)
     rows = (
@@ -405,7 +407,7 @@ async def list_complaints(
         .limit(limit)
         .offset(offset)
     )
-    return ComplaintPage(items=await views(principal, rows, now), total=total)
+    return ComplaintPage(items=await views(principal, rows, now), total=total, limit=limit, offset=offset)
 
 
 async def technician_queue(principal: Principal, now: dt.datetime | None = None) -> list[ComplaintView]:
@@ -423,14 +425,14 @@ async def technician_queue(principal: Principal, now: dt.datetime | None = None)
 # ------------------------------------------------------------------------------ raising
 
 
-async def _category(site_id: UUID, code: str, field: str) -> dict[str, Any]:
+async def _category(site_id: UUID, code: str, field: str, source: FieldSource = "body") -> dict[str, Any]:
     row = (
         await ComplaintCategory.select()
         .where((ComplaintCategory.site == site_id) & (ComplaintCategory.code == code))
         .first()
     )
     if row is None or not row["is_active"]:
-        raise InvalidInput.for_field(field, f"no active category {code!r} on this site")
+        raise InvalidInput.for_field(field, f"no active category {code!r} on this site", source=source)
     return row
 
 
@@ -829,16 +831,25 @@ async def add_comment(
     )
 
 
-async def list_comments(principal: Principal, complaint_id: UUID) -> list[CommentView]:
+async def list_comments(
+    principal: Principal, complaint_id: UUID, *, limit: int = 50, offset: int = 0
+) -> Page[CommentView]:
+    """Oldest first, so the next page carries on the thread."""
     row = await load_visible(principal, complaint_id)
     where: Any = ComplaintComment.complaint == row["id"]
     if not sees_internal(principal, row):
         where = where & (ComplaintComment.internal.eq(False))
+    total = await ComplaintComment.count().where(where)
     rows = (
-        await ComplaintComment.select().where(where).order_by(ComplaintComment.created_at).order_by(ComplaintComment.id)
+        await ComplaintComment.select()
+        .where(where)
+        .order_by(ComplaintComment.created_at)
+        .order_by(ComplaintComment.id)
+        .limit(limit)
+        .offset(offset)
     )
     names = await _names({r["author"] for r in rows})
-    return [
+    items = [
         CommentView(
             id=r["id"],
             author_id=r["author"],
@@ -849,6 +860,7 @@ async def list_comments(principal: Principal, complaint_id: UUID) -> list[Commen
         )
         for r in rows
     ]
+    return page_of(items, total=total, limit=limit, offset=offset)
 
 
 async def add_photo(

@@ -1,10 +1,11 @@
 """``GET /metrics``: the Prometheus exposition of this process, for the metrics token or a platform admin.
 
-The route is PUBLIC to the auth middleware because it authenticates itself: a scraper sends
+The route is ``own_auth("metrics_token")`` (public to the auth middleware) because it authenticates
+itself: a scraper sends
 ``Authorization: Bearer $OPSHUB_METRICS_TOKEN`` (compared in constant time); a platform admin may use
 their access token or their browser session. Anything else is a 401 problem (no or a wrong credential)
 or a 403 problem (a valid sign-in of another role). Without OPSHUB_METRICS_TOKEN only platform admins
-can read it. The route is left out of the OpenAPI document: it is for operators, not API clients.
+can read it. The OpenAPI document lists it with that scheme, like every route.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from litestar import Request, Response, get
 
 from app.auth.middleware import bearer_token
 from app.auth.principal import Principal
-from app.auth.roles import PUBLIC, Role
+from app.auth.roles import Role, own_auth
 from app.auth.tokens import AuthError, authenticate_access_token
 from app.config import Settings
 from app.errors import Forbidden, Unauthenticated
@@ -61,7 +62,7 @@ async def authorize_scrape(request: Request[Any, Any, Any]) -> None:
         raise Forbidden("only the metrics token or a platform admin may read the metrics")
 
 
-@get("/metrics", opt=PUBLIC, include_in_schema=False, tags=["system"])
+@get("/metrics", opt=own_auth("metrics_token"), media_type=CONTENT_TYPE, tags=["system"])
 async def metrics_endpoint(request: Request[Any, Any, Any]) -> Response[bytes]:
     await authorize_scrape(request)
     return Response(await scrape(request.app.state), media_type=CONTENT_TYPE, headers={"Cache-Control": "no-store"})

@@ -13,6 +13,7 @@ from litestar.response import Stream
 
 from app.auth.roles import STAFF, allow
 from app.deps import Caller, DirectoryDep, RedisDep, SettingsDep
+from app.media import CSV
 from app.occupants import importer, service
 from app.pagination import DEFAULT_LIMIT, Limit, Offset
 
@@ -55,7 +56,7 @@ class OccupantController(Controller):
     ) -> service.OccupantView:
         return await service.create_occupant(directory, principal.site_id, data)
 
-    @get("/export.csv", opt=MANAGERS)
+    @get("/export.csv", opt=MANAGERS, media_type=CSV)
     async def export(
         self,
         principal: Caller,
@@ -71,7 +72,7 @@ class OccupantController(Controller):
         ids = await service.matching_ids(directory, principal.site_id, filters)
         return Stream(
             importer.export_csv(directory, principal.site_id, ids),
-            media_type="text/csv; charset=utf-8",
+            media_type=CSV,
             headers={"Content-Disposition": 'attachment; filename="occupants.csv"'},
         )
 

@@ -21,10 +21,11 @@ from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 from litestar.response import File, Stream
 from litestar.types import ControllerRouterHandler
 
-from app.auth.roles import ALL_ROLES, PUBLIC, Role, allow
+from app.auth.roles import ALL_ROLES, Role, allow, own_auth
 from app.deps import Caller, DirectoryDep, RedisDep, SettingsDep
 from app.errors import InvalidInput, NotFound
-from app.pagination import DEFAULT_LIMIT, Limit, Offset, Timestamp
+from app.media import CSV
+from app.pagination import DEFAULT_LIMIT, Limit, Offset, Page, Timestamp, window
 from app.privacy import audit, erasure, exports, mydata, requests, retention
 from app.text import MULTI_LINE
 from notifications.api import JobQueue, JobQueueDep, provide_job_queue
@@ -144,11 +145,14 @@ class MyDataController(Controller):
         return Response(view, status_code=202 if created else 200)
 
     @get("/exports", opt=EVERYONE)
-    async def my_exports(self, principal: Caller, settings: SettingsDep) -> list[exports.ExportView]:
-        return await exports.list_exports(settings, principal.site_id, principal.person_id)
+    async def my_exports(
+        self, principal: Caller, settings: SettingsDep, limit: Limit = DEFAULT_LIMIT, offset: Offset = 0
+    ) -> Page[exports.ExportView]:
+        exported = await exports.list_exports(settings, principal.site_id, principal.person_id)
+        return window(exported, limit=limit, offset=offset)
 
 
-@get(exports.DOWNLOAD_PATH.replace("{export_id}", "{export_id:uuid}"), opt=PUBLIC, tags=["my data"])
+@get(exports.DOWNLOAD_PATH.replace("{export_id}", "{export_id:uuid}"), opt=own_auth("signed_link"), tags=["my data"])
 async def download_export(
     settings: SettingsDep,
     export_id: FromPath[UUID],
@@ -268,7 +272,7 @@ class PrivacyAdminController(Controller):
         flt = audit.AuditFilter(person_id=person_id, actor_id=actor_id, since=since, until=until, action=action)
         return await audit.search(principal.site_id, flt, limit=limit, offset=offset)
 
-    @get("/audit/export.csv", opt=SITE_ADMINS)
+    @get("/audit/export.csv", opt=SITE_ADMINS, media_type=CSV)
     async def export_audit(
         self,
         principal: Caller,
@@ -281,13 +285,15 @@ class PrivacyAdminController(Controller):
         flt = audit.AuditFilter(person_id=person_id, actor_id=actor_id, since=since, until=until, action=action)
         return Stream(
             audit.export_csv(principal.site_id, flt),
-            media_type="text/csv; charset=utf-8",
+            media_type=CSV,
             headers={"Content-Disposition": 'attachment; filename="audit-log.csv"'},
         )
 
     @get("/retention", opt=SITE_ADMINS)
-    async def retention_classes(self, principal: Caller) -> list[retention.RetentionClassView]:
-        return await retention.list_classes(principal.site_id)
+    async def retention_classes(
+        self, principal: Caller, limit: Limit = DEFAULT_LIMIT, offset: Offset = 0
+    ) -> Page[retention.RetentionClassView]:
+        return window(await retention.list_classes(principal.site_id), limit=limit, offset=offset)
 
     @put("/retention", opt=SITE_ADMINS)
     async def set_retention(

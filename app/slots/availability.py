@@ -86,7 +86,7 @@ async def search_free(
     day = day or now.astimezone(tz).date()
     minutes = duration_minutes or max(rules.slot_minutes, rules.min_minutes)
     if not rules.min_minutes <= minutes <= rules.max_minutes:
-        raise InvalidInput.for_field(
+        raise InvalidInput.for_query(
             "duration_minutes", f"must be between {rules.min_minutes} and {rules.max_minutes} for this resource"
         )
     begin = dt.datetime.combine(day, dt.time(), tzinfo=tz).astimezone(dt.UTC)

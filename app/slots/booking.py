@@ -21,6 +21,7 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import msgspec
+from piccolo.columns.combination import Combinable
 from redis.asyncio import Redis
 
 from app.auth.principal import Principal
@@ -28,6 +29,7 @@ from app.auth.roles import STAFF, Role
 from app.config import Settings
 from app.db import is_sqlite, write_transaction
 from app.errors import Conflict, FieldError, InvalidInput, NotFound
+from app.pagination import Page, page_of
 from app.security.compare import safe_equals
 from app.slots import resources
 from app.slots.availability import AvailabilityFeed, held_ranges, next_free_times
@@ -187,17 +189,26 @@ async def list_bookings(
     mine: bool = False,
     limit: int = 50,
     offset: int = 0,
-) -> list[BookingView]:
-    query = SlotBooking.select(*_VIEW_COLUMNS).where(SlotBooking.site == principal.site_id)
+) -> Page[BookingView]:
+    where: list[Combinable] = [SlotBooking.site == principal.site_id]
     if mine or not is_staff(principal):
-        query = query.where(SlotBooking.person == principal.person_id)
+        where.append(SlotBooking.person == principal.person_id)
     if resource_id is not None:
-        query = query.where(SlotBooking.resource == resource_id)
+        where.append(SlotBooking.resource == resource_id)
     if status is not None:
-        query = query.where(SlotBooking.status == status)
-    rows = await query.order_by(SlotBooking.starts_at, ascending=False).limit(limit).offset(offset)
+        where.append(SlotBooking.status == status)
+    total = await SlotBooking.count().where(*where)
+    rows = (
+        await SlotBooking.select(*_VIEW_COLUMNS)
+        .where(*where)
+        .order_by(SlotBooking.starts_at, ascending=False)
+        .order_by(SlotBooking.id)
+        .limit(limit)
+        .offset(offset)
+    )
     charges = await _charges([r["id"] for r in rows])
-    return [_view(r, charges.get(r["id"]), owner=r["person"] == principal.person_id) for r in rows]
+    items = [_view(r, charges.get(r["id"]), owner=r["person"] == principal.person_id) for r in rows]
+    return page_of(items, total=total, limit=limit, offset=offset)
 
 
 # ------------------------------------------------------------------------------ booking

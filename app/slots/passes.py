@@ -13,11 +13,13 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import msgspec
+from piccolo.columns.combination import Combinable
 
 from app.auth.principal import Principal
 from app.auth.roles import STAFF, Role
 from app.config import Settings
 from app.errors import Conflict, InvalidInput, NotFound
+from app.pagination import Page, page_of
 from app.people.directory import cipher_for
 from app.people.normalise import normalise_plate
 from app.privacy import audit
@@ -204,14 +206,24 @@ async def get_pass(settings: Settings, principal: Principal, pass_id: UUID, now:
     return _view(settings, row, await _today(principal.site_id, now or now_utc()))
 
 
-async def list_passes(settings: Settings, principal: Principal, now: dt.datetime | None = None) -> list[PassView]:
-    query = ParkingPass.select().where(ParkingPass.site == principal.site_id)
+async def list_passes(
+    settings: Settings, principal: Principal, now: dt.datetime | None = None, *, limit: int = 50, offset: int = 0
+) -> Page[PassView]:
+    where: list[Combinable] = [ParkingPass.site == principal.site_id]
     if not is_staff(principal):
-        query = query.where(ParkingPass.person == principal.person_id)
+        where.append(ParkingPass.person == principal.person_id)
     today = await _today(principal.site_id, now or now_utc())
-    rows = await query.order_by(ParkingPass.valid_until, ascending=False)
+    total = await ParkingPass.count().where(*where)
+    rows = (
+        await ParkingPass.select()
+        .where(*where)
+        .order_by(ParkingPass.valid_until, ascending=False)
+        .order_by(ParkingPass.id)
+        .limit(limit)
+        .offset(offset)
+    )
     await audit_plate_reads(principal.site_id, rows)
-    return [_view(settings, r, today) for r in rows]
+    return page_of([_view(settings, r, today) for r in rows], total=total, limit=limit, offset=offset)
 
 
 async def renew_pass(
@@ -265,7 +277,7 @@ async def check_plate(
     try:
         plate = normalise_plate(raw_plate)
     except ValueError as exc:
-        raise InvalidInput.for_field("plate", str(exc)) from None
+        raise InvalidInput.for_query("plate", str(exc)) from None
     cipher = cipher_for(settings)
     rows = await ParkingPass.select().where(
         (ParkingPass.site == principal.site_id) & (ParkingPass.plate_index == cipher.blind_index("plate", plate))

@@ -40,9 +40,9 @@ def _hours(delta: dt.timedelta) -> float:
 
 async def utilisation_csv(site_id: UUID, first: dt.date, last: dt.date) -> str:
     if last < first:
-        raise InvalidInput.for_field("to", "must not be before from")
+        raise InvalidInput.for_query("to", "must not be before from")
     if (last - first).days > 366:
-        raise InvalidInput.for_field("to", "a report covers at most one year")
+        raise InvalidInput.for_query("to", "a report covers at most one year")
     tz_name, _ = await resources.site_settings(site_id)
     tz = ZoneInfo(tz_name)
     begin = dt.datetime.combine(first, dt.time(), tzinfo=tz).astimezone(dt.UTC)

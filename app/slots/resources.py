@@ -16,8 +16,11 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
+from piccolo.columns.combination import Combinable
+from piccolo.query.methods.select import Select
 
 from app.errors import Conflict, InvalidInput, NotFound
+from app.pagination import Page, page_of
 from app.text import ONE_LINE
 from schema.jsonvalue import as_dict
 from schema.slots import SlotDevice, SlotResource
@@ -225,12 +228,32 @@ async def load(site_id: UUID, resource_id: UUID) -> dict[str, Any]:
     return row
 
 
-async def list_resources(site_id: UUID, category: str | None = None, *, staff: bool = False) -> list[ResourceView]:
-    query = SlotResource.select(*SLOT_COLUMNS).where(SlotResource.site == site_id)
+def _resource_filter(site_id: UUID, category: str | None) -> list[Combinable]:
+    where: list[Combinable] = [SlotResource.site == site_id]
     if category is not None:
-        query = query.where(SlotResource.category == category)
-    rows = await query
-    return sorted((view_of(r, staff=staff) for r in rows), key=lambda v: (v.category, v.code))
+        where.append(SlotResource.category == category)
+    return where
+
+
+def _by_category_and_code(query: Select) -> Select:
+    return query.order_by(SlotResource.category).order_by(SlotResource.resource.code).order_by(SlotResource.resource)
+
+
+async def list_resources(site_id: UUID, category: str | None = None, *, staff: bool = False) -> list[ResourceView]:
+    """Every resource of the site (or of one category), by category and code."""
+    query = SlotResource.select(*SLOT_COLUMNS).where(*_resource_filter(site_id, category))
+    return [view_of(r, staff=staff) for r in await _by_category_and_code(query)]
+
+
+async def page_resources(
+    site_id: UUID, category: str | None = None, *, staff: bool = False, limit: int, offset: int
+) -> Page[ResourceView]:
+    """One page of the site's resources, by category and code."""
+    where = _resource_filter(site_id, category)
+    total = await SlotResource.count().where(*where)
+    query = SlotResource.select(*SLOT_COLUMNS).where(*where)
+    rows = await _by_category_and_code(query).limit(limit).offset(offset)
+    return page_of([view_of(r, staff=staff) for r in rows], total=total, limit=limit, offset=offset)
 
 
 async def _insert_resource(site_id: UUID, kind: str, code: str, name: str) -> Resource:

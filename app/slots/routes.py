@@ -11,9 +11,10 @@ from litestar import Controller, Response, get, patch, post, put
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 from litestar.types import ControllerRouterHandler
 
-from app.auth.roles import ALL_ROLES, PUBLIC, STAFF, Role, allow
+from app.auth.roles import ALL_ROLES, STAFF, Role, allow, own_auth
 from app.deps import Caller, RedisDep, SettingsDep
-from app.pagination import DEFAULT_LIMIT, Limit, Offset
+from app.media import CSV
+from app.pagination import DEFAULT_LIMIT, Limit, Offset, Page
 from app.slots import availability, booking, chargers, passes, reports, resources, valet
 from app.slots.availability import AvailabilityFeed
 from schema.slots_events import ResourceAvailability, SiteCounts
@@ -38,8 +39,12 @@ class ResourceController(Controller):
     tags = ["slots"]
 
     @get("", opt=EVERYONE)
-    async def list_resources(self, principal: Caller, category: Category = None) -> list[resources.ResourceView]:
-        return await resources.list_resources(principal.site_id, category, staff=booking.is_staff(principal))
+    async def list_resources(
+        self, principal: Caller, category: Category = None, limit: Limit = DEFAULT_LIMIT, offset: Offset = 0
+    ) -> Page[resources.ResourceView]:
+        return await resources.page_resources(
+            principal.site_id, category, staff=booking.is_staff(principal), limit=limit, offset=offset
+        )
 
     @post("", opt=MANAGERS)
     async def create(self, principal: Caller, data: JSONBody[resources.NewResource]) -> resources.ResourceView:
@@ -86,7 +91,7 @@ class BookingController(Controller):
         mine: FromQuery[bool] = False,
         limit: Limit = DEFAULT_LIMIT,
         offset: Offset = 0,
-    ) -> list[booking.BookingView]:
+    ) -> Page[booking.BookingView]:
         return await booking.list_bookings(
             principal, resource_id=resource_id, status=status, mine=mine, limit=limit, offset=offset
         )
@@ -187,7 +192,7 @@ class SlotsController(Controller):
     ) -> resources.DeviceCredentials:
         return await resources.create_sensor_gateway(principal.site_id, data)
 
-    @post("/ocpp/status-notification", opt=PUBLIC, status_code=200)
+    @post("/ocpp/status-notification", opt=own_auth("device_token"), status_code=200)
     async def status_notification(
         self,
         redis: RedisDep,
@@ -199,7 +204,7 @@ class SlotsController(Controller):
         device, site_id = await chargers.authenticate(device_id, device_token, "charger")
         return await chargers.status_notification(redis, settings, device, site_id, data)
 
-    @post("/sensors/occupancy", opt=PUBLIC, status_code=200)
+    @post("/sensors/occupancy", opt=own_auth("device_token"), status_code=200)
     async def sensor_event(
         self,
         redis: RedisDep,
@@ -211,7 +216,7 @@ class SlotsController(Controller):
         device, site_id = await chargers.authenticate(device_id, device_token, "sensor_gateway")
         return await chargers.sensor_event(redis, settings, device, site_id, data)
 
-    @get("/reports/utilisation.csv", opt=MANAGERS, media_type="text/csv; charset=utf-8")
+    @get("/reports/utilisation.csv", opt=MANAGERS, media_type=CSV)
     async def utilisation(
         self,
         principal: Caller,
@@ -221,7 +226,7 @@ class SlotsController(Controller):
         content = await reports.utilisation_csv(principal.site_id, date_from, date_to)
         return Response(
             content,
-            media_type="text/csv; charset=utf-8",
+            media_type=CSV,
             headers={"Content-Disposition": f'attachment; filename="utilisation-{date_from}-{date_to}.csv"'},
         )
 
@@ -235,8 +240,10 @@ class PassController(Controller):
         return await passes.create_pass(settings, principal, data)
 
     @get("", opt=BOOKERS)
-    async def list_passes(self, principal: Caller, settings: SettingsDep) -> list[passes.PassView]:
-        return await passes.list_passes(settings, principal)
+    async def list_passes(
+        self, principal: Caller, settings: SettingsDep, limit: Limit = DEFAULT_LIMIT, offset: Offset = 0
+    ) -> Page[passes.PassView]:
+        return await passes.list_passes(settings, principal, limit=limit, offset=offset)
 
     @get("/check", opt=GATE)
     async def check(
@@ -274,9 +281,14 @@ class ValetController(Controller):
 
     @get("", opt=VALET_USERS)
     async def list_requests(
-        self, principal: Caller, settings: SettingsDep, active: FromQuery[bool] = True
-    ) -> list[valet.ValetView]:
-        return await valet.list_valet(settings, principal, active)
+        self,
+        principal: Caller,
+        settings: SettingsDep,
+        active: FromQuery[bool] = True,
+        limit: Limit = DEFAULT_LIMIT,
+        offset: Offset = 0,
+    ) -> Page[valet.ValetView]:
+        return await valet.list_valet(settings, principal, active, limit=limit, offset=offset)
 
     @get("/{valet_id:uuid}", opt=VALET_USERS)
     async def read(self, principal: Caller, settings: SettingsDep, valet_id: FromPath[UUID]) -> valet.ValetView:

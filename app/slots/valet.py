@@ -8,11 +8,13 @@ from typing import Annotated, Any, Final, Literal
 from uuid import UUID
 
 import msgspec
+from piccolo.columns.combination import Combinable
 from redis.asyncio import Redis
 
 from app.auth.principal import Principal
 from app.config import Settings
 from app.errors import Conflict, InvalidInput, NotFound
+from app.pagination import Page, page_of
 from app.people.directory import cipher_for
 from app.people.normalise import normalise_plate
 from app.slots.booking import is_staff
@@ -201,15 +203,25 @@ async def update_valet(
     return await _transition(redis, settings, principal, valet_id, data.status, changes, now)
 
 
-async def list_valet(settings: Settings, principal: Principal, active_only: bool = True) -> list[ValetView]:
-    query = ValetRequest.select().where(ValetRequest.site == principal.site_id)
+async def list_valet(
+    settings: Settings, principal: Principal, active_only: bool = True, *, limit: int = 50, offset: int = 0
+) -> Page[ValetView]:
+    where: list[Combinable] = [ValetRequest.site == principal.site_id]
     if not is_staff(principal) and principal.roles.isdisjoint({"guard"}):
-        query = query.where(ValetRequest.person == principal.person_id)
+        where.append(ValetRequest.person == principal.person_id)
     if active_only:
-        query = query.where(ValetRequest.status.not_in(["delivered", "cancelled"]))
-    rows = await query.order_by(ValetRequest.created_at)
+        where.append(ValetRequest.status.not_in(["delivered", "cancelled"]))
+    total = await ValetRequest.count().where(*where)
+    rows = (
+        await ValetRequest.select()
+        .where(*where)
+        .order_by(ValetRequest.created_at)
+        .order_by(ValetRequest.id)
+        .limit(limit)
+        .offset(offset)
+    )
     await audit_plate_reads(principal.site_id, rows)
-    return [_view(settings, r) for r in rows]
+    return page_of([_view(settings, r) for r in rows], total=total, limit=limit, offset=offset)
 
 
 async def get_valet(settings: Settings, principal: Principal, valet_id: UUID) -> ValetView:

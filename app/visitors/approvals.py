@@ -12,6 +12,7 @@ import msgspec
 from app.auth.principal import Principal
 from app.auth.roles import STAFF, Role
 from app.errors import Conflict, Forbidden, InvalidInput, NotFound
+from app.pagination import Page, page_of
 from app.visitors.common import VisitorDeps, is_occupant, now_utc, person_names, publish_all, unit_labels
 from realtime.topics import site_topic, unit_topic
 from schema import visitors_events as ev
@@ -198,17 +199,23 @@ async def answer_as(
     )
 
 
-async def pending(site_id: UUID, limit: int = 200) -> list[ApprovalView]:
+async def pending(site_id: UUID, limit: int = 200, offset: int = 0) -> Page[ApprovalView]:
+    where = (VisitorApproval.site == site_id) & (VisitorApproval.status == "pending")
+    total = await VisitorApproval.count().where(where)
     rows = (
         await VisitorApproval.select(VisitorApproval.id)
-        .where((VisitorApproval.site == site_id) & (VisitorApproval.status == "pending"))
+        .where(where)
         .order_by(VisitorApproval.requested_at)
+        .order_by(VisitorApproval.id)
         .limit(limit)
+        .offset(offset)
     )
-    return [await view(site_id, r["id"]) for r in rows]
+    return page_of([await view(site_id, r["id"]) for r in rows], total=total, limit=limit, offset=offset)
 
 
-async def for_my_units(principal: Principal, now: dt.datetime | None = None, limit: int = 50) -> list[ApprovalView]:
+async def for_my_units(
+    principal: Principal, now: dt.datetime | None = None, limit: int = 50, offset: int = 0
+) -> Page[ApprovalView]:
     """An occupant's visitor requests of the last two hours across their units, waiting or answered:
     what the app shows when it opens (live events keep it current after that). Newest first."""
     now = now or now_utc()
@@ -219,18 +226,22 @@ async def for_my_units(principal: Principal, now: dt.datetime | None = None, lim
     )
     unit_ids = [row["unit"] for row in units]
     if not unit_ids:
-        return []
+        return page_of([], total=0, limit=limit, offset=offset)
+    where = (
+        (VisitorApproval.site == principal.site_id)
+        & VisitorApproval.unit.is_in(unit_ids)
+        & (
+            (VisitorApproval.requested_at >= now - RECENT_FOR_OCCUPANTS)
+            | (VisitorApproval.decided_at >= now - RECENT_FOR_OCCUPANTS)
+        )
+    )
+    total = await VisitorApproval.count().where(where)
     rows = (
         await VisitorApproval.select(VisitorApproval.id)
-        .where(
-            (VisitorApproval.site == principal.site_id)
-            & VisitorApproval.unit.is_in(unit_ids)
-            & (
-                (VisitorApproval.requested_at >= now - RECENT_FOR_OCCUPANTS)
-                | (VisitorApproval.decided_at >= now - RECENT_FOR_OCCUPANTS)
-            )
-        )
+        .where(where)
         .order_by(VisitorApproval.requested_at, ascending=False)
+        .order_by(VisitorApproval.id)
         .limit(limit)
+        .offset(offset)
     )
-    return [await view(principal.site_id, r["id"]) for r in rows]
+    return page_of([await view(principal.site_id, r["id"]) for r in rows], total=total, limit=limit, offset=offset)

@@ -11,6 +11,7 @@ import msgspec
 from app.auth.principal import Principal
 from app.config import Settings
 from app.errors import InvalidInput, NotFound
+from app.pagination import Page, page_of
 from app.text import MULTI_LINE, ONE_LINE
 from app.visitors.common import now_utc, reveal, seal_phone, seal_plate, site_region
 from schema.visitors import VisitorBlock
@@ -65,15 +66,17 @@ async def add(settings: Settings, principal: Principal, data: NewBlock, now: dt.
     return _view(settings, stored)
 
 
-async def list_blocks(settings: Settings, site_id: UUID, limit: int, offset: int) -> list[BlockView]:
+async def list_blocks(settings: Settings, site_id: UUID, limit: int, offset: int) -> Page[BlockView]:
+    total = await VisitorBlock.count().where(VisitorBlock.site == site_id)
     rows = (
         await VisitorBlock.select()
         .where(VisitorBlock.site == site_id)
         .order_by(VisitorBlock.created_at, ascending=False)
+        .order_by(VisitorBlock.id)
         .limit(limit)
         .offset(offset)
     )
-    return [_view(settings, r) for r in rows]
+    return page_of([_view(settings, r) for r in rows], total=total, limit=limit, offset=offset)
 
 
 async def remove(site_id: UUID, block_id: UUID) -> None:

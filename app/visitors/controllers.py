@@ -15,7 +15,7 @@ from litestar.params import Body, FromPath, FromQuery, JSONBody
 from app.auth.roles import STAFF, Role, allow
 from app.deps import Caller
 from app.errors import InvalidInput, NotFound
-from app.pagination import DEFAULT_LIMIT, Limit, Offset
+from app.pagination import DEFAULT_LIMIT, Limit, Offset, Page, window
 from app.uploads import download_headers, media_type_for, read_upload
 from app.visitors import anpr, approvals, blocklist, feeds, gate, ladder, passes, sitecfg
 from app.visitors.common import VisitorDeps
@@ -101,7 +101,7 @@ class VisitorController(Controller):
         status: FromQuery[str | None] = None,
         limit: Limit = DEFAULT_LIMIT,
         offset: Offset = 0,
-    ) -> list[passes.PassView]:
+    ) -> Page[passes.PassView]:
         return await passes.list_passes(vdeps, principal, unit_id=unit_id, status=status, limit=limit, offset=offset)
 
     @post("/passes/{pass_id:uuid}/revoke", opt=ISSUERS, status_code=200)
@@ -141,9 +141,11 @@ class VisitorController(Controller):
         return await gate.register_walk_in(vdeps, principal, form, photo or None)
 
     @get("/approvals", opt=allow(Role.OCCUPANT))
-    async def my_approvals(self, principal: Caller) -> list[approvals.ApprovalView]:
+    async def my_approvals(
+        self, principal: Caller, limit: Limit = DEFAULT_LIMIT, offset: Offset = 0
+    ) -> Page[approvals.ApprovalView]:
         """The caller's units' visitor requests of the last two hours, waiting or answered (newest first)."""
-        return await approvals.for_my_units(principal)
+        return await approvals.for_my_units(principal, limit=limit, offset=offset)
 
     @get("/approvals/{approval_id:uuid}", opt=UNIT_PEOPLE)
     async def read_approval(self, principal: Caller, approval_id: FromPath[UUID]) -> approvals.ApprovalView:
@@ -188,32 +190,46 @@ class VisitorController(Controller):
 
     # -- feeds ----------------------------------------------------------------------------------
     @get("/feeds/expected", opt=GATE_STAFF)
-    async def expected(self, principal: Caller) -> list[feeds.ExpectedVisitor]:
-        return await feeds.expected_today(principal.site_id)
+    async def expected(
+        self, principal: Caller, limit: Limit = DEFAULT_LIMIT, offset: Offset = 0
+    ) -> Page[feeds.ExpectedVisitor]:
+        return await feeds.expected_today(principal.site_id, limit=limit, offset=offset)
 
     @get("/feeds/inside", opt=GATE_STAFF)
-    async def inside(self, principal: Caller) -> list[feeds.InsideVisitor]:
-        return await feeds.inside_now(principal.site_id)
+    async def inside(
+        self, principal: Caller, limit: Limit = DEFAULT_LIMIT, offset: Offset = 0
+    ) -> Page[feeds.InsideVisitor]:
+        return await feeds.inside_now(principal.site_id, limit=limit, offset=offset)
 
     @get("/feeds/pending", opt=GATE_STAFF)
-    async def pending(self, principal: Caller) -> list[approvals.ApprovalView]:
-        return await feeds.pending_approvals(principal.site_id)
+    async def pending(
+        self, principal: Caller, limit: Limit = DEFAULT_LIMIT, offset: Offset = 0
+    ) -> Page[approvals.ApprovalView]:
+        return await feeds.pending_approvals(principal.site_id, limit=limit, offset=offset)
 
     @get("/feeds/answered", opt=GATE_STAFF)
-    async def answered(self, principal: Caller) -> list[approvals.ApprovalView]:
-        return await feeds.answered_recently(principal.site_id)
+    async def answered(
+        self, principal: Caller, limit: Limit = DEFAULT_LIMIT, offset: Offset = 0
+    ) -> Page[approvals.ApprovalView]:
+        return await feeds.answered_recently(principal.site_id, limit=limit, offset=offset)
 
     @get("/approvals/{approval_id:uuid}/call-list", opt=GATE_STAFF)
     async def call_list(
-        self, principal: Caller, vdeps: VisitorDepsDep, approval_id: FromPath[UUID]
-    ) -> list[OccupantToCall]:
-        return await ladder.call_list(vdeps, principal.site_id, approval_id)
+        self,
+        principal: Caller,
+        vdeps: VisitorDepsDep,
+        approval_id: FromPath[UUID],
+        limit: Limit = DEFAULT_LIMIT,
+        offset: Offset = 0,
+    ) -> Page[OccupantToCall]:
+        """The unit's occupants in the order the ladder calls them (a handful: cut from the whole list)."""
+        return window(await ladder.call_list(vdeps, principal.site_id, approval_id), limit=limit, offset=offset)
 
     # -- blocklist and cameras ------------------------------------------------------------------
     @get("/blocklist", opt=MANAGERS)
     async def list_blocks(
         self, principal: Caller, vdeps: VisitorDepsDep, limit: Limit = DEFAULT_LIMIT, offset: Offset = 0
-    ) -> list[blocklist.BlockView]:
+    ) -> Page[blocklist.BlockView]:
         return await blocklist.list_blocks(vdeps.settings, principal.site_id, limit, offset)
 
     @post("/blocklist", opt=MANAGERS)

@@ -11,6 +11,7 @@ from uuid import UUID
 
 import msgspec
 
+from app.pagination import MAX_LIMIT, Page, page_of, window
 from app.visitors.approvals import ApprovalView, pending, view
 from app.visitors.common import now_utc, unit_labels
 from app.visitors.gate import VisitView, visit_view
@@ -44,7 +45,11 @@ class InsideVisitor(msgspec.Struct, frozen=True, kw_only=True):
     overstay: bool = False
 
 
-async def expected_today(site_id: UUID, now: dt.datetime | None = None) -> list[ExpectedVisitor]:
+async def expected_today(
+    site_id: UUID, now: dt.datetime | None = None, *, limit: int = MAX_LIMIT, offset: int = 0
+) -> Page[ExpectedVisitor]:
+    """Passes valid some time today (site time), recurring ones only on their weekdays (0 = Monday).
+    The weekday filter runs here, so the page is cut from the whole day's list."""
     now = now or now_utc()
     zone = await site_zone_of(site_id)
     local = now.astimezone(zone)
@@ -56,7 +61,7 @@ async def expected_today(site_id: UUID, now: dt.datetime | None = None) -> list[
         & (VisitorPass.valid_from < day_end)
         & (VisitorPass.valid_until > max(now, day_start))
     )
-    today = local.isoweekday()
+    today = local.weekday()
     rows = [r for r in rows if r["schedule"] == "one_time" or today in {int(d) for d in as_list(r["days"])}]
     labels = await unit_labels(site_id, [r["unit"] for r in rows])
     result = [
@@ -75,16 +80,21 @@ async def expected_today(site_id: UUID, now: dt.datetime | None = None) -> list[
         )
         for r in rows
     ]
-    return sorted(result, key=lambda e: (e.day_start or "", e.valid_from))
+    ordered = sorted(result, key=lambda e: (e.day_start or "", e.valid_from, str(e.pass_id)))
+    return window(ordered, limit=limit, offset=offset)
 
 
-async def inside_now(site_id: UUID, now: dt.datetime | None = None) -> list[InsideVisitor]:
+async def inside_now(
+    site_id: UUID, now: dt.datetime | None = None, *, limit: int = MAX_LIMIT, offset: int = 0
+) -> Page[InsideVisitor]:
     now = now or now_utc()
+    where = (Visit.site == site_id) & (Visit.status == "inside")
+    total = await Visit.count().where(where)
     rows = (
-        await Visit.select().where((Visit.site == site_id) & (Visit.status == "inside")).order_by(Visit.checked_in_at)
+        await Visit.select().where(where).order_by(Visit.checked_in_at).order_by(Visit.id).limit(limit).offset(offset)
     )
     labels = await unit_labels(site_id, [r["unit"] for r in rows])
-    return [
+    items = [
         InsideVisitor(
             visit=visit_view(r),
             unit_label=labels.get(r["unit"], ""),
@@ -93,26 +103,33 @@ async def inside_now(site_id: UUID, now: dt.datetime | None = None) -> list[Insi
         )
         for r in rows
     ]
+    return page_of(items, total=total, limit=limit, offset=offset)
 
 
-async def pending_approvals(site_id: UUID) -> list[ApprovalView]:
-    return await pending(site_id)
+async def pending_approvals(site_id: UUID, *, limit: int = MAX_LIMIT, offset: int = 0) -> Page[ApprovalView]:
+    return await pending(site_id, limit=limit, offset=offset)
 
 
-async def answered_recently(site_id: UUID, now: dt.datetime | None = None, limit: int = 100) -> list[ApprovalView]:
+async def answered_recently(
+    site_id: UUID, now: dt.datetime | None = None, *, limit: int = 100, offset: int = 0
+) -> Page[ApprovalView]:
     """Walk-ins answered in the last two hours whose visitor is still at the gate (approved and not yet
     let in, denied, or leave at gate): what a console that (re)loads must show besides the pending ones."""
     now = now or now_utc()
+    where = (
+        (VisitorApproval.site == site_id)
+        & (VisitorApproval.status != "pending")
+        & (VisitorApproval.decided_at >= now - ANSWERED_WINDOW)
+        # "pending": the answer is in, the visit row has not followed it yet (approvals.answer).
+        & VisitorApproval.visit._.status.is_in(["pending", "approved", "denied", "leave_at_gate"])
+    )
+    total = await VisitorApproval.count().where(where)
     rows = (
         await VisitorApproval.select(VisitorApproval.id)
-        .where(
-            (VisitorApproval.site == site_id)
-            & (VisitorApproval.status != "pending")
-            & (VisitorApproval.decided_at >= now - ANSWERED_WINDOW)
-            # "pending": the answer is in, the visit row has not followed it yet (approvals.answer).
-            & VisitorApproval.visit._.status.is_in(["pending", "approved", "denied", "leave_at_gate"])
-        )
+        .where(where)
         .order_by(VisitorApproval.decided_at)
+        .order_by(VisitorApproval.id)
         .limit(limit)
+        .offset(offset)
     )
-    return [await view(site_id, r["id"]) for r in rows]
+    return page_of([await view(site_id, r["id"]) for r in rows], total=total, limit=limit, offset=offset)

@@ -9,10 +9,12 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import msgspec
+from piccolo.columns.combination import Combinable
 
 from app.auth.principal import Principal
 from app.auth.roles import STAFF, Role
 from app.errors import Conflict, Forbidden, InvalidInput, NotFound
+from app.pagination import Page, page_of
 from app.text import ONE_LINE
 from app.visitors import codes
 from app.visitors.common import (
@@ -40,7 +42,9 @@ Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200), ONE_LINE]
 Phone = Annotated[str, msgspec.Meta(max_length=32)]
 Plate = Annotated[str, msgspec.Meta(max_length=20)]
 HHMM = Annotated[str, msgspec.Meta(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
-Weekday = Annotated[int, msgspec.Meta(ge=1, le=7)]
+# 0 = Monday ... 6 = Sunday, as Python's weekday() and every other weekday of the hub (shifts,
+# quiet hours, opening hours).
+Weekday = Annotated[int, msgspec.Meta(ge=0, le=6)]
 MAX_ONE_TIME = dt.timedelta(days=31)
 MAX_RECURRING = dt.timedelta(days=366)
 CODE_ATTEMPTS = 20
@@ -53,7 +57,7 @@ class OneTime(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
 
 
 class Recurring(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Every listed ISO weekday (1 = Monday) between start and end, site time, until valid_until."""
+    """Every listed weekday (0 = Monday ... 6 = Sunday) between start and end, site time, until valid_until."""
 
     days: Annotated[list[Weekday], msgspec.Meta(min_length=1, max_length=7)]
     start: HHMM
@@ -220,7 +224,8 @@ async def create_pass(
     payload = codes.qr_payload(deps.settings, row.id, row.code_hash)
     message_status = None
     if data.send_via and phone.plain:
-        text = pass_message_text(label, data.visitor_name, code, qr_url(deps, payload), start, end, schedule)
+        zone = await site_zone_of(site_id)
+        text = pass_message_text(label, data.visitor_name, code, qr_url(deps, payload), start, end, zone, recurring)
         from app.people.directory import cipher_for
 
         await VisitorMessage(
@@ -255,6 +260,9 @@ async def create_pass(
     )
 
 
+DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")  # by Weekday, 0 = Monday
+
+
 def pass_message_text(
     unit_label: str,
     name: str,
@@ -262,17 +270,25 @@ def pass_message_text(
     link: str,
     start: dt.datetime,
     end: dt.datetime,
-    schedule: str,
+    zone: ZoneInfo,
+    recurring: Recurring | None = None,
 ) -> str:
-    when = "recurring" if schedule == "recurring" else f"{start:%d %b %H:%M}-{end:%d %b %H:%M} UTC"
+    """The SMS/WhatsApp text of a pass. Times are the site's wall clock, as the visitor reads them at the
+    gate, with the zone's abbreviation (IST), never UTC."""
+    first, last = start.astimezone(zone), end.astimezone(zone)
+    if recurring is None:
+        when = f"{first:%d %b %H:%M}-{last:%d %b %H:%M} {last:%Z}"
+    else:
+        days = ", ".join(DAY_NAMES[d] for d in sorted(set(recurring.days)))
+        when = f"{days} {recurring.start}-{recurring.end} {last:%Z}, until {last:%d %b}"
     return f"{name}, your gate pass for {unit_label}: code {code} ({when}). QR: {link}"
 
 
 async def list_passes(
     deps: VisitorDeps, principal: Principal, *, unit_id: UUID | None, status: str | None, limit: int, offset: int
-) -> list[PassView]:
+) -> Page[PassView]:
     site_id = principal.site_id
-    query = VisitorPass.select().where(VisitorPass.site == site_id)
+    where: list[Combinable] = [VisitorPass.site == site_id]
     if not principal.has_any(STAFF | {Role.GUARD}):
         from schema.tables import Occupancy
 
@@ -281,15 +297,23 @@ async def list_passes(
         )
         units = [r["unit"] for r in rows]
         if not units:
-            return []
-        query = query.where(VisitorPass.unit.is_in(units))
+            return page_of([], total=0, limit=limit, offset=offset)
+        where.append(VisitorPass.unit.is_in(units))
     if unit_id is not None:
-        query = query.where(VisitorPass.unit == unit_id)
+        where.append(VisitorPass.unit == unit_id)
     if status is not None:
-        query = query.where(VisitorPass.status == status)
-    rows = await query.order_by(VisitorPass.created_at, ascending=False).limit(limit).offset(offset)
+        where.append(VisitorPass.status == status)
+    total = await VisitorPass.count().where(*where)
+    rows = (
+        await VisitorPass.select()
+        .where(*where)
+        .order_by(VisitorPass.created_at, ascending=False)
+        .order_by(VisitorPass.id)
+        .limit(limit)
+        .offset(offset)
+    )
     labels = await unit_labels(site_id, [r["unit"] for r in rows])
-    return [_view(r, labels.get(r["unit"], ""), deps) for r in rows]
+    return page_of([_view(r, labels.get(r["unit"], ""), deps) for r in rows], total=total, limit=limit, offset=offset)
 
 
 async def revoke_pass(
@@ -346,6 +370,6 @@ def validity(row: dict[str, object], now: dt.datetime, zone: ZoneInfo) -> str | 
         local = now.astimezone(zone)
         days = {int(d) for d in as_list(row["days"])}
         hhmm = f"{local:%H:%M}"
-        if local.isoweekday() not in days or not (str(row["day_start"]) <= hhmm < str(row["day_end"])):
+        if local.weekday() not in days or not (str(row["day_start"]) <= hhmm < str(row["day_end"])):
             return "outside_hours"
     return None

@@ -22,7 +22,7 @@ from litestar.params import FromPath, JSONBody
 from litestar.response import Template
 from markupsafe import Markup
 
-from app.auth.roles import PUBLIC
+from app.auth.roles import own_auth
 from app.deps import SettingsDep
 from app.errors import AppError, Forbidden, NotFound
 from app.visitors import anpr, approvals, codes
@@ -39,7 +39,7 @@ DECISIONS: dict[str, Decision] = {"approved": "approved", "denied": "denied", "l
 WORDS = {"approved": "approved", "denied": "denied", "leave_at_gate": "asked to leave it at the gate"}
 
 
-@get("/v/qr/{payload:str}", opt=PUBLIC, include_in_schema=False, dependencies=VISITOR_DEPENDENCIES)
+@get("/v/qr/{payload:str}", opt=own_auth("signed_path"), tags=["visitor links"], dependencies=VISITOR_DEPENDENCIES)
 async def qr_image(payload: FromPath[str], vdeps: VisitorDepsDep) -> Response[bytes]:
     text = payload.removesuffix(".svg")
     parsed = codes.parse_qr(vdeps.settings, text)
@@ -79,7 +79,7 @@ async def _link_context(vdeps: VisitorDeps, token_text: str) -> tuple[codes.Answ
     return token, row
 
 
-@get(LINK_PATH + "{token:str}", opt=PUBLIC, include_in_schema=False, dependencies=VISITOR_DEPENDENCIES)
+@get(LINK_PATH + "{token:str}", opt=own_auth("signed_path"), tags=["visitor links"], dependencies=VISITOR_DEPENDENCIES)
 async def link_page(token: FromPath[str], vdeps: VisitorDepsDep) -> Template:
     try:
         _, row = await _link_context(vdeps, token)
@@ -99,7 +99,7 @@ async def link_page(token: FromPath[str], vdeps: VisitorDepsDep) -> Template:
     return _page(f"Visitor for {label}", f"<p>{who}{purpose} is waiting at the gate.</p>{buttons}")
 
 
-@post(LINK_PATH + "{token:str}", opt=PUBLIC, include_in_schema=False, dependencies=VISITOR_DEPENDENCIES)
+@post(LINK_PATH + "{token:str}", opt=own_auth("signed_path"), tags=["visitor links"], dependencies=VISITOR_DEPENDENCIES)
 async def link_answer(token: FromPath[str], vdeps: VisitorDepsDep, request: Request[Any, Any, Any]) -> Template:
     try:
         parsed, row = await _link_context(vdeps, token)
@@ -130,7 +130,13 @@ def _twiml(text: str) -> Response[bytes]:
     return Response(text.encode(), media_type=MediaType.XML, status_code=200)
 
 
-@post(GATHER_PATH, opt=PUBLIC, include_in_schema=False, status_code=200, dependencies=VISITOR_DEPENDENCIES)
+@post(
+    GATHER_PATH,
+    opt=own_auth("twilio_signature"),
+    tags=["webhooks"],
+    status_code=200,
+    dependencies=VISITOR_DEPENDENCIES,
+)
 async def voice_gather(
     request: Request[Any, Any, Any], settings: SettingsDep, vdeps: VisitorDepsDep
 ) -> Response[bytes]:
@@ -166,7 +172,13 @@ async def voice_gather(
     return _twiml(say_twiml(f"Thank you. The visitor is {WORDS[decision]}. Goodbye."))
 
 
-@post("/api/visitors/anpr", opt=PUBLIC, include_in_schema=False, status_code=201, dependencies=VISITOR_DEPENDENCIES)
+@post(
+    "/api/visitors/anpr",
+    opt=own_auth("camera_key"),
+    tags=["visitors"],
+    status_code=201,
+    dependencies=VISITOR_DEPENDENCIES,
+)
 async def anpr_read(
     request: Request[Any, Any, Any], vdeps: VisitorDepsDep, data: JSONBody[anpr.PlateRead]
 ) -> anpr.ReadResult:

@@ -54,6 +54,10 @@ HOME_BY_ROLE: Final[tuple[tuple[frozenset[Role], str], ...]] = (
 )
 
 
+# The sign-in page and the redirects before it: open to anyone, and their errors are pages too.
+PUBLIC_PAGE: Final[dict[str, Any]] = {**PUBLIC, PAGE_KEY: True}
+
+
 def page_access(*roles: Role) -> dict[str, Any]:
     """``opt`` for a page route: who may open it, and that refusals are pages, not JSON."""
     return {**allow(*roles), PAGE_KEY: True}
@@ -164,12 +168,12 @@ def _login_page(
     return response
 
 
-@get("/login", opt=PUBLIC, include_in_schema=False, name="login-page")
+@get("/login", opt=PUBLIC_PAGE, name="login-page")
 async def login_page(request: Request[Any, Any, Any]) -> Template:
     return _login_page(request)
 
 
-@post("/login", opt=PUBLIC, include_in_schema=False, status_code=303, name="login-submit")
+@post("/login", opt=PUBLIC_PAGE, status_code=303, name="login-submit")
 async def login_submit(request: Request[Any, Any, Any]) -> Response[Any]:
     state = request.app.state
     form = await request.form()
@@ -207,7 +211,7 @@ async def login_submit(request: Request[Any, Any, Any]) -> Response[Any]:
     return response
 
 
-@post("/logout", opt={**allow(*ALL_ROLES), "csrf": "form", PAGE_KEY: True}, include_in_schema=False, status_code=303)
+@post("/logout", opt={**allow(*ALL_ROLES), "csrf": "form", PAGE_KEY: True}, status_code=303)
 async def logout(request: Request[Any, Any, Any]) -> Response[Any]:
     state = request.app.state
     session = request_session(request)
@@ -220,7 +224,7 @@ async def logout(request: Request[Any, Any, Any]) -> Response[Any]:
     return response
 
 
-@get("/", opt=PUBLIC, include_in_schema=False, name="home")
+@get("/", opt=PUBLIC_PAGE, name="home")
 async def home(request: Request[Any, Any, Any]) -> Redirect:
     from app.web.sessions import load_session
 
@@ -232,7 +236,7 @@ async def home(request: Request[Any, Any, Any]) -> Redirect:
     return Redirect(home_for(session.principal(digest, state.settings, 0)))
 
 
-@get("/lang/{code:str}", opt=PUBLIC, include_in_schema=False, name="language")
+@get("/lang/{code:str}", opt=PUBLIC_PAGE, name="language")
 async def choose_language(request: Request[Any, Any, Any], code: FromPath[str]) -> Redirect:
     """Switch the pages' language (a cookie that scripts may not read), then go back where the person was."""
     back = _safe_next(request.query_params.get("next")) or "/"
@@ -293,4 +297,4 @@ PAGE_ROUTES: list[ControllerRouterHandler] = [login_page, login_submit, logout, 
 
 def pages_router(console_routes: list[ControllerRouterHandler]) -> Router:
     set_page_error_renderer(page_error_response)
-    return Router(path="/", route_handlers=[*PAGE_ROUTES, *console_routes], include_in_schema=False)
+    return Router(path="/", route_handlers=[*PAGE_ROUTES, *console_routes], tags=["pages"])

@@ -9,9 +9,10 @@ from typing import Any
 from litestar import Litestar
 from litestar.routes import HTTPRoute
 
-from app.auth.roles import Role, allowed_roles, is_framework_handler
+from app.auth.roles import OWN_AUTH_KEY, Role, allowed_roles, is_framework_handler
+from app.web.pages import PAGE_KEY
 
-_PARAM = re.compile(r"\{([^}:]+)(?::[^}]+)?\}")
+PARAM = re.compile(r"\{([^}:]+)(?::[^}]+)?\}")
 
 
 @dataclass(frozen=True)
@@ -20,10 +21,12 @@ class Operation:
     path: str  # OpenAPI form: /api/units/{unit_id}
     allowed: frozenset[Role] | None  # None: public
     operation: dict[str, Any]
+    own_auth: str | None = None  # public to the role guard; the route checks this credential itself
+    page: bool = False  # a page: refusals are HTML pages and sign-in redirects, not problem details
 
     @property
     def path_params(self) -> list[str]:
-        return _PARAM.findall(self.path)
+        return PARAM.findall(self.path)
 
     @property
     def json_body_schema(self) -> dict[str, Any] | None:
@@ -36,26 +39,30 @@ class Operation:
         return "multipart/form-data" in self.operation.get("requestBody", {}).get("content", {})
 
     def url(self, values: dict[str, str]) -> str:
-        return _PARAM.sub(lambda m: values[m.group(1)], self.path)
+        return PARAM.sub(lambda m: values[m.group(1)], self.path)
 
 
-def _declared_roles(app: Litestar) -> dict[tuple[str, str], frozenset[Role] | None]:
-    declared: dict[tuple[str, str], frozenset[Role] | None] = {}
+def _declared_access(app: Litestar) -> dict[tuple[str, str], dict[str, Any]]:
+    declared: dict[tuple[str, str], dict[str, Any]] = {}
     for route in app.routes:
         if not isinstance(route, HTTPRoute):
             continue
-        openapi_path = _PARAM.sub(lambda m: "{" + m.group(1) + "}", route.path)
+        openapi_path = PARAM.sub(lambda m: "{" + m.group(1) + "}", route.path)
         for handler in route.route_handlers:
             if is_framework_handler(handler):
                 continue
             for method in handler.http_methods:
-                declared[(method.upper(), openapi_path)] = allowed_roles(handler.opt)
+                declared[(method.upper(), openapi_path)] = {
+                    "allowed": allowed_roles(handler.opt),
+                    "own_auth": handler.opt.get(OWN_AUTH_KEY),
+                    "page": bool(handler.opt.get(PAGE_KEY)),
+                }
     return declared
 
 
 def operations(app: Litestar) -> list[Operation]:
     schema = app.openapi_schema.to_schema()
-    declared = _declared_roles(app)
+    declared = _declared_access(app)
     result = []
     for path, item in schema["paths"].items():
         for method, operation in item.items():
@@ -64,5 +71,5 @@ def operations(app: Litestar) -> list[Operation]:
             key = (method.upper(), path)
             if key not in declared:
                 raise AssertionError(f"{key} is in the OpenAPI schema but no handler declares its access")
-            result.append(Operation(method.upper(), path, declared[key], operation))
+            result.append(Operation(method.upper(), path, operation=operation, **declared[key]))
     return sorted(result, key=lambda o: (o.path, o.method))

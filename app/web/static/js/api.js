@@ -58,3 +58,15 @@ export function itemsOf(answer) {
   if (Array.isArray(answer)) return answer;
   return answer?.items || [];
 }
+
+/** Every item of a list endpoint (a snapshot the page applies live events to), page by page of 500. */
+export async function allItems(path) {
+  const items = [];
+  const joiner = path.includes("?") ? "&" : "?";
+  for (;;) {
+    const page = await api(`${path}${joiner}limit=500&offset=${items.length}`);
+    const got = itemsOf(page);
+    items.push(...got);
+    if (Array.isArray(page) || !got.length || items.length >= (page?.total ?? 0)) return items;
+  }
+}

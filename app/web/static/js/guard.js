@@ -4,7 +4,7 @@
 //
 // Every rule is the server's: this page shows the REST snapshots (/api/visitors/feeds/*) and applies
 // the site's gate topic events to them; on `resync` (or after any reconnect) it refetches them.
-import { api, ApiError, itemsOf, NetworkError } from "./api.js";
+import { allItems, api, ApiError, itemsOf, NetworkError } from "./api.js";
 import { cameraProblem, startPhotoCamera, startScanner } from "./guard-camera.js";
 import { t } from "./i18n.js";
 import { Outbox } from "./outbox.js";
@@ -117,11 +117,11 @@ async function refetchAll() {
 async function loadWaiting() {
   try {
     const [pending, answered] = await Promise.all([
-      api("/api/visitors/feeds/pending"),
-      api("/api/visitors/feeds/answered"),
+      allItems("/api/visitors/feeds/pending"),
+      allItems("/api/visitors/feeds/answered"),
     ]);
     const seen = new Set();
-    for (const view of [...itemsOf(pending), ...itemsOf(answered)]) {
+    for (const view of [...pending, ...answered]) {
       seen.add(view.id);
       mergeApproval(fromView(view));
     }
@@ -139,7 +139,7 @@ async function loadWaiting() {
 
 async function loadCallList(record) {
   try {
-    record.call = itemsOf(await api(`/api/visitors/approvals/${record.id}/call-list`));
+    record.call = await allItems(`/api/visitors/approvals/${record.id}/call-list`);
     renderWaiting();
   } catch {
     // Shown without the numbers; the next guard_prompt event or refetch brings them.
@@ -148,7 +148,7 @@ async function loadCallList(record) {
 
 async function loadExpected() {
   try {
-    const list = itemsOf(await api("/api/visitors/feeds/expected"));
+    const list = await allItems("/api/visitors/feeds/expected");
     expected.clear();
     for (const item of list) {
       expected.set(item.pass_id, item);
@@ -162,7 +162,7 @@ async function loadExpected() {
 
 async function loadInside() {
   try {
-    const list = itemsOf(await api("/api/visitors/feeds/inside"));
+    const list = await allItems("/api/visitors/feeds/inside");
     inside.clear();
     for (const item of list) {
       inside.set(item.visit.id, item);

@@ -2,7 +2,7 @@
 // start and length (the API's free start times for that day; nothing is computed here), and what it is
 // doing now. site:{id}:slots tells when a resource changed (someone booked, cancelled, plugged in):
 // that resource is asked again, so "Taken" appears without a reload. My bookings with cancel.
-import { ApiError, api, itemsOf, newKey } from "./api.js";
+import { ApiError, allItems, api, itemsOf, newKey } from "./api.js";
 import { t } from "./i18n.js";
 import { el, fill, toast } from "./shell.js";
 import { atSite, config, label, report, siteToday, timeAtSite } from "./occupant-common.js";
@@ -53,7 +53,7 @@ function query() {
 
 async function loadResources() {
   const category = document.getElementById("slot-category").value;
-  const list = itemsOf(await api(`/api/slots/resources${category ? `?category=${category}` : ""}`)).filter((r) => r.is_active !== false && r.category !== "valet");
+  const list = (await allItems(`/api/slots/resources${category ? `?category=${category}` : ""}`)).filter((r) => r.is_active !== false && r.category !== "valet");
   resources.clear();
   free.clear();
   for (const resource of list) resources.set(resource.id, resource);

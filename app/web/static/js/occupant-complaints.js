@@ -1,7 +1,7 @@
 // Complaints: raise one with photos, my complaints (live from unit:{id}), and one followed in detail
 // (complaint:{id}): status moves, public comments (the API never hands internal notes to occupants),
 // the moves the API allows me now (close, reopen, cancel) and the rating.
-import { ApiError, api, itemsOf, newKey } from "./api.js";
+import { ApiError, allItems, api, itemsOf, newKey } from "./api.js";
 import { t } from "./i18n.js";
 import { el, fill, toast } from "./shell.js";
 import { COMPLAINT_STATUS, atSite, label, report, showError } from "./occupant-common.js";
@@ -37,7 +37,7 @@ export async function load() {
 }
 
 async function loadCategories() {
-  categories = itemsOf(await api("/api/complaints/config/categories")).filter((c) => c.is_active !== false);
+  categories = (await allItems("/api/complaints/config/categories")).filter((c) => c.is_active !== false);
   fill("c-category", categories.map((c) => el("option", { value: c.code }, c.name)));
   fillSubcategories();
 }
@@ -121,7 +121,7 @@ async function loadDetail() {
   if (!following) return;
   const id = following;
   const asked = ++detailAsks;
-  const [found, comments] = await Promise.all([api(`/api/complaints/${id}`), api(`/api/complaints/${id}/comments`)]);
+  const [found, comments] = await Promise.all([api(`/api/complaints/${id}`), allItems(`/api/complaints/${id}/comments`)]);
   // Several loads can be in flight (a move's own reload and its live event): an answer that is older than
   // one already drawn must not take away a comment or a status the page has since shown.
   if (id !== following || asked < detailDrawn) return;

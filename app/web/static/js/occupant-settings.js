@@ -1,6 +1,6 @@
 // Settings: consent per channel and category (each toggle is one recorded change), quiet hours in my
 // time zone, snooze, the consent history, and my data (view, export download, erasure request).
-import { api, itemsOf } from "./api.js";
+import { allItems, api, itemsOf } from "./api.js";
 import { t } from "./i18n.js";
 import { el, fill, toast } from "./shell.js";
 import { CATEGORY_NAMES, CHANNEL_NAMES, atSite, config, label, report, sameOrigin } from "./occupant-common.js";
@@ -38,7 +38,7 @@ export async function load() {
 // ------------------------------------------------------------------ consent per channel and category
 
 async function loadPrefs() {
-  renderPrefs(itemsOf(await api("/api/me/notification-preferences")));
+  renderPrefs(await allItems("/api/me/notification-preferences"));
 }
 
 function renderPrefs(list) {

@@ -21,9 +21,10 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Schema
 from litestar.typing import FieldDefinition
 
-from app.auth.roles import PUBLIC_KEY
+from app.auth.roles import OWN_AUTH_KEY, PUBLIC_KEY
 from app.errors import PROBLEM_MEDIA_TYPE, ProblemDetail
 from app.security.ratelimit import RULES
+from app.web.pages import PAGE_KEY
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 PATH_PARAMETER = re.compile(r"\{[^}]+\}")
@@ -41,6 +42,10 @@ DESCRIPTIONS = {
     503: "The database or Redis is briefly unreachable: try again.",
     507: "The server has no room to store this upload.",
 }
+
+
+def _answers_pages(handler: HTTPRouteHandler) -> bool:
+    return bool(handler.opt.get(PAGE_KEY)) or str(handler.media_type).startswith("text/html")
 
 
 def _is_public(handler: HTTPRouteHandler) -> bool:
@@ -64,10 +69,11 @@ def problem_statuses(handler: HTTPRouteHandler, path: str) -> set[int]:
     methods = {str(method) for method in handler.http_methods}
     # 422: a rule the request breaks (an unknown category, a report of more than a year), query or body.
     statuses = {400, 422, 503}
-    if not _is_public(handler):
+    if not _is_public(handler) or handler.opt.get(OWN_AUTH_KEY):
+        # Role-checked, or checked by the route itself (a Twilio signature, a camera's or device's key).
         statuses |= {401, 403}
     elif methods & WRITE_METHODS:
-        # Open to anyone, but checked by the route itself: a password, a refresh token, a device's key.
+        # Open to anyone, but a password or a refresh token is checked.
         statuses.add(401)
     if PATH_PARAMETER.search(path):
         statuses.add(404)
@@ -80,6 +86,18 @@ def problem_statuses(handler: HTTPRouteHandler, path: str) -> set[int]:
     return statuses
 
 
+def _page_responses(handler: HTTPRouteHandler, path: str) -> dict[int, ResponseSpec]:
+    """A page answers its refusals as pages, and sends a caller who is not signed in to sign in."""
+    statuses = problem_statuses(handler, path) - {401, 409, 413, 415, 422, 507}
+    responses = {
+        status: ResponseSpec(data_container=str, media_type="text/html", description=DESCRIPTIONS[status])
+        for status in statuses
+    }
+    if handler.opt.get(PAGE_KEY):
+        responses[303] = ResponseSpec(data_container=None, description="Not signed in: to the sign-in page.")
+    return responses
+
+
 def document_problems(app: Litestar) -> None:
     """Add the problem answers to every handler in the document (a handler's own responses win)."""
     for route in app.routes:
@@ -87,16 +105,20 @@ def document_problems(app: Litestar) -> None:
             if not isinstance(handler, HTTPRouteHandler) or not handler.resolve_include_in_schema():
                 continue
             responses: dict[int, ResponseSpec] = dict(handler.responses or {})
-            for status in sorted(problem_statuses(handler, route.path)):
-                responses.setdefault(
-                    status,
-                    ResponseSpec(
-                        data_container=ProblemDetail,
-                        media_type=PROBLEM_MEDIA_TYPE,
-                        description=DESCRIPTIONS[status],
-                        generate_examples=False,
-                    ),
-                )
+            if _answers_pages(handler):
+                for status, spec in _page_responses(handler, route.path).items():
+                    responses.setdefault(status, spec)
+            else:
+                for status in sorted(problem_statuses(handler, route.path)):
+                    responses.setdefault(
+                        status,
+                        ResponseSpec(
+                            data_container=ProblemDetail,
+                            media_type=PROBLEM_MEDIA_TYPE,
+                            description=DESCRIPTIONS[status],
+                            generate_examples=False,
+                        ),
+                    )
             handler.responses = responses
 
 
