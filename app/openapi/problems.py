@@ -19,6 +19,7 @@ from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugi
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Schema
+from litestar.response import Redirect, Template
 from litestar.typing import FieldDefinition
 
 from app.auth.roles import OWN_AUTH_KEY, PUBLIC_KEY
@@ -44,8 +45,10 @@ DESCRIPTIONS = {
 }
 
 
-def _answers_pages(handler: HTTPRouteHandler) -> bool:
-    return bool(handler.opt.get(PAGE_KEY)) or str(handler.media_type).startswith("text/html")
+def answers_pages(handler: HTTPRouteHandler) -> bool:
+    """Pages, and the signed links' pages: they answer their refusals as HTML."""
+    returns = handler.parsed_fn_signature.return_type
+    return bool(handler.opt.get(PAGE_KEY)) or returns.is_subclass_of(Template) or returns.is_subclass_of(Redirect)
 
 
 def _is_public(handler: HTTPRouteHandler) -> bool:
@@ -88,7 +91,9 @@ def problem_statuses(handler: HTTPRouteHandler, path: str) -> set[int]:
 
 def _page_responses(handler: HTTPRouteHandler, path: str) -> dict[int, ResponseSpec]:
     """A page answers its refusals as pages, and sends a caller who is not signed in to sign in."""
-    statuses = problem_statuses(handler, path) - {401, 409, 413, 415, 422, 507}
+    statuses = problem_statuses(handler, path) - {401, 413, 415, 507}
+    if set(map(str, handler.http_methods)) & WRITE_METHODS:
+        statuses.add(403)  # a form whose CSRF token is missing or wrong
     responses = {
         status: ResponseSpec(data_container=str, media_type="text/html", description=DESCRIPTIONS[status])
         for status in statuses
@@ -105,7 +110,7 @@ def document_problems(app: Litestar) -> None:
             if not isinstance(handler, HTTPRouteHandler) or not handler.resolve_include_in_schema():
                 continue
             responses: dict[int, ResponseSpec] = dict(handler.responses or {})
-            if _answers_pages(handler):
+            if answers_pages(handler):
                 for status, spec in _page_responses(handler, route.path).items():
                     responses.setdefault(status, spec)
             else:

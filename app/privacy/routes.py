@@ -17,6 +17,7 @@ from uuid import UUID
 import msgspec
 from litestar import Controller, Response, get, patch, post, put
 from litestar.di import Provide
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 from litestar.response import File, Stream
 from litestar.types import ControllerRouterHandler
@@ -131,7 +132,12 @@ class MyDataController(Controller):
             created_by=principal.person_id,
         )
 
-    @post("/exports", opt=EVERYONE, status_code=202)
+    @post(
+        "/exports",
+        opt=EVERYONE,
+        status_code=202,
+        responses={200: ResponseSpec(exports.ExportView, description="The export still being built, as before.")},
+    )
     async def request_export(
         self, principal: Caller, settings: SettingsDep, jobs: JobQueueDep
     ) -> Response[exports.ExportView]:

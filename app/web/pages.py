@@ -230,10 +230,11 @@ async def home(request: Request[Any, Any, Any]) -> Redirect:
 
     state = request.app.state
     found = await load_session(state.settings, state.redis, request.cookies.get(SESSION_COOKIE))
+    # 303, as every other redirect of the pages (and as the document says).
     if found is None:
-        return Redirect("/login")
+        return Redirect("/login", status_code=303)
     digest, session = found
-    return Redirect(home_for(session.principal(digest, state.settings, 0)))
+    return Redirect(home_for(session.principal(digest, state.settings, 0)), status_code=303)
 
 
 @get("/lang/{code:str}", opt=PUBLIC_PAGE, name="language")
