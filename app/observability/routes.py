@@ -10,7 +10,6 @@ can read it. The OpenAPI document lists it with that scheme, like every route.
 
 from __future__ import annotations
 
-import hmac
 import time
 from typing import Any, Final
 
@@ -23,6 +22,7 @@ from app.auth.tokens import AuthError, authenticate_access_token
 from app.config import Settings
 from app.errors import Forbidden, Unauthenticated
 from app.observability.metrics import CONTENT_TYPE, scrape
+from app.security.compare import safe_equals
 from app.web.sessions import SESSION_COOKIE, load_session
 
 READERS: Final = frozenset({Role.PLATFORM_ADMIN})
@@ -31,7 +31,7 @@ READERS: Final = frozenset({Role.PLATFORM_ADMIN})
 def is_metrics_token(settings: Settings, token: str | None) -> bool:
     if not token or not settings.metrics_token:
         return False
-    return hmac.compare_digest(token.encode(), settings.metrics_token.encode())
+    return safe_equals(settings.metrics_token, token)
 
 
 async def _signed_in(request: Request[Any, Any, Any], token: str | None) -> Principal | None:
