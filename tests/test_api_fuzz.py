@@ -19,22 +19,19 @@ from typing import Any
 import pytest
 
 from tests.support.servers import FAST, InProcessServer
+from tests.support.world import build_world
 
 pytestmark = pytest.mark.skipif(os.environ.get("OPSHUB_FUZZ") != "1", reason="run by `make fuzz`")
 
 ROLES = ("fm_admin", "guard", "occupant", "technician", "platform_admin")
 EXAMPLES = int(os.environ.get("OPSHUB_FUZZ_EXAMPLES", "3"))
 SEED = int(os.environ.get("OPSHUB_FUZZ_SEED", "20261203"))
-CHECKS = ",".join(
-    (
-        "not_a_server_error",
-        "status_code_conformance",
-        "content_type_conformance",
-        "response_headers_conformance",
-        "response_schema_conformance",
-        "allow_header_conformance",
-    )
-)
+# Every check but two. positive_data_acceptance wants every schema-valid body taken, but some rules are
+# not JSON Schema (a real IANA timezone, a plate that is a plate, a charger's connectors numbered once)
+# and are refused as 422 naming the field. negative_data_rejection wants `0` refused where a boolean is
+# due, and Litestar converts bodies leniently (tests/test_access_matrix.py sends wrong types and gets 400s).
+CHECKS = os.environ.get("OPSHUB_FUZZ_CHECKS", "all")
+EXCLUDED_CHECKS = os.environ.get("OPSHUB_FUZZ_EXCLUDED_CHECKS", "positive_data_acceptance,negative_data_rejection")
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +53,8 @@ def schemathesis_command(base_url: str, token: str, report: Path) -> list[str]:
         f"Authorization: Bearer {token}",
         "--checks",
         CHECKS,
+        "--exclude-checks",
+        EXCLUDED_CHECKS,
         "--phases",
         os.environ.get("OPSHUB_FUZZ_PHASES", "examples,coverage,fuzzing"),
         "--max-examples",
@@ -81,15 +80,29 @@ def schemathesis_command(base_url: str, token: str, report: Path) -> list[str]:
     ]
 
 
-@pytest.mark.timeout(900)
-@pytest.mark.parametrize("role", ROLES)
-async def test_every_operation_answers_within_its_document(
-    server: InProcessServer, world: Any, role: str, tmp_path: Path
-) -> None:
-    command = schemathesis_command(server.http_url, world.token(role), tmp_path / "junit.xml")
+async def _fuzz_as(server: InProcessServer, token: str, report: Path) -> tuple[int, str]:
     process = await asyncio.create_subprocess_exec(
-        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env={**os.environ, "NO_COLOR": "1"}
+        *schemathesis_command(server.http_url, token, report),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "NO_COLOR": "1"},
     )
     output, _ = await process.communicate()
-    text = output.decode(errors="replace")
-    assert process.returncode == 0, f"schemathesis as {role} found problems:\n{text[-20000:]}"
+    return int(process.returncode or 0), output.decode(errors="replace")
+
+
+@pytest.mark.timeout(900)
+async def test_every_operation_answers_within_its_document_for_every_role(
+    server: InProcessServer, settings: Any, tmp_path: Path
+) -> None:
+    # One site per role, so one role's writes never change what another's run meets; the runs go at
+    # once (the machine's cores generate the cases, the one server answers them all).
+    worlds = [await build_world(settings) for _ in ROLES]
+    runs = await asyncio.gather(
+        *(
+            _fuzz_as(server, world.token(role), tmp_path / f"{role}.xml")
+            for world, role in zip(worlds, ROLES, strict=True)
+        )
+    )
+    failed = {role: text[-12000:] for role, (code, text) in zip(ROLES, runs, strict=True) if code != 0}
+    assert not failed, "schemathesis found problems:\n" + "\n".join(f"== as {r}\n{t}" for r, t in failed.items())
