@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from PIL import Image, UnidentifiedImageError
 
@@ -77,35 +78,37 @@ async def _clean_one(key: str, settings: Settings) -> tuple[str, str, int] | Exc
         return error
 
 
+Repoint = Callable[[Any, str, str, int], Awaitable[Any]]
+
+
+async def _repoint_complaint_photo(row_id: Any, key: str, media_type: str, size: int) -> None:
+    await ComplaintPhoto.update(
+        {ComplaintPhoto.key: key, ComplaintPhoto.media_type: media_type, ComplaintPhoto.size: size}
+    ).where(ComplaintPhoto.id == row_id)
+
+
+async def _repoint_visit_photo(row_id: Any, key: str, media_type: str, size: int) -> None:
+    await Visit.update({Visit.photo_key: key}).where(Visit.id == row_id)  # its type follows from the key
+
+
 async def sweep_stored_photos(settings: Settings) -> SweepResult:
     """Re-encode every stored complaint and visitor photo that still carries more than its pixels."""
-    checked = cleaned = unreadable = 0
     photos = await ComplaintPhoto.select(ComplaintPhoto.id, ComplaintPhoto.key)
-    for photo in photos:
-        checked += 1
-        outcome = await _clean_one(photo["key"], settings)
+    visits = await Visit.select(Visit.id, Visit.photo_key).where(Visit.photo_key.is_not_null())
+    stored: list[tuple[str, Any, str, Repoint]] = [
+        *(("complaint photo", p["id"], p["key"], _repoint_complaint_photo) for p in photos),
+        *(("photo of visit", v["id"], v["photo_key"], _repoint_visit_photo) for v in visits),
+    ]
+    cleaned = unreadable = 0
+    for what, row_id, key, repoint in stored:
+        outcome = await _clean_one(key, settings)
         if isinstance(outcome, Exception):
             unreadable += 1
-            logger.warning("complaint photo %s could not be cleaned: %s", photo["id"], outcome)
+            logger.warning("%s %s could not be cleaned: %s", what, row_id, outcome)
         elif outcome is not None:
             new_key, media_type, size = outcome
-            await ComplaintPhoto.update(
-                {ComplaintPhoto.key: new_key, ComplaintPhoto.media_type: media_type, ComplaintPhoto.size: size}
-            ).where(ComplaintPhoto.id == photo["id"])
-            if new_key != photo["key"]:
-                delete_upload(photo["key"], settings)
+            await repoint(row_id, new_key, media_type, size)
+            if new_key != key:
+                delete_upload(key, settings)
             cleaned += 1
-    visits = await Visit.select(Visit.id, Visit.photo_key).where(Visit.photo_key.is_not_null())
-    for visit in visits:
-        checked += 1
-        outcome = await _clean_one(visit["photo_key"], settings)
-        if isinstance(outcome, Exception):
-            unreadable += 1
-            logger.warning("visitor photo of visit %s could not be cleaned: %s", visit["id"], outcome)
-        elif outcome is not None:
-            new_key = outcome[0]
-            await Visit.update({Visit.photo_key: new_key}).where(Visit.id == visit["id"])
-            if new_key != visit["photo_key"]:
-                delete_upload(visit["photo_key"], settings)
-            cleaned += 1
-    return SweepResult(checked=checked, cleaned=cleaned, unreadable=unreadable)
+    return SweepResult(checked=len(stored), cleaned=cleaned, unreadable=unreadable)
