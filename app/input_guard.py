@@ -5,16 +5,22 @@ recursion limit) and a multipart field without a filename whose bytes are not in
 multipart parser decodes text fields itself). Both were 500s reachable from outside, login included.
 This middleware reads the body once, refuses those with a 400 problem naming the field, and hands the
 same bytes on, so no endpoint can forget the check.
+
+It also holds JSON bodies to their declared types strictly. Litestar converts the decoded body with
+msgspec's lax rules (its parameters come from query strings), which take `0` for `false` and `"5"` for
+`5`; a client sending those has a bug the API should name, not guess around.
 """
 
 from __future__ import annotations
 
 import codecs
 import re
+import weakref
 from itertools import accumulate
 from typing import Any, Final
 
 import msgspec
+from litestar.handlers import BaseRouteHandler
 from litestar.types import ASGIApp, Receive, Scope, Send
 from multipart import MultipartSegment, ParserError, ParserLimitReached, PushMultipartParser
 
@@ -54,6 +60,53 @@ def json_body_error(body: bytes) -> FieldError | None:
     for match in _LONG_INTEGER.finditer(outside_strings):
         if abs(int(match.group())) > MAX_JSON_INTEGER:
             return FieldError(field="body", message=f"holds an integer beyond ±{MAX_JSON_INTEGER}", source="body")
+    return None
+
+
+_NO_STRICT_TYPE: Final = object()
+_strict_types: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def _declared_body_type(route_handler: Any) -> Any:
+    """The type a route handler takes its JSON body as, or _NO_STRICT_TYPE when msgspec cannot hold it
+    strictly (no body, or a type only Litestar's own decoders know)."""
+    if route_handler is None:
+        return _NO_STRICT_TYPE
+    if route_handler not in _strict_types:
+        declared: Any = _NO_STRICT_TYPE
+        field = route_handler.parsed_data_field if isinstance(route_handler, BaseRouteHandler) else None
+        if field is not None and field.annotation is not Any:
+            try:
+                msgspec.json.Decoder(field.annotation, strict=True)
+                declared = field.annotation
+            except TypeError:
+                pass
+        _strict_types[route_handler] = declared
+    return _strict_types[route_handler]
+
+
+def _field_at(path: str) -> str:
+    """msgspec's `$.items[0].name` as the problem's field, `items.0.name`; the root is the body."""
+    field = re.sub(r"\[(\d+)\]", r".\1", path.removeprefix("$")).lstrip(".")
+    return field or "body"
+
+
+def strict_body_error(body: bytes, declared: Any) -> FieldError | None:
+    """Why a body that Litestar's lax conversion would take is not of its declared types, if it is not.
+
+    A body that neither accepts is left to Litestar, whose messages for it are the API's already.
+    """
+    try:
+        msgspec.json.decode(body, type=declared, strict=True)
+    except msgspec.ValidationError as strict_error:
+        try:
+            msgspec.json.decode(body, type=declared, strict=False)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return None
+        message, _, where = str(strict_error).partition(" - at `")
+        return FieldError(field=_field_at(where.rstrip("`")), message=message, source="body")
+    except msgspec.DecodeError:
+        return None
     return None
 
 
@@ -158,6 +211,9 @@ class InputGuardMiddleware:
         error: FieldError | None = None
         if is_json:
             error = json_body_error(body)
+            declared = _declared_body_type(scope.get("route_handler"))
+            if error is None and body and declared is not _NO_STRICT_TYPE:
+                error = strict_body_error(body, declared)
         elif boundary is not None:
             error = undecodable_text_field(body, boundary)
         if error is not None:

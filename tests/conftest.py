@@ -50,6 +50,17 @@ def settings():  # type: ignore[no-untyped-def]
     return load_settings()
 
 
+@pytest.fixture(scope="session", autouse=True)
+async def database_pool(settings) -> AsyncIterator[None]:  # type: ignore[no-untyped-def]
+    """The tests' own loop gets a connection pool, as a server's loop does (app.db.open_database)."""
+    from app.db import close_database, open_database
+
+    started = await open_database(settings)
+    yield
+    if started:
+        await close_database()
+
+
 @pytest.fixture(scope="session")
 async def redis(settings):  # type: ignore[no-untyped-def]
     from app.redis import create_redis

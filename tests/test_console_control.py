@@ -36,7 +36,7 @@ from tests.support.browser import DESKTOP, PHONE, WALL, screenshot, serious_acce
 from tests.support.complaints import configure
 from tests.support.notify import TEMPLATE_SID, add_recipients, settings_for_fakes
 from tests.support.servers import FAST, InProcessServer
-from tests.support.slots import charger, device_headers, iso
+from tests.support.slots import charger, device_headers, iso, next_free_times
 from tests.support.visitors import jpeg
 from tests.support.world import World
 
@@ -278,11 +278,7 @@ async def test_complaint_counts_and_availability_follow_the_api(
             # A booking of the next free slot: the connector is free only until it starts.
             resources = (await http.get("/api/slots/availability", headers=world.headers("occupant"))).json()
             connector = next(r for r in resources["resources"] if r["code"] == f"{code}-1")
-            free = (
-                await http.get(
-                    f"/api/slots/resources/{connector['resource_id']}/availability", headers=world.headers("occupant")
-                )
-            ).json()
+            free = await next_free_times(http, connector["resource_id"], world.headers("occupant"))
             start = dt.datetime.fromisoformat(free["starts"][0])
             booked = await http.post(
                 f"/api/slots/resources/{connector['resource_id']}/bookings",

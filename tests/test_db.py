@@ -12,9 +12,8 @@ from typing import Any
 
 import aiosqlite
 import pytest
-from piccolo.engine.sqlite import SQLiteEngine
 
-from app.db import current_engine, is_sqlite, stop_orphaned_sqlite_connections, write_transaction
+from app.db import PooledSQLiteEngine, current_engine, is_sqlite, stop_orphaned_sqlite_connections, write_transaction
 from schema.tables import Site
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,6 +21,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _sqlite_threads() -> set[threading.Thread]:
     return {t for t in threading.enumerate() if "_connection_worker_thread" in t.name}
+
+
+def _leaked_sqlite_threads(before: set[threading.Thread]) -> set[threading.Thread]:
+    """Connection threads started since `before` that the engine's idle list does not hold."""
+    engine = current_engine()
+    assert isinstance(engine, PooledSQLiteEngine)
+    pooled = {connection._thread for connection in engine.idle_connections()}
+    return _sqlite_threads() - before - pooled
 
 
 async def _until(predicate: Any, seconds: float = 10.0) -> None:
@@ -57,17 +64,18 @@ async def test_a_write_cancelled_while_waiting_for_the_lock_leaves_no_connection
     release.set()
     await holder
     # Without the guard, each cancelled waiter's connection thread stays alive for good.
-    await _until(lambda: not (_sqlite_threads() - before))
+    await _until(lambda: not _leaked_sqlite_threads(before))
     assert await Site.count() >= 0  # the database is usable afterwards
 
 
 async def test_orphaned_connections_are_stopped_at_shutdown(settings: Any) -> None:
     if not is_sqlite():
         pytest.skip("SQLite only")
+    engine = current_engine()
+    assert isinstance(engine, PooledSQLiteEngine)
+    await engine.close_idle_connections()  # so the connection below is a new one
     before = _sqlite_threads()
     # Opened and never closed, and still referred to (as by a cancelled job's lingering frame).
-    engine = current_engine()
-    assert isinstance(engine, SQLiteEngine)
     lingering = [await engine.get_connection()]
     assert isinstance(lingering[0], aiosqlite.Connection)
     thread = lingering[0]._thread
@@ -105,3 +113,75 @@ def test_a_process_exits_even_when_its_shutdown_hook_was_skipped(hook: bool) -> 
         process.kill()
         process.wait()
     assert exited is hook
+
+
+async def test_a_lent_sqlite_connection_comes_back_outside_any_transaction(settings: Any) -> None:
+    if not is_sqlite():
+        pytest.skip("SQLite only")
+    engine = current_engine()
+    assert isinstance(engine, PooledSQLiteEngine)
+    await engine.close_idle_connections()
+    connection = await engine.get_connection()
+    await connection.execute("BEGIN IMMEDIATE")
+    await connection.execute(
+        "INSERT INTO site (id, name, slug) VALUES ('00000000-0000-4000-8000-00000000db01', 'x', 'x-db01')"
+    )
+    await connection.close()  # back to the idle list, the write undone
+    again = await engine.get_connection()
+    assert again is connection and not again.in_transaction
+    await again.close()
+    assert not await Site.exists().where(Site.slug == "x-db01")
+
+
+async def test_a_cancelled_sqlite_query_never_lends_its_connection_again(settings: Any) -> None:
+    if not is_sqlite():
+        pytest.skip("SQLite only")
+    engine = current_engine()
+    assert isinstance(engine, PooledSQLiteEngine)
+    await engine.close_idle_connections()
+    before = _sqlite_threads()
+    slow = asyncio.create_task(
+        engine._run_in_new_connection(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000000) SELECT count(*) FROM n"
+        )
+    )
+    await asyncio.sleep(0.05)
+    slow.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await slow
+    assert engine.idle_connections() == []
+    await _until(lambda: not (_sqlite_threads() - before))  # stopped: its thread ends after the query
+    assert await Site.count() >= 0
+
+
+def test_each_event_loop_has_its_own_postgres_pool(settings: Any) -> None:
+    if is_sqlite():
+        pytest.skip("PostgreSQL only")
+    from app.db import close_database, open_database
+
+    engine = current_engine()
+
+    async def on_a_loop_of_its_own() -> tuple[bool, bool, int]:
+        without = engine.pool is None
+        assert await Site.count() >= 0  # a connection of its own, no pool needed
+        await open_database(settings)
+        pool = engine.pool
+        assert await Site.count() >= 0
+        await close_database()
+        return without, pool is not None, id(pool)
+
+    results: list[tuple[bool, bool, int]] = []
+    thread = threading.Thread(target=lambda: results.append(asyncio.run(on_a_loop_of_its_own())))
+    thread.start()
+    thread.join(30)
+    [(had_none, got_one, pool_id)] = results
+    assert had_none and got_one
+    assert engine.pool is None or id(engine.pool) != pool_id  # the tests' loop keeps its own
+
+
+async def test_the_tests_loop_queries_through_its_pool(settings: Any) -> None:
+    if is_sqlite():
+        pytest.skip("PostgreSQL only")
+    engine = current_engine()
+    assert engine.pool is not None  # tests/conftest.py started it, as a server's lifespan does
+    assert await Site.count() >= 0

@@ -367,16 +367,18 @@ async def test_websocket_gauges_outbox_depth_and_slow_consumer_cuts(
 
             publisher, blob, sent = Publisher(redis, settings), "x" * 16_000, 0
             async with asyncio.timeout(30):
-                # Until the socket is full and messages wait: still there well after the 5 ms flush window.
-                while connection.outbox_depth == 0:
+                # Until the socket is full and messages wait (still there well after the 5 ms flush window),
+                # and a scrape sees them: the kernel may grow its send buffer and take a backlog in between.
+                while True:
                     for _ in range(5):
                         await publisher.publish(topic, "slot.availability_changed", {"n": sent, "blob": blob})
                         sent += 1
                     await asyncio.sleep(0.1)
-            backlog = await scrape(http, {})
-            # Messages already published may still be arriving, and none leave (the peer does not read): the
-            # scrape saw a backlog, no larger than the one there is now.
-            assert 0 < (sample(backlog, "opshub_ws_outbox_messages") or 0) <= connection.outbox_depth
+                    if connection.outbox_depth > 0:
+                        backlog = await scrape(http, {})
+                        if (sample(backlog, "opshub_ws_outbox_messages") or 0) > 0:
+                            break
+            # One connection: the deepest outbox is the only one.
             assert sample(backlog, "opshub_ws_outbox_max_messages") == sample(backlog, "opshub_ws_outbox_messages")
 
             async with asyncio.timeout(30):

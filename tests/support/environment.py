@@ -70,9 +70,9 @@ class TestEnvironment:
                 "REDIS_URL": self.redis_url,
                 "OPSHUB_REDIS_PREFIX": f"opshub-test-{self.run_id}:",
                 "OPSHUB_VAR_DIR": str(self.tmp / "var"),
-                # Litestar's test client runs the app on a loop of its own: a pool opened there
-                # could not serve fixtures on the test loop.
-                "OPSHUB_DATABASE_POOL_SIZE": "0",
+                # Small pools: each loop (the tests', the test client's, every in-process server's and
+                # every worker process's) has one of its own (app.db.LoopPooledPostgresEngine).
+                "OPSHUB_DATABASE_POOL_SIZE": "4",
                 # Every test calls from one address: the real request limits are shown by
                 # tests/test_rate_limits.py on an app of its own, the suite runs them 20x wider.
                 "OPSHUB_RATE_LIMIT_SCALE": "20",

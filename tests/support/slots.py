@@ -78,3 +78,14 @@ def iso(moment: dt.datetime) -> str:
 
 def ids(views: list[Any]) -> list[UUID]:
     return [v.id for v in views]
+
+
+async def next_free_times(http: Any, resource_id: Any, headers: dict[str, str]) -> dict[str, Any]:
+    """A resource's free times today, or tomorrow's when none of today's are left (late in the evening
+    at the site a one-hour slot no longer fits before midnight)."""
+    url = f"/api/slots/resources/{resource_id}/availability"
+    free: dict[str, Any] = (await http.get(url, headers=headers)).json()
+    if not free["starts"]:
+        tomorrow = dt.date.fromisoformat(free["date"]) + dt.timedelta(days=1)
+        free = (await http.get(url, params={"date": tomorrow.isoformat()}, headers=headers)).json()
+    return free

@@ -133,10 +133,18 @@ async function loadDetail() {
     for (const m of detail.comments) if (!seen.has(m.id)) fetched.push(m);
     fetched.sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
   }
+  const unchanged = detail && detail.complaint.id === id && drawnAs(detail) === drawnAs({ ...found, comments: fetched });
   detail = { ...found, comments: fetched };
   complaints.set(id, { ...found.complaint });
   renderList();
-  renderDetail();
+  // Redrawing what is already shown would only take the focus, and a click half-done, from the form.
+  if (!unchanged) renderDetail();
+}
+
+function drawnAs(shown) {
+  const c = shown.complaint;
+  return JSON.stringify([c.version, c.status, c.rating, c.assignee_name, c.allowed_moves, shown.photos.map((p) => p.id),
+    shown.transitions.length, shown.comments.map((m) => m.id)]);
 }
 
 function renderDetail() {
