@@ -6,25 +6,30 @@ multipart parser decodes text fields itself). Both were 500s reachable from outs
 This middleware reads the body once, refuses those with a 400 problem naming the field, and hands the
 same bytes on, so no endpoint can forget the check.
 
-It also holds JSON bodies to their declared types strictly. Litestar converts the decoded body with
-msgspec's lax rules (its parameters come from query strings), which take `0` for `false` and `"5"` for
-`5`; a client sending those has a bug the API should name, not guess around.
+`refuse_lax_json_body` holds JSON bodies to their declared types strictly. Litestar converts the decoded
+body with msgspec's lax rules (its parameters come from query strings), which take `0` for `false` and
+`"5"` for `5`; a client sending those has a bug the API should name, not guess around. A missing member
+is named as the field at fault, not as the body. It is the app's `before_request` hook, so it runs after
+the route's guards: a caller without the role hears 403 whatever the body.
 """
 
 from __future__ import annotations
 
 import codecs
+import datetime as dt
 import re
-import weakref
 from itertools import accumulate
-from typing import Any, Final
+from typing import Any, Final, get_args
 
 import msgspec
-from litestar.handlers import BaseRouteHandler
+from litestar import Litestar, Request
+from litestar.exceptions import ValidationException
+from litestar.handlers import BaseRouteHandler, HTTPRouteHandler
 from litestar.types import ASGIApp, Receive, Scope, Send
 from multipart import MultipartSegment, ParserError, ParserLimitReached, PushMultipartParser
 
 from app.errors import PROBLEM_MEDIA_TYPE, PROBLEM_TYPE_BASE, FieldError, ProblemDetail
+from app.text import decoder_message
 
 # No request body of the hub nests deeper than a handful of levels; 32 leaves room and stays far below
 # the decoder's own limit.
@@ -35,7 +40,8 @@ _NOT_BRACKETS: Final = bytes(b for b in range(256) if b not in _BRACKETS)
 # No integer of the hub's bodies comes near this; beyond it a browser cannot even hold the number exactly,
 # and the databases refuse what does not fit 64 bits.
 MAX_JSON_INTEGER: Final = 2**53
-_LONG_INTEGER: Final = re.compile(rb"-?\d{16,}")
+# An integer token: not the fraction or exponent of a number (`3.9643873429107496e+16` holds none).
+_LONG_INTEGER: Final = re.compile(rb"(?<![\d.eE+-])-?\d{16,}(?![\d.eE])")
 # '[' and '{' open a level, ']' and '}' close one.
 _STEP: Final = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 
@@ -64,7 +70,9 @@ def json_body_error(body: bytes) -> FieldError | None:
 
 
 _NO_STRICT_TYPE: Final = object()
-_strict_types: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+# Per route handler (they live as long as their app; Litestar's generated OPTIONS handlers take no weak
+# references).
+_strict_types: dict[Any, Any] = {}
 
 
 def _declared_body_type(route_handler: Any) -> Any:
@@ -85,29 +93,112 @@ def _declared_body_type(route_handler: Any) -> Any:
     return _strict_types[route_handler]
 
 
-def _field_at(path: str) -> str:
-    """msgspec's `$.items[0].name` as the problem's field, `items.0.name`; the root is the body."""
+_MISSING: Final = re.compile(r"Object missing required field `([^`]+)`")
+
+
+def _field_at(path: str, message: str) -> str:
+    """msgspec's `$.items[0].name` as the problem's field, `items.0.name`; a missing member is named
+    itself; the root is the body."""
     field = re.sub(r"\[(\d+)\]", r".\1", path.removeprefix("$")).lstrip(".")
+    if missing := _MISSING.match(message):
+        field = f"{field}.{missing.group(1)}" if field else missing.group(1)
     return field or "body"
 
 
 def strict_body_error(body: bytes, declared: Any) -> FieldError | None:
-    """Why a body that Litestar's lax conversion would take is not of its declared types, if it is not.
-
-    A body that neither accepts is left to Litestar, whose messages for it are the API's already.
-    """
+    """Why a JSON body is not of its declared types, naming the field; None when it is, or when it is
+    not JSON at all (the framework answers that with its own 400)."""
     try:
-        msgspec.json.decode(body, type=declared, strict=True)
-    except msgspec.ValidationError as strict_error:
-        try:
-            msgspec.json.decode(body, type=declared, strict=False)
-        except (msgspec.ValidationError, msgspec.DecodeError):
-            return None
-        message, _, where = str(strict_error).partition(" - at `")
-        return FieldError(field=_field_at(where.rstrip("`")), message=message, source="body")
+        decoded = msgspec.json.decode(body)
     except msgspec.DecodeError:
         return None
+    try:
+        msgspec.convert(_integral_numbers_as_ints(decoded), declared, strict=True)
+    except msgspec.ValidationError as error:
+        message, _, where = str(error).partition(" - at `")
+        return FieldError(field=_field_at(where.rstrip("`"), message), message=decoder_message(message), source="body")
     return None
+
+
+def _integral_numbers_as_ints(value: Any) -> Any:
+    """`173.0` as `173`: JSON Schema (so the OpenAPI document) calls a number without a fraction an
+    integer, and a client's JSON library may write it so. A float is still refused where an int is due."""
+    if isinstance(value, float) and value.is_integer() and abs(value) <= MAX_JSON_INTEGER:
+        return int(value)
+    if isinstance(value, list):
+        return [_integral_numbers_as_ints(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _integral_numbers_as_ints(item) for key, item in value.items()}
+    return value
+
+
+_TIMES: Final = (dt.datetime, dt.date, dt.time)
+_time_queries: dict[Any, dict[str, Any]] = {}
+
+
+def _declared_time_queries(route_handler: Any) -> dict[str, Any]:
+    """The route's query parameters declared as a date, a time or a moment, by name."""
+    if route_handler not in _time_queries:
+        found: dict[str, Any] = {}
+        if isinstance(route_handler, BaseRouteHandler):
+            for name, field in route_handler.parsed_fn_signature.parameters.items():
+                kinds = [t for t in (field.annotation, *get_args(field.annotation)) if t in _TIMES]
+                kwarg = field.kwarg_definition
+                if kinds and name != "data" and getattr(kwarg, "header", None) is None:
+                    found[getattr(kwarg, "query", None) or name] = kinds[0]
+        _time_queries[route_handler] = found
+    return _time_queries[route_handler]
+
+
+def lax_time_query_error(request: Request[Any, Any, Any]) -> FieldError | None:
+    """A date or time in the query string must be written as one (ISO 8601): Litestar's lax conversion
+    would read `0.5` as half a second after 1970."""
+    for name, kind in _declared_time_queries(request.route_handler).items():
+        for value in request.query_params.getall(name, []):
+            try:
+                msgspec.convert(value, kind, strict=True)
+            except msgspec.ValidationError as error:
+                return FieldError(field=name, message=str(error).partition(" - at `")[0], source="query")
+    return None
+
+
+async def refuse_lax_json_body(request: Request[Any, Any, Any]) -> None:
+    """The app's before_request hook: a JSON body not strictly of its route's declared types, or a date
+    in the query string that is not written as one, is a 400 problem naming the field (the route's
+    guards have let the caller through already)."""
+    if (query_error := lax_time_query_error(request)) is not None:
+        raise ValidationException(
+            detail=f"{query_error.field}: {query_error.message}",
+            extra=[{"key": query_error.field, "message": query_error.message, "source": "query"}],
+        )
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        return
+    declared = _declared_body_type(request.route_handler)
+    if declared is _NO_STRICT_TYPE:
+        return
+    body = await request.body()
+    error = strict_body_error(body, declared) if body else None
+    if error is not None:
+        raise ValidationException(
+            detail=f"{error.field}: {error.message}",
+            extra=[{"key": error.field, "message": error.message, "source": "body"}],
+        )
+
+
+def assert_every_route_holds_bodies_strictly(app: Litestar) -> None:
+    """Litestar runs only the innermost layer's before_request: a controller or route with a hook of its
+    own would silently skip the strict pass."""
+    skipping = [
+        f"{sorted(handler.http_methods)} {route.path}"
+        for route in app.routes
+        for handler in getattr(route, "route_handlers", ())
+        if isinstance(handler, HTTPRouteHandler) and handler.resolve_before_request() is not refuse_lax_json_body
+    ]
+    if skipping:
+        raise RuntimeError("routes whose before_request replaces refuse_lax_json_body: " + ", ".join(skipping))
 
 
 def undecodable_text_field(body: bytes, boundary: bytes) -> FieldError | None:
@@ -211,9 +302,6 @@ class InputGuardMiddleware:
         error: FieldError | None = None
         if is_json:
             error = json_body_error(body)
-            declared = _declared_body_type(scope.get("route_handler"))
-            if error is None and body and declared is not _NO_STRICT_TYPE:
-                error = strict_body_error(body, declared)
         elif boundary is not None:
             error = undecodable_text_field(body, boundary)
         if error is not None:

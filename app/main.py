@@ -23,7 +23,7 @@ from app.config import Settings, get_settings
 from app.db import close_database, open_database, stop_sqlite_connections_before_exit
 from app.deps import DEPENDENCIES
 from app.errors import EXCEPTION_HANDLERS
-from app.input_guard import InputGuardMiddleware
+from app.input_guard import InputGuardMiddleware, assert_every_route_holds_bodies_strictly, refuse_lax_json_body
 from app.observability.asgi import observe
 from app.observability.logs import configure_logging
 from app.observability.routes import metrics_endpoint
@@ -145,6 +145,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ],
         template_config=template_config(),
         before_send=[security_headers_hook(settings)],
+        before_request=refuse_lax_json_body,
         # Pages, scripts and JSON travel gzipped (a guard tablet's Wi-Fi is slow). The docs page is left
         # alone: its policy is computed from its body (app.web.headers).
         compression_config=CompressionConfig(backend="gzip", minimum_size=512, exclude=[r"^/schema(?!/assets)"]),
@@ -172,6 +173,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         logging_config=None,
     )
     assert_every_route_declares_access(app)
+    assert_every_route_holds_bodies_strictly(app)
     describe_access(app)
     document_problems(app)
     app.before_send.append(allow_header_hook(app))

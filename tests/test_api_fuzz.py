@@ -26,12 +26,14 @@ pytestmark = pytest.mark.skipif(os.environ.get("OPSHUB_FUZZ") != "1", reason="ru
 ROLES = ("fm_admin", "guard", "occupant", "technician", "platform_admin")
 EXAMPLES = int(os.environ.get("OPSHUB_FUZZ_EXAMPLES", "3"))
 SEED = int(os.environ.get("OPSHUB_FUZZ_SEED", "20261203"))
-# Every check but two. positive_data_acceptance wants every schema-valid body taken, but some rules are
-# not JSON Schema (a real IANA timezone, a plate that is a plate, a charger's connectors numbered once)
-# and are refused as 422 naming the field. negative_data_rejection wants `0` refused where a boolean is
-# due, and Litestar converts bodies leniently (tests/test_access_matrix.py sends wrong types and gets 400s).
+# Every check but one. negative_data_rejection holds: JSON bodies are decoded strictly and dates in query
+# strings must be dates (app.input_guard), so `0` where a boolean is due is refused. positive_data_acceptance
+# does not hold yet: a multipart file sent as a text part (no filename) is refused as 400, and a few bodies
+# that fit the document break rules it does not say; tests/schemathesis.toml already takes the business-rule
+# answers (422, 409, 410), for `OPSHUB_FUZZ_EXCLUDED_CHECKS= make fuzz`.
 CHECKS = os.environ.get("OPSHUB_FUZZ_CHECKS", "all")
-EXCLUDED_CHECKS = os.environ.get("OPSHUB_FUZZ_EXCLUDED_CHECKS", "positive_data_acceptance,negative_data_rejection")
+EXCLUDED_CHECKS = os.environ.get("OPSHUB_FUZZ_EXCLUDED_CHECKS", "positive_data_acceptance")
+CONFIG = Path(__file__).with_name("schemathesis.toml")
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +47,8 @@ async def server(settings: Any) -> AsyncIterator[InProcessServer]:
 def schemathesis_command(base_url: str, token: str, report: Path) -> list[str]:
     return [
         str(Path(sys.executable).with_name("schemathesis")),
+        "--config-file",
+        str(CONFIG),
         "run",
         f"{base_url}/schema/openapi.json",
         "--url",
@@ -53,8 +57,7 @@ def schemathesis_command(base_url: str, token: str, report: Path) -> list[str]:
         f"Authorization: Bearer {token}",
         "--checks",
         CHECKS,
-        "--exclude-checks",
-        EXCLUDED_CHECKS,
+        *(["--exclude-checks", EXCLUDED_CHECKS] if EXCLUDED_CHECKS else []),
         "--phases",
         os.environ.get("OPSHUB_FUZZ_PHASES", "examples,coverage,fuzzing"),
         "--max-examples",
@@ -104,5 +107,5 @@ async def test_every_operation_answers_within_its_document_for_every_role(
             for world, role in zip(worlds, ROLES, strict=True)
         )
     )
-    failed = {role: text[-12000:] for role, (code, text) in zip(ROLES, runs, strict=True) if code != 0}
+    failed = {role: text[-60000:] for role, (code, text) in zip(ROLES, runs, strict=True) if code != 0}
     assert not failed, "schemathesis found problems:\n" + "\n".join(f"== as {r}\n{t}" for r, t in failed.items())

@@ -80,7 +80,9 @@ def access_of(opt: dict[str, object]) -> tuple[list[SecurityRequirement], str]:
         return [], "Access: public."
     roles = ", ".join(sorted(allowed_roles(opt) or ()))
     if opt.get(PAGE_KEY):
-        return [{SESSION: []}], f"Access: a page for {roles}, signed in (the session cookie)."
+        # A page opens for its session cookie; a bearer token of the role opens it too (the same
+        # authentication layer), which is not ambient like a cookie, so it needs no CSRF token.
+        return [{SESSION: []}, {BEARER: []}], f"Access: a page for {roles}, signed in (the session cookie)."
     return [{BEARER: []}, {SESSION: []}], f"Access: {roles}, with a bearer token or a page's session."
 
 
