@@ -22,7 +22,7 @@ from typing import Any
 
 from piccolo.engine.base import Engine
 from piccolo.engine.postgres import PostgresEngine
-from piccolo.engine.sqlite import SQLiteEngine
+from piccolo.engine.sqlite import SQLiteEngine, TransactionType
 
 from app.db import SQLITE_BUSY_TIMEOUT_SECONDS, LoopPooledPostgresEngine, PooledSQLiteEngine
 
@@ -48,7 +48,10 @@ async def _read(engine: Engine[Any], row_id: str) -> None:
 async def _read_then_update(engine: Engine[Any], row_id: str) -> None:
     from piccolo.querystring import QueryString
 
-    async with engine.transaction():
+    # As app.db.write_transaction: on SQLite a read-then-write takes the write lock up front.
+    immediate = isinstance(engine, SQLiteEngine)
+    transaction = engine.transaction(transaction_type=TransactionType.immediate) if immediate else engine.transaction()
+    async with transaction:
         await engine.run_querystring(QueryString(f"SELECT visits FROM {TABLE} WHERE id = {{}}", row_id))
         await engine.run_querystring(QueryString(f"UPDATE {TABLE} SET visits = visits + 1 WHERE id = {{}}", row_id))
 
