@@ -97,9 +97,9 @@ _MISSING: Final = re.compile(r"Object missing required field `([^`]+)`")
 
 
 def _field_at(path: str, message: str) -> str:
-    """msgspec's `$.items[0].name` as the problem's field, `items.0.name`; a missing member is named
-    itself; the root is the body."""
-    field = re.sub(r"\[(\d+)\]", r".\1", path.removeprefix("$")).lstrip(".")
+    """msgspec's `$.items[0].name` as the problem's field, `items[0].name` (the API's way everywhere); a
+    missing member is named itself; the root is the body."""
+    field = path.removeprefix("$").lstrip(".")
     if missing := _MISSING.match(message):
         field = f"{field}.{missing.group(1)}" if field else missing.group(1)
     return field or "body"

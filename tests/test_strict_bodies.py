@@ -67,7 +67,7 @@ async def test_a_number_sent_as_text_inside_a_list_is_named_by_its_place(client:
         "/api/slots/chargers", json={**CHARGER, "connectors": connectors}, headers=world.headers("fm_admin")
     )
     error = problem_field(answer)
-    assert error["field"] == "connectors.0.connector_no"
+    assert error["field"] == "connectors[0].connector_no"
     assert error["message"] == "Expected `int`, got `str`"
     taken = await client.post("/api/slots/chargers", json=CHARGER, headers=world.headers("fm_admin"))
     assert taken.status_code == 201, taken.text
@@ -97,13 +97,13 @@ class Outer(msgspec.Struct):
 def test_strict_body_error_names_nested_places_and_leaves_decode_errors_alone() -> None:
     assert strict_body_error(b'{"items": [{"flag": true}, {"flag": 1}]}', Outer) is not None
     error = strict_body_error(b'{"items": [{"flag": true}, {"flag": 1}]}', Outer)
-    assert error is not None and error.field == "items.1.flag"
+    assert error is not None and error.field == "items[1].flag"
     assert strict_body_error(b'{"items": [{"flag": true}]}', Outer) is None
     assert strict_body_error(b'{"items": [', Outer) is None  # malformed JSON: the framework's 400
     wrong = strict_body_error(b'{"items": "x"}', Outer)
     assert wrong is not None and wrong.field == "items"
     missing = strict_body_error(b'{"items": [{}]}', Outer)
-    assert missing is not None and missing.field == "items.0.flag"
+    assert missing is not None and missing.field == "items[0].flag"
 
 
 async def test_options_with_a_json_body_answers_its_allow_list(client: Any, world: World) -> None:
