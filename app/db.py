@@ -103,6 +103,10 @@ class PooledSQLiteConnection(aiosqlite.Connection):
         kwargs = dict(engine.connection_kwargs)
         database = kwargs.pop("database")
         super().__init__(lambda: sqlite3.connect(database, **kwargs), iter_chunk_size=64)
+        # An idle connection waits in the pool for good; its thread must never hold the process open at
+        # exit (seen: a full test run hung after its summary, waiting to join one). SQLite's journal
+        # makes a write cut off by exit roll back, as after a crash.
+        self._thread.daemon = True
         self._engine = engine
 
     async def close(self) -> None:

@@ -30,6 +30,9 @@ FieldSource = Literal["body", "query", "path", "header", "cookie"]
 # The request body as a whole, when it is missing or not the object the route takes.
 BODY_FIELD = "body"
 BODY_MISSING = "the request body is missing"
+# Litestar's words for a multipart text part (no filename) where the route takes an upload.
+NOT_A_FILE_MESSAGE = "Unsupported type: <class 'str'>"
+NOT_A_FILE = "must be a file (a form part with a filename)"
 
 
 class FieldError(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -158,6 +161,8 @@ def _field_error(item: dict[str, Any]) -> FieldError:
     argument) and reports a missing body as the KeyError of that argument (``'data'``)."""
     key, source = str(item.get("key") or BODY_FIELD), item.get("source")
     message = decoder_message(str(item["message"]))
+    if message == NOT_A_FILE_MESSAGE:
+        message = NOT_A_FILE  # a form part without a filename where a file is due
     if key == "data" and source in (None, "body"):
         key, source = BODY_FIELD, "body"
         if message == "'data'":

@@ -283,7 +283,7 @@ def test_every_route_is_in_the_openapi_document_with_its_own_access(app: Any) ->
     for page in ("/guard", "/app", "/control", "/account"):
         # A page opens for its session cookie, and for a bearer token of the role (schemathesis found that
         # the document said cookie only).
-        assert security("GET", page) == [{"session": []}, {"bearer": []}], page
+        assert security("GET", page) == [{"bearer": []}, {"session": []}], page
     assert security("GET", "/api/units") == [{"bearer": []}, {"session": []}]
     assert security("GET", "/login") == [] and security("GET", "/health") == []
     assert "signed token in the path" in documented[("GET", "/v/a/{token}")].operation["description"]

@@ -185,3 +185,28 @@ async def test_the_tests_loop_queries_through_its_pool(settings: Any) -> None:
     engine = current_engine()
     assert engine.pool is not None  # tests/conftest.py started it, as a server's lifespan does
     assert await Site.count() >= 0
+
+
+_IDLE_POOL_SCRIPT = """
+import asyncio, sys, threading
+from app.db import PooledSQLiteEngine
+
+ENGINE = PooledSQLiteEngine(path=sys.argv[1], timeout=5)  # module-wide, as piccolo_conf's DB is
+threading._threading_atexits.clear()  # as if the shutdown hook never ran (it did not, in a hung run)
+
+async def main():
+    await ENGINE.run_ddl("SELECT 1")  # its connection goes back to the idle list, open
+    assert len(ENGINE.idle_connections()) == 1
+
+asyncio.run(main())
+"""
+
+
+def test_a_process_with_idle_pooled_connections_exits(tmp_dir: Path) -> None:
+    """A full run once hung after its summary, joining an idle pooled connection's thread."""
+    process = subprocess.Popen([sys.executable, "-c", _IDLE_POOL_SCRIPT, str(tmp_dir / "idle.sqlite")], cwd=ROOT)
+    try:
+        assert process.wait(timeout=15) == 0
+    finally:
+        process.kill()
+        process.wait()

@@ -143,3 +143,19 @@ async def test_a_date_in_the_query_string_must_be_written_as_one(client: Any, wo
         "/api/complaints/reports/sla.csv", params={"until": "2026-12-31T00:00:00+05:30"}, headers=headers
     )
     assert taken.status_code == 200, taken.text
+
+
+async def test_a_text_part_where_a_file_is_due_is_named_as_not_a_file(client: Any, world: World) -> None:
+    answer = await client.post(
+        "/api/visitors/walk-ins",
+        files={
+            "unit_id": (None, str(world.unit_ids[0])),
+            "name": (None, "Ravi"),
+            "kind": (None, "guest"),
+            "photo": (None, "null"),
+        },
+        headers=world.headers("guard"),
+    )
+    assert answer.status_code == 400, answer.text
+    [error] = answer.json()["errors"]
+    assert error["field"] == "photo" and error["message"] == "must be a file (a form part with a filename)"

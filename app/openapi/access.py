@@ -82,7 +82,7 @@ def access_of(opt: dict[str, object]) -> tuple[list[SecurityRequirement], str]:
     if opt.get(PAGE_KEY):
         # A page opens for its session cookie; a bearer token of the role opens it too (the same
         # authentication layer), which is not ambient like a cookie, so it needs no CSRF token.
-        return [{SESSION: []}, {BEARER: []}], f"Access: a page for {roles}, signed in (the session cookie)."
+        return [{BEARER: []}, {SESSION: []}], f"Access: a page for {roles}, signed in (the session cookie)."
     return [{BEARER: []}, {SESSION: []}], f"Access: {roles}, with a bearer token or a page's session."
 
 
