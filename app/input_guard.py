@@ -105,6 +105,9 @@ def _field_at(path: str, message: str) -> str:
     return field or "body"
 
 
+KEY_IN: Final = "key` in `"
+
+
 def strict_body_error(body: bytes, declared: Any) -> FieldError | None:
     """Why a JSON body is not of its declared types, naming the field; None when it is, or when it is
     not JSON at all (the framework answers that with its own 400)."""
@@ -116,6 +119,8 @@ def strict_body_error(body: bytes, declared: Any) -> FieldError | None:
         msgspec.convert(_integral_numbers_as_ints(decoded), declared, strict=True)
     except msgspec.ValidationError as error:
         message, _, where = str(error).partition(" - at `")
+        if where.startswith(KEY_IN):  # a dict's key: "... - at `key` in `$.config.overstay_minutes`"
+            where, message = where.removeprefix(KEY_IN), f"{message} (a key)"
         return FieldError(field=_field_at(where.rstrip("`"), message), message=decoder_message(message), source="body")
     return None
 

@@ -189,3 +189,22 @@ async def test_two_announcements_racing_one_key_make_one(world: Any) -> None:
         (Notification.site == world.site_id) & (Notification.idempotency_key == "lift-b-back")
     )
     assert len(rows) == 1
+
+
+def test_constraints_on_list_items_and_dict_keys_are_documented(document: dict[str, Any]) -> None:
+    """What the decoder refuses inside a list or as a key, the document says (schemathesis's
+    positive_data_acceptance sends what the document allows and expects it taken)."""
+    schemas = document["components"]["schemas"]
+    assert schemas["Recurring"]["properties"]["days"]["items"] == {"type": "integer", "minimum": 0, "maximum": 6}
+    assert schemas["slots_passes_NewPass"]["properties"]["weekdays"]["items"]["maximum"] == 6
+    assert schemas["CategoryInput"]["properties"]["subcategories"]["items"]["pattern"].startswith("^[a-z0-9]")
+    overstay = schemas["VisitorSettings"]["properties"]["overstay_minutes"]
+    assert set(overstay["propertyNames"]["enum"]) == {"cab", "daily_help", "delivery", "guest", "service"}
+    assert overstay["additionalProperties"] == {"type": "integer", "minimum": 1, "maximum": 7 * 24 * 60}
+
+
+def test_an_upload_part_is_a_file_or_absent_never_null(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    for name, field in (("PhotoUpload", "file"), ("WalkInUpload", "photo")):
+        assert schemas[name]["properties"][field]["format"] == "binary", name
+        assert "oneOf" not in schemas[name]["properties"][field], name

@@ -4,7 +4,7 @@ strict pass these bodies were taken and guessed at."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import pytest
@@ -159,3 +159,12 @@ async def test_a_text_part_where_a_file_is_due_is_named_as_not_a_file(client: An
     assert answer.status_code == 400, answer.text
     [error] = answer.json()["errors"]
     assert error["field"] == "photo" and error["message"] == "must be a file (a form part with a filename)"
+
+
+def test_a_bad_dict_key_is_named_by_its_dict() -> None:
+    class Settings(msgspec.Struct):
+        limits: dict[Literal["a", "b"], int]
+
+    error = strict_body_error(b'{"limits": {"z": 1}}', Settings)
+    assert error is not None
+    assert error.field == "limits" and error.message.endswith("(a key)"), error

@@ -16,9 +16,10 @@ from typing import Any
 import msgspec
 from litestar import Litestar
 from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin
+from litestar.datastructures import UploadFile
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import Schema
+from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.response import Redirect, Template
 from litestar.typing import FieldDefinition
 
@@ -128,14 +129,100 @@ def document_problems(app: Litestar) -> None:
 
 
 class StrictStructSchemaPlugin(StructSchemaPlugin):
-    """Structs that refuse unknown fields say so: ``additionalProperties: false``."""
+    """Structs document what their decoder enforces.
+
+    - Structs that refuse unknown fields say so: ``additionalProperties: false``.
+    - Constraints on list items and on dict keys and values (weekdays 0..6, codes matching a pattern,
+      a visitor kind as a key), which Litestar leaves out, are put back from msgspec's own types.
+    - An upload part is a file or absent, never ``null``: a multipart form cannot send null.
+    """
 
     def to_openapi_schema(self, field_definition: FieldDefinition, schema_creator: Any) -> Schema:
         schema = super().to_openapi_schema(field_definition, schema_creator)
         info = msgspec.inspect.type_info(field_definition.type_)
-        if isinstance(info, msgspec.inspect.StructType) and info.forbid_unknown_fields:
-            schema.additional_properties = False
+        if isinstance(info, msgspec.inspect.StructType):
+            if info.forbid_unknown_fields:
+                schema.additional_properties = False
+            for field in info.fields:
+                prop = (schema.properties or {}).get(field.encode_name)
+                if isinstance(prop, Schema):
+                    schema.properties[field.encode_name] = constrain(prop, field.type)  # type: ignore[index]
         return schema
+
+
+def _bounds(info: msgspec.inspect.Type) -> dict[str, Any]:
+    if isinstance(info, msgspec.inspect.IntType | msgspec.inspect.FloatType):
+        return {
+            key: value
+            for key, value in {
+                "minimum": info.ge,
+                "maximum": info.le,
+                "exclusive_minimum": info.gt,
+                "exclusive_maximum": info.lt,
+                "multiple_of": info.multiple_of,
+            }.items()
+            if value is not None
+        }
+    if isinstance(info, msgspec.inspect.StrType):
+        return {
+            key: value
+            for key, value in {
+                "min_length": info.min_length,
+                "max_length": info.max_length,
+                "pattern": info.pattern,
+            }.items()
+            if value is not None
+        }
+    return {}
+
+
+def scalar_schema(info: msgspec.inspect.Type) -> Schema | None:
+    """The schema of a constrained scalar or a fixed set of values; None when there is nothing to add."""
+    if isinstance(info, msgspec.inspect.IntType):
+        return Schema(type=OpenAPIType.INTEGER, **_bounds(info)) if _bounds(info) else None
+    if isinstance(info, msgspec.inspect.FloatType):
+        return Schema(type=OpenAPIType.NUMBER, **_bounds(info)) if _bounds(info) else None
+    if isinstance(info, msgspec.inspect.StrType):
+        return Schema(type=OpenAPIType.STRING, **_bounds(info)) if _bounds(info) else None
+    if isinstance(info, msgspec.inspect.EnumType):
+        values = [member.value for member in info.cls]
+        if all(isinstance(value, str) for value in values):
+            return Schema(type=OpenAPIType.STRING, enum=values)
+    if isinstance(info, msgspec.inspect.LiteralType) and all(isinstance(v, str) for v in info.values):
+        return Schema(type=OpenAPIType.STRING, enum=list(info.values))
+    return None
+
+
+def _is_upload(info: msgspec.inspect.Type) -> bool:
+    return isinstance(info, msgspec.inspect.CustomType) and issubclass(info.cls, UploadFile)
+
+
+def constrain(prop: Schema, info: msgspec.inspect.Type) -> Schema:
+    """Add what msgspec enforces on a field's items, keys and values to Litestar's schema of it."""
+    if isinstance(info, msgspec.inspect.UnionType):
+        members = [t for t in info.types if not isinstance(t, msgspec.inspect.NoneType)]
+        if len(members) != 1:
+            return prop
+        if _is_upload(members[0]):
+            upload = next((s for s in prop.one_of or () if isinstance(s, Schema) and s.format), None)
+            return upload or prop
+        prop.one_of = [
+            constrain(s, members[0]) if isinstance(s, Schema) and s.type != OpenAPIType.NULL else s
+            for s in prop.one_of or ()
+        ] or None
+        return prop
+    if isinstance(info, msgspec.inspect.ListType | msgspec.inspect.SetType | msgspec.inspect.FrozenSetType):
+        item = scalar_schema(info.item_type)
+        if item is not None and (prop.items is None or isinstance(prop.items, Schema)):
+            prop.items = item
+    elif isinstance(info, msgspec.inspect.DictType):
+        key = scalar_schema(info.key_type)
+        if key is not None:
+            prop.property_names = key
+        value = scalar_schema(info.value_type)
+        if value is not None and (prop.additional_properties is None or isinstance(prop.additional_properties, Schema)):
+            prop.additional_properties = value
+    return prop
 
 
 def allow_header_hook(app: Litestar) -> Any:
