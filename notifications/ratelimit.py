@@ -1,46 +1,92 @@
-"""Per-provider send rate shared by every worker: a token bucket kept in Redis.
+"""Per-provider send rate shared by every worker, with capacity kept for the urgent lane.
 
-Twilio long codes send about one message per second; a worker that ignores that gets
-queued or refused by the provider. The bucket is one Lua script, so workers on any
-machine draw from the same budget.
+Twilio long codes send about one message per second and a provider refuses what goes above its rate,
+so the limit is a sliding one-second window kept in Redis (one Lua script, so workers on any machine
+draw from the same budget): no second ever holds more sends than the rate, which is how providers
+count. Within it the two lanes are not equal:
+
+- urgent sends may use the whole window;
+- bulk sends may use it only up to the rate less a reserve, and at most a quarter of that in any
+  quarter of a second, so an urgent send finds room within a quarter of a second at worst;
+- while an urgent send is waiting for room, bulk sends get none, so the urgent lane takes every
+  slot that frees up, and bulk resumes with what is left a moment after.
+
+A waiter is not charged while it waits (no debt that would queue an urgent send behind bulk ones).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
+import secrets
 import time
 
 from redis.asyncio import Redis
 
-# KEYS[1] bucket; ARGV: rate/s, burst, now (s), tokens wanted. Returns seconds to wait (0 = go).
+from notifications.lanes import Lane
+
+WINDOW_SECONDS = 1.0
+# The share of each window bulk sends leave free (at least one send).
+URGENT_RESERVE = 0.1
+# How long an urgent waiter keeps bulk sends paused after it last asked.
+URGENT_WAIT_MARK_MS = 1000
+# A waiter asks again at least this often: room can appear sooner than computed when urgent waiting ends.
+MAX_POLL_SECONDS = 0.1
+
+# KEYS[1] window (sorted set of send times), KEYS[2] urgent-waiting mark.
+# ARGV: limit per window, window seconds, now, wanted, reserve, is_urgent (1/0), mark ms, nonce.
+# Returns seconds to wait ("0" = granted and recorded).
 _TAKE = """
-local rate = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
 local now = tonumber(ARGV[3])
 local wanted = tonumber(ARGV[4])
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local tokens = tonumber(state[1]) or burst
-local at = tonumber(state[2]) or now
-tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
-local wait = 0
-if tokens >= wanted then
-  tokens = tokens - wanted
-else
-  wait = (wanted - tokens) / rate
-  tokens = tokens - wanted
+local reserve = tonumber(ARGV[5])
+local urgent = ARGV[6] == '1'
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local used = redis.call('ZCARD', KEYS[1])
+local allowed = limit
+if not urgent then
+  if redis.call('EXISTS', KEYS[2]) == 1 then
+    return tostring(window / 10)
+  end
+  allowed = limit - reserve
+  -- Paced: at most a quarter of its share in any quarter window, so bulk sends are spread out and
+  -- some room frees up every quarter window for an urgent send that arrives.
+  local quarter = window / 4
+  local pace = math.max(1, math.ceil(allowed / 4))
+  local recent = redis.call('ZRANGEBYSCORE', KEYS[1], now - quarter, '+inf', 'WITHSCORES')
+  local recent_count = #recent / 2
+  if recent_count + wanted > pace and recent_count > 0 then
+    local oldest = tonumber(recent[2])
+    return tostring(math.max(0.001, oldest + quarter - now))
+  end
 end
-redis.call('HSET', KEYS[1], 'tokens', tokens, 'at', now)
-redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 60)
-return tostring(wait)
+if used + wanted <= allowed then
+  for i = 1, wanted do
+    redis.call('ZADD', KEYS[1], now, ARGV[8] .. ':' .. i)
+  end
+  redis.call('PEXPIRE', KEYS[1], math.ceil(window * 1000) + 1000)
+  return '0'
+end
+if urgent then
+  redis.call('SET', KEYS[2], '1', 'PX', tonumber(ARGV[7]))
+end
+local need = used + wanted - allowed
+local entry = redis.call('ZRANGE', KEYS[1], need - 1, need - 1, 'WITHSCORES')
+local free_at = tonumber(entry[2] or now) + window
+return tostring(math.max(0.001, free_at - now))
 """
 
 
 class RateLimiter:
-    def __init__(self, redis: Redis, key: str, per_second: float, burst: float | None = None) -> None:
+    def __init__(self, redis: Redis, key: str, per_second: float) -> None:
         self._redis = redis
         self._key = key
         self._rate = per_second
-        self._burst = burst if burst is not None else max(1.0, per_second)
+        # Sends per window, and the bulk lane's share of it: at least one send each.
+        self._limit = max(1, math.floor(per_second * WINDOW_SECONDS)) if per_second > 0 else 0
+        self._reserve = min(self._limit - 1, max(1, math.ceil(self._limit * URGENT_RESERVE))) if self._limit else 0
         self._script = redis.register_script(_TAKE)
 
     @property
@@ -51,11 +97,34 @@ class RateLimiter:
     def unlimited(self) -> bool:
         return self._rate <= 0
 
-    async def acquire(self, count: int = 1) -> float:
-        """Wait until `count` sends are allowed; returns how long it waited."""
+    def chunk(self, lane: Lane) -> int:
+        """How many sends to ask for at once: a quarter of the lane's share, so sends spread over the window."""
+        share = self._limit if lane is Lane.URGENT else self._limit - self._reserve
+        return max(1, math.ceil(share / 4))  # the script's pace for bulk: one grant fills a quarter
+
+    async def acquire(self, count: int = 1, lane: Lane = Lane.BULK) -> float:
+        """Wait until `count` sends fit in the window for this lane; returns how long it waited."""
         if self.unlimited or count <= 0:
             return 0.0
-        wait = float(await self._script(keys=[self._key], args=[self._rate, self._burst, time.time(), count]))
-        if wait > 0:
-            await asyncio.sleep(wait)
-        return wait
+        share = self._limit if lane is Lane.URGENT else self._limit - self._reserve
+        count = min(count, share)  # a request larger than the lane's window could never be granted
+        started = time.monotonic()
+        while True:
+            wait = float(
+                await self._script(
+                    keys=[self._key, f"{self._key}:urgent-waiting"],
+                    args=[
+                        self._limit,
+                        WINDOW_SECONDS,
+                        time.time(),
+                        count,
+                        self._reserve,
+                        1 if lane is Lane.URGENT else 0,
+                        URGENT_WAIT_MARK_MS,
+                        secrets.token_hex(6),
+                    ],
+                )
+            )
+            if wait <= 0:
+                return time.monotonic() - started
+            await asyncio.sleep(min(wait, MAX_POLL_SECONDS))

@@ -36,6 +36,7 @@ from notifications.ledger import (
     record_suppressed,
 )
 from notifications.policy import Action, Reason, decide
+from notifications.lanes import Lane, lane_of
 from notifications.ratelimit import RateLimiter
 from schema.jsonvalue import as_dict
 from schema.notifications import Delivery, Notification
@@ -44,6 +45,7 @@ from schema.tables import Device
 logger = logging.getLogger("opshub.notify.sender")
 BATCH = {Channel.PUSH: 500, Channel.IN_APP: 500, Channel.EMAIL: 100, Channel.SMS: 200, Channel.WHATSAPP: 200}
 PROGRESS_INTERVAL_SECONDS = 0.25
+CLAIM_SECONDS_UNDER_LIMIT = 5
 
 
 class SendSummary(msgspec.Struct):
@@ -90,10 +92,12 @@ async def _send_batches(ctx: NotifyContext, notification_id: UUID, channel: Chan
     policy = await load_site_policy(notification.site)
     message = outgoing_of(notification)
     category, urgency = Category(notification.category), Urgency(notification.urgency)
+    lane = lane_of(category, urgency)
+    batch = claim_size(channel, limiter, lane)
     last_progress = 0.0
     while True:
         now = ctx.clock()
-        token, claimed = await claim_batch(notification_id, channel, BATCH[channel], now)
+        token, claimed = await claim_batch(notification_id, channel, batch, now)
         if not claimed:
             break
         summary.claimed += len(claimed)
@@ -127,17 +131,25 @@ async def _send_batches(ctx: NotifyContext, notification_id: UUID, channel: Chan
         summary.suppressed += len(suppressed)
         summary.deferred += len(deferred)
 
-        outcomes = await _send_within_limit(ctx, adapter, limiter, message, channel, to_send, facts)
+        outcomes = await _send_within_limit(adapter, limiter, lane, message, channel, to_send, facts)
         await _record_outcomes(ctx, token, channel, notification.site, claimed, outcomes, facts, summary)
         if ctx.progress is not None and time.monotonic() - last_progress >= PROGRESS_INTERVAL_SECONDS:
             last_progress = time.monotonic()
             await ctx.progress(notification.site, notification_id, await counters(notification_id))
 
 
+def claim_size(channel: Channel, limiter: RateLimiter | None, lane: Lane) -> int:
+    """Rows to claim at once. Under a provider rate, about five seconds' worth: claimed rows wait in
+    `sending` until their turn, and a batch that outlasted the claim lease would look abandoned."""
+    if limiter is None or limiter.unlimited:
+        return BATCH[channel]
+    return max(1, min(BATCH[channel], limiter.chunk(lane) * 4 * CLAIM_SECONDS_UNDER_LIMIT))
+
+
 async def _send_within_limit(
-    ctx: NotifyContext,
     adapter: ChannelAdapter,
     limiter: RateLimiter | None,
+    lane: Lane,
     message: Outgoing,
     channel: Channel,
     rows: Sequence[Claimed],
@@ -155,10 +167,10 @@ async def _send_within_limit(
     if limiter is None or limiter.unlimited:
         return await adapter.send(message, recipients) if recipients else []
     outcomes: list[Outcome] = []
-    step = max(1, int(limiter.per_second))  # ask for about one second's worth of sends at a time
+    step = limiter.chunk(lane)
     for start in range(0, len(recipients), step):
         part = recipients[start : start + step]
-        await limiter.acquire(len(part))
+        await limiter.acquire(len(part), lane)
         outcomes += await adapter.send(message, part)
     return outcomes
 

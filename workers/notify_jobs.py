@@ -22,7 +22,9 @@ from app.config import Settings
 from notifications import fanout, recovery, sender, service
 from notifications.categories import Channel
 from notifications.context import NotifyContext
+from notifications.lanes import Lane, lane_of, queue_placement
 from notifications.ledger import release_due_deferrals
+from schema.notifications import Notification
 
 logger = logging.getLogger("opshub.notify.jobs")
 
@@ -48,12 +50,23 @@ async def exclusive(ctx: dict[str, Any], name: str) -> AsyncIterator[bool]:
             await cast(Awaitable[Any], redis.eval(_RELEASE, 1, key, token))
 
 
-async def enqueue_send(ctx: dict[str, Any], notification_id: UUID, channel: str) -> None:
-    await ctx["redis"].enqueue_job("notify_send", str(notification_id), channel)
+async def lane_of_notification(notification_id: UUID) -> Lane:
+    row = (
+        await Notification.select(Notification.category, Notification.urgency)
+        .where(Notification.id == notification_id)
+        .first()
+    )
+    return lane_of(row["category"], row["urgency"]) if row is not None else Lane.BULK
 
 
-async def enqueue_expand(redis: ArqRedis, notification_id: UUID) -> None:
-    await redis.enqueue_job("notify_expand", str(notification_id))
+async def enqueue_send(ctx: dict[str, Any], notification_id: UUID, channel: str, lane: Lane | None = None) -> None:
+    lane = lane or await lane_of_notification(notification_id)
+    await ctx["redis"].enqueue_job("notify_send", str(notification_id), channel, **queue_placement(lane))
+
+
+async def enqueue_expand(redis: ArqRedis, notification_id: UUID, lane: Lane | None = None) -> None:
+    lane = lane or await lane_of_notification(notification_id)
+    await redis.enqueue_job("notify_expand", str(notification_id), **queue_placement(lane))
 
 
 async def notify_expand(ctx: dict[str, Any], notification_id: str) -> int:
@@ -62,8 +75,9 @@ async def notify_expand(ctx: dict[str, Any], notification_id: str) -> int:
         if not mine:
             return 0
         channels = await fanout.expand(notify, UUID(notification_id))
+    lane = await lane_of_notification(UUID(notification_id)) if channels else Lane.BULK
     for channel in channels:
-        await enqueue_send(ctx, UUID(notification_id), str(channel))
+        await enqueue_send(ctx, UUID(notification_id), str(channel), lane)
     return len(channels)
 
 

@@ -18,6 +18,7 @@ from app.visitors.common import VisitorDeps, notify, now_utc
 from notifications.audience import Audience
 from notifications.categories import Channel, Urgency
 from notifications.channels.base import Outgoing, Recipient
+from notifications.lanes import Lane
 from notifications.providers import Providers
 from schema.tables import ContactPoint
 from schema.visitors import VisitorMessage, VisitorPass
@@ -101,7 +102,7 @@ async def send_pass_message(
     adapter = providers.adapters[channel]
     limit = providers.limits.get(channel)
     if limit is not None:
-        await limit.acquire()
+        await limit.acquire(1, Lane.URGENT)  # the visitor is on the way to the gate
     outgoing = Outgoing(notification_id=message_id, category="visitor", urgency="normal", title=TITLE, body=body)
     recipient = Recipient(
         delivery_id=message_id, person_id=claim["visitor_pass"], address=cipher.decrypt(visitor_pass["phone_encrypted"])

@@ -74,10 +74,7 @@ def settings_for_fakes(settings: Settings, fakes: RunningFakes, **overrides: obj
         smtp_host=fakes.smtp_host,
         smtp_port=fakes.smtp_port,
         whatsapp_template_sid=TEMPLATE_SID,
-        notify_rate_sms=0.0,
-        notify_rate_whatsapp=0.0,
-        notify_rate_email=0.0,
-        **overrides,
+        **{"notify_rate_sms": 0.0, "notify_rate_whatsapp": 0.0, "notify_rate_email": 0.0, **overrides},
     )
 
 
