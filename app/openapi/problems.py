@@ -133,7 +133,8 @@ class StrictStructSchemaPlugin(StructSchemaPlugin):
 
     - Structs that refuse unknown fields say so: ``additionalProperties: false``.
     - Constraints on list items and on dict keys and values (weekdays 0..6, codes matching a pattern,
-      a visitor kind as a key), which Litestar leaves out, are put back from msgspec's own types.
+      a visitor kind as a key), which Litestar leaves out, are put back from msgspec's own types, and so
+      are bounds of zero on a field (``ge=0``), which Litestar drops as falsy.
     - An upload part is a file or absent, never ``null``: a multipart form cannot send null.
     """
 
@@ -210,6 +211,12 @@ def constrain(prop: Schema, info: msgspec.inspect.Type) -> Schema:
             constrain(s, members[0]) if isinstance(s, Schema) and s.type != OpenAPIType.NULL else s
             for s in prop.one_of or ()
         ] or None
+        return prop
+    bounds = _bounds(info)
+    if bounds and prop.type is not None:
+        # Litestar drops a bound that is falsy (ge=0, gt=0.0): msgspec's own is the truth.
+        for key, value in bounds.items():
+            setattr(prop, key, value)
         return prop
     if isinstance(info, msgspec.inspect.ListType | msgspec.inspect.SetType | msgspec.inspect.FrozenSetType):
         item = scalar_schema(info.item_type)
