@@ -148,12 +148,20 @@ async def record_failed(token: str, codes: dict[UUID, str | None], now: dt.datet
 
 
 async def record_retry(
-    token: str, codes: dict[UUID, str | None], next_attempt_at: dt.datetime, now: dt.datetime
+    token: str,
+    codes: dict[UUID, str | None],
+    next_attempt_at: dt.datetime,
+    now: dt.datetime,
+    *,
+    count_attempt: bool = True,
 ) -> None:
+    """Back to pending until `next_attempt_at`. A provider's throttle (429) is not a failed attempt:
+    with ``count_attempt=False`` the claim's increment is given back."""
+    refund = "" if count_attempt else ", attempts = attempts - 1"
     await _update_where_claimed(
         token,
         codes,
-        "status = 'pending', next_attempt_at = {}, updated_at = {}",
+        f"status = 'pending', next_attempt_at = {{}}, updated_at = {{}}{refund}",
         next_attempt_at,
         now,
         case_column="provider_code",

@@ -12,7 +12,6 @@ from uuid import UUID
 import firebase_admin
 from firebase_admin import credentials
 from redis.asyncio import Redis
-from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client as TwilioClient
 
 from app.config import Settings
@@ -22,7 +21,7 @@ from notifications.channels.base import ChannelAdapter
 from notifications.channels.email import EmailAdapter
 from notifications.channels.in_app import FeedAnnouncer, InAppAdapter
 from notifications.channels.push import PushAdapter
-from notifications.channels.twilio_messaging import TwilioMessagingAdapter
+from notifications.channels.twilio_messaging import HeaderKeepingTwilioHttpClient, TwilioMessagingAdapter
 from notifications.fakes.sdk_wiring import aclose_firebase_app, firebase_app_for_fake, twilio_client_for_fake
 from notifications.ratelimit import RateLimiter
 
@@ -64,7 +63,8 @@ class Providers:
 def _twilio_client(settings: Settings) -> TwilioClient:
     if settings.twilio_base_url:
         return twilio_client_for_fake(settings.twilio_base_url, settings.twilio_account_sid, settings.twilio_auth_token)
-    return TwilioClient(settings.twilio_account_sid, settings.twilio_auth_token, http_client=AsyncTwilioHttpClient())
+    http_client = HeaderKeepingTwilioHttpClient()
+    return TwilioClient(settings.twilio_account_sid, settings.twilio_auth_token, http_client=http_client)
 
 
 def _firebase_app(settings: Settings) -> firebase_admin.App:

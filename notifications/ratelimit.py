@@ -12,6 +12,15 @@ count. Within it the two lanes are not equal:
   slot that frees up, and bulk resumes with what is left a moment after.
 
 A waiter is not charged while it waits (no debt that would queue an urgent send behind bulk ones).
+
+Providers count requests when they arrive, in their own windows, and a request granted at the end of
+one of our windows may arrive in the provider's next one. The window is therefore counted over
+``WINDOW_SECONDS + ARRIVAL_MARGIN_SECONDS``: as long as requests take about the same time to arrive
+(within the margin of each other), no provider window sees more than the rate.
+
+When a provider refuses for its rate anyway (HTTP 429 with Retry-After: another sender shares the
+account, or its limit is lower than configured), :meth:`RateLimiter.pause` stops every worker's sends
+on that channel until the time it named, whatever the lane: the provider would refuse them all.
 """
 
 from __future__ import annotations
@@ -26,6 +35,8 @@ from redis.asyncio import Redis
 from notifications.lanes import Lane
 
 WINDOW_SECONDS = 1.0
+# Slack for the time a granted request takes to reach the provider (see the module's docstring).
+ARRIVAL_MARGIN_SECONDS = 0.05
 # The share of each window bulk sends leave free (at least one send).
 URGENT_RESERVE = 0.1
 # How long an urgent waiter keeps bulk sends paused after it last asked.
@@ -33,8 +44,8 @@ URGENT_WAIT_MARK_MS = 1000
 # A waiter asks again at least this often: room can appear sooner than computed when urgent waiting ends.
 MAX_POLL_SECONDS = 0.1
 
-# KEYS[1] window (sorted set of send times), KEYS[2] urgent-waiting mark.
-# ARGV: limit per window, window seconds, now, wanted, reserve, is_urgent (1/0), mark ms, nonce.
+# KEYS[1] window (sorted set of send times), KEYS[2] urgent-waiting mark, KEYS[3] paused-until (epoch s).
+# ARGV: limit per window (0: no rate), window seconds, now, wanted, reserve, is_urgent (1/0), mark ms, nonce.
 # Returns seconds to wait ("0" = granted and recorded).
 _TAKE = """
 local limit = tonumber(ARGV[1])
@@ -43,6 +54,13 @@ local now = tonumber(ARGV[3])
 local wanted = tonumber(ARGV[4])
 local reserve = tonumber(ARGV[5])
 local urgent = ARGV[6] == '1'
+local paused_until = tonumber(redis.call('GET', KEYS[3]) or '0')
+if paused_until > now then
+  return tostring(paused_until - now)
+end
+if limit == 0 then
+  return '0'
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 local used = redis.call('ZCARD', KEYS[1])
 local allowed = limit
@@ -79,6 +97,19 @@ return tostring(math.max(0.001, free_at - now))
 """
 
 
+# KEYS[1] paused-until; ARGV: until (epoch seconds), ttl ms. Keeps the later of the two times.
+_PAUSE = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local wanted = tonumber(ARGV[1])
+if wanted > current then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[2]))
+end
+return tostring(math.max(current, wanted))
+"""
+# A provider's Retry-After above this is not believed for the whole channel (a row still waits for it).
+MAX_PAUSE_SECONDS = 300.0
+
+
 class RateLimiter:
     def __init__(self, redis: Redis, key: str, per_second: float) -> None:
         self._redis = redis
@@ -88,6 +119,8 @@ class RateLimiter:
         self._limit = max(1, math.floor(per_second * WINDOW_SECONDS)) if per_second > 0 else 0
         self._reserve = min(self._limit - 1, max(1, math.ceil(self._limit * URGENT_RESERVE))) if self._limit else 0
         self._script = redis.register_script(_TAKE)
+        self._pause_script = redis.register_script(_PAUSE)
+        self._paused_key = f"{key}:paused-until"
 
     @property
     def per_second(self) -> float:
@@ -102,20 +135,30 @@ class RateLimiter:
         share = self._limit if lane is Lane.URGENT else self._limit - self._reserve
         return max(1, math.ceil(share / 4))  # the script's pace for bulk: one grant fills a quarter
 
+    async def pause(self, seconds: float) -> None:
+        """The provider asked every sender to wait (429 with Retry-After): no send on this channel, from
+        any worker, until then. A pause never shortens one already in place."""
+        seconds = min(max(0.0, seconds), MAX_PAUSE_SECONDS)
+        if seconds <= 0:
+            return
+        until = time.time() + seconds
+        await self._pause_script(keys=[self._paused_key], args=[repr(until), math.ceil(seconds * 1000) + 1000])
+
     async def acquire(self, count: int = 1, lane: Lane = Lane.BULK) -> float:
-        """Wait until `count` sends fit in the window for this lane; returns how long it waited."""
-        if self.unlimited or count <= 0:
+        """Wait until `count` sends fit in the window for this lane (and any provider pause is over);
+        returns how long it waited. Without a rate only a pause is waited for."""
+        if count <= 0:
             return 0.0
         share = self._limit if lane is Lane.URGENT else self._limit - self._reserve
-        count = min(count, share)  # a request larger than the lane's window could never be granted
+        count = min(count, share) if self._limit else count  # more than the lane's window is never granted
         started = time.monotonic()
         while True:
             wait = float(
                 await self._script(
-                    keys=[self._key, f"{self._key}:urgent-waiting"],
+                    keys=[self._key, f"{self._key}:urgent-waiting", self._paused_key],
                     args=[
                         self._limit,
-                        WINDOW_SECONDS,
+                        WINDOW_SECONDS + ARRIVAL_MARGIN_SECONDS,
                         time.time(),
                         count,
                         self._reserve,

@@ -9,6 +9,7 @@ number or address, a dead push token.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import time
@@ -23,6 +24,7 @@ from notifications.channels.base import ChannelAdapter, Outcome, Outgoing, Recip
 from notifications.contacts import mark_contact
 from notifications.context import NotifyContext
 from notifications.facts import PersonFacts, load_facts, load_site_policy
+from notifications.lanes import Lane, lane_of
 from notifications.ledger import (
     MAX_ATTEMPTS,
     Claimed,
@@ -36,7 +38,6 @@ from notifications.ledger import (
     record_suppressed,
 )
 from notifications.policy import Action, Reason, decide
-from notifications.lanes import Lane, lane_of
 from notifications.ratelimit import RateLimiter
 from schema.jsonvalue import as_dict
 from schema.notifications import Delivery, Notification
@@ -46,6 +47,11 @@ logger = logging.getLogger("opshub.notify.sender")
 BATCH = {Channel.PUSH: 500, Channel.IN_APP: 500, Channel.EMAIL: 100, Channel.SMS: 200, Channel.WHATSAPP: 200}
 PROGRESS_INTERVAL_SECONDS = 0.25
 CLAIM_SECONDS_UNDER_LIMIT = 5
+# Sends per rate check on a channel without a rate: a provider's pause (429) stops the rest of a batch.
+UNLIMITED_CHUNK = 100
+# Rows a provider throttled (429) come due again after its Retry-After; a sender waits for them itself
+# when that is this soon, rather than leaving them to the next job.
+THROTTLE_WAIT_IN_JOB_SECONDS = 30.0
 
 
 class SendSummary(msgspec.Struct):
@@ -55,9 +61,11 @@ class SendSummary(msgspec.Struct):
     retried: int = 0
     suppressed: int = 0
     deferred: int = 0
+    throttled: int = 0  # sends the provider refused for its rate (429), to be tried again after Retry-After
 
 
 def backoff(attempts: int) -> dt.timedelta:
+    """How long a row waits after its `attempts`-th transient failure: 5 s, 10 s, 20 s ... up to 300 s."""
     return dt.timedelta(seconds=min(300, 2 ** max(0, attempts - 1) * 5))
 
 
@@ -76,11 +84,44 @@ def outgoing_of(notification: Notification) -> Outgoing:
 
 
 async def send_pending(ctx: NotifyContext, notification_id: UUID, channel: Channel) -> SendSummary:
-    """Send every due pending row of this notification on this channel, batch by batch."""
+    """Send every due pending row of this notification on this channel, batch by batch.
+
+    Rows the provider throttled come due again after its Retry-After; when that is soon the sender
+    waits and sends them itself, so a throttled announcement keeps going without waiting for a tick.
+    """
     summary = SendSummary()
-    await _send_batches(ctx, notification_id, channel, summary)
+    while True:
+        claimed_before = summary.claimed
+        await _send_batches(ctx, notification_id, channel, summary)
+        if not summary.throttled or summary.claimed == claimed_before:
+            break  # nothing throttled, or a pass that found nothing due (or a clock that does not move)
+        due = await next_attempt_at(notification_id, channel)
+        wait = (due - ctx.clock()).total_seconds() if due is not None else None
+        if wait is None or wait > THROTTLE_WAIT_IN_JOB_SECONDS:
+            break
+        await asyncio.sleep(max(0.0, wait))
     await finish_if_done(ctx, notification_id)
     return summary
+
+
+async def next_attempt_at(notification_id: UUID, channel: Channel) -> dt.datetime | None:
+    """When the earliest pending row of this notification and channel may be tried again (None: no such row)."""
+    row = (
+        await Delivery.select(Delivery.next_attempt_at)
+        .where(
+            (Delivery.notification == notification_id)
+            & (Delivery.channel == str(channel))
+            & (Delivery.status == "pending")
+        )
+        .order_by(Delivery.next_attempt_at)
+        .first()
+    )
+    if row is None:
+        return None
+    due = row["next_attempt_at"]
+    if due is None:
+        return dt.datetime.now(dt.UTC)
+    return due if due.tzinfo is not None else due.replace(tzinfo=dt.UTC)
 
 
 async def _send_batches(ctx: NotifyContext, notification_id: UUID, channel: Channel, summary: SendSummary) -> None:
@@ -164,14 +205,19 @@ async def _send_within_limit(
         )
         for row in rows
     ]
-    if limiter is None or limiter.unlimited:
+    if limiter is None:
         return await adapter.send(message, recipients) if recipients else []
     outcomes: list[Outcome] = []
-    step = limiter.chunk(lane)
+    step = UNLIMITED_CHUNK if limiter.unlimited else limiter.chunk(lane)
     for start in range(0, len(recipients), step):
         part = recipients[start : start + step]
         await limiter.acquire(len(part), lane)
-        outcomes += await adapter.send(message, part)
+        answers = await adapter.send(message, part)
+        waits = [o.retry_after_seconds for o in answers if o.retry_after_seconds is not None]
+        if waits:
+            # The provider refused for its rate: every sender of this channel waits as long as it asked.
+            await limiter.pause(max(waits))
+        outcomes += answers
     return outcomes
 
 
@@ -192,11 +238,21 @@ async def _record_outcomes(
     sent: dict[UUID, str | None] = {}
     failed: dict[UUID, str | None] = {}
     retry: dict[UUID, str | None] = {}
+    retry_at: dict[UUID, dt.datetime] = {}
+    throttled: set[UUID] = set()
     for outcome in outcomes:
         if outcome.status == "sent":
             sent[outcome.delivery_id] = outcome.provider_id
+        elif outcome.status == "retry" and outcome.retry_after_seconds is not None:
+            # Refused for the provider's rate (429 with Retry-After): not a failure of this message. It is
+            # tried again when the provider said, and the attempt is not counted; the TTL check at each
+            # claim ends it as expired if the provider never lets it through in time.
+            retry[outcome.delivery_id] = outcome.provider_code
+            retry_at[outcome.delivery_id] = now + dt.timedelta(seconds=outcome.retry_after_seconds)
+            throttled.add(outcome.delivery_id)
         elif outcome.status == "retry" and attempts[outcome.delivery_id] < MAX_ATTEMPTS:
             retry[outcome.delivery_id] = outcome.provider_code
+            retry_at[outcome.delivery_id] = now + backoff(attempts[outcome.delivery_id])
         else:
             failed[outcome.delivery_id] = outcome.provider_code
         if outcome.dead_tokens:
@@ -214,12 +270,14 @@ async def _record_outcomes(
             )
     await record_sent(token, sent, now)
     await record_failed(token, failed, now)
-    if retry:
-        soonest = max(attempts[i] for i in retry)
-        await record_retry(token, retry, now + backoff(soonest), now)
+    # Each row at its own time: its own attempt count, or the Retry-After its provider answer named.
+    for when, was_throttled in sorted({(at, i in throttled) for i, at in retry_at.items()}):
+        ids = {i: retry[i] for i, at in retry_at.items() if at == when and (i in throttled) == was_throttled}
+        await record_retry(token, ids, when, now, count_attempt=not was_throttled)
     summary.sent += len(sent)
     summary.failed += len(failed)
-    summary.retried += len(retry)
+    summary.retried += len(retry) - len(throttled)
+    summary.throttled += len(throttled)
 
 
 async def finish_if_done(ctx: NotifyContext, notification_id: UUID) -> bool:

@@ -22,7 +22,7 @@ from app.config import Settings
 from notifications import fanout, recovery, sender, service
 from notifications.categories import Channel
 from notifications.context import NotifyContext
-from notifications.lanes import Lane, lane_of, queue_placement
+from notifications.lanes import JOB_EXPIRY, Lane, lane_of, queue_placement
 from notifications.ledger import release_due_deferrals
 from schema.notifications import Notification
 
@@ -87,7 +87,24 @@ async def notify_send(ctx: dict[str, Any], notification_id: str, channel: str) -
         if not mine:
             return 0  # another worker is sending this channel; it will take every pending row
         summary = await sender.send_pending(notify, UUID(notification_id), Channel(channel))
+    await enqueue_retry(ctx, UUID(notification_id), channel)
     return summary.sent
+
+
+async def enqueue_retry(ctx: dict[str, Any], notification_id: UUID, channel: str) -> None:
+    """Rows left waiting for a backoff or a provider's Retry-After get a job at the time they come due,
+    rather than waiting for the tick's stalled-notification sweep (a claim lease later)."""
+    due = await sender.next_attempt_at(notification_id, Channel(channel))
+    if due is None or due <= ctx["notify"].clock():
+        return
+    await ctx["redis"].enqueue_job(
+        "notify_send",
+        str(notification_id),
+        channel,
+        _job_id=f"notify_send:{notification_id}:{channel}:{due.timestamp():.3f}",
+        _defer_until=due,
+        _expires=JOB_EXPIRY,
+    )
 
 
 async def notify_tick(ctx: dict[str, Any], now: dt.datetime | None = None) -> dict[str, int]:

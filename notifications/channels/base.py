@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from email.utils import parsedate_to_datetime
 from typing import Literal, Protocol, runtime_checkable
 from uuid import UUID
 
@@ -44,7 +46,28 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
     provider_code: str | None = None
     effect: Effect | None = None
     dead_tokens: tuple[str, ...] = ()
+    # The provider's Retry-After: the sender does not try this row again sooner.
     retry_after_seconds: float | None = None
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds from an HTTP Retry-After header (delay-seconds or an HTTP-date); None if absent or unreadable."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            moment = parsedate_to_datetime(text)
+        except (TypeError, ValueError):
+            return None
+        if moment.tzinfo is None:
+            return None
+        seconds = moment.timestamp() - (time.time() if now is None else now)
+    if seconds != seconds or seconds in (float("inf"), float("-inf")):  # NaN, infinity
+        return None
+    return max(0.0, seconds)
 
 
 class ChannelAdapter(Protocol):

@@ -16,12 +16,13 @@ from firebase_admin import exceptions as fcm_errors
 from firebase_admin import messaging
 
 from notifications.categories import Channel
-from notifications.channels.base import Outcome, Outgoing, Recipient
+from notifications.channels.base import Outcome, Outgoing, Recipient, parse_retry_after
 
 FCM_BATCH_LIMIT = 500  # send_each accepts at most 500 messages per call
 DEAD_TOKEN_ERRORS = (messaging.UnregisteredError, messaging.SenderIdMismatchError)
 TRANSIENT_ERRORS = (
     messaging.QuotaExceededError,
+    fcm_errors.ResourceExhaustedError,  # HTTP 429 without FCM's QUOTA_EXCEEDED detail
     fcm_errors.UnavailableError,
     fcm_errors.InternalError,
     fcm_errors.DeadlineExceededError,
@@ -102,10 +103,28 @@ def _outcome(recipient: Recipient, results: list[tuple[str, Exception | str]]) -
         )
     errors = [res for _, res in results if isinstance(res, Exception) and not isinstance(res, DEAD_TOKEN_ERRORS)]
     if any(isinstance(e, TRANSIENT_ERRORS) or not isinstance(e, fcm_errors.FirebaseError) for e in errors):
+        waits = [w for w in (_retry_after(e) for e in errors) if w is not None]
         return Outcome(
-            delivery_id=recipient.delivery_id, status="retry", provider_code=_code(errors[0]), dead_tokens=dead
+            delivery_id=recipient.delivery_id,
+            status="retry",
+            provider_code=_code(errors[0]),
+            dead_tokens=dead,
+            # Every device of the person is tried again together: after the longest wait FCM asked for.
+            retry_after_seconds=max(waits) if waits else None,
         )
     return Outcome(delivery_id=recipient.delivery_id, status="failed", provider_code=_code(errors[0]), dead_tokens=dead)
+
+
+def _retry_after(error: Exception) -> float | None:
+    """FCM's Retry-After (on 429 and 503), from the HTTP response firebase-admin's error carries."""
+    if not isinstance(error, fcm_errors.FirebaseError):
+        return None
+    response = error.http_response
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    value = headers.get("Retry-After")
+    return parse_retry_after(value if isinstance(value, str) else None)
 
 
 def _code(error: Exception) -> str:

@@ -1,7 +1,8 @@
 """SMS and WhatsApp through Twilio's Messages API (the twilio SDK's async client).
 
 Twilio error 21610 (recipient unsubscribed) and 21211 (invalid number) are permanent and
-change the person's record; 20429 and 5xx are transient. Each message carries a status
+change the person's record; 20429 and 5xx are transient, and a Retry-After the response
+carries is passed up (read through :class:`HeaderKeepingTwilioHttpClient`). Each message carries a status
 callback URL naming its delivery row, so the ledger learns delivery even if the worker
 that sent it died before recording the send.
 """
@@ -10,14 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from typing import Any
 
 from twilio.base.exceptions import TwilioRestException
+from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.http.response import Response as TwilioResponse
 from twilio.rest import Client
 
 from notifications.categories import Channel
-from notifications.channels.base import Outcome, Outgoing, Recipient
+from notifications.channels.base import Outcome, Outgoing, Recipient, parse_retry_after
 
 OPTED_OUT = 21610
 INVALID_NUMBERS = {21211, 21614, 21612}
@@ -26,6 +30,50 @@ CONCURRENCY = 32
 CLOCK_SKEW_SECONDS = 5.0
 
 SessionCheck = Callable[[str], Awaitable[bool]]
+
+# The headers of the last response the HTTP client got in this asyncio task. TwilioRestException
+# carries status, code and message but no headers, and the SDK's client is shared by concurrent
+# sends (its own _test_only_last_response is overwritten by each), so a context variable, which
+# every task has its own copy of, tells each send the headers of its own response.
+_LAST_RESPONSE_HEADERS: ContextVar[Mapping[str, str] | None] = ContextVar("twilio_last_response_headers", default=None)
+
+
+class HeaderKeepingTwilioHttpClient(AsyncTwilioHttpClient):
+    """The SDK's own aiohttp client, remembering each response's headers for the task that asked.
+
+    Only then can the adapter pass a 429's ``Retry-After`` up. Must be constructed inside a
+    running event loop (its parent creates an ``aiohttp.ClientSession``).
+    """
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        params: dict[str, object] | None = None,
+        data: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the SDK's signature
+        allow_redirects: bool = False,
+    ) -> TwilioResponse:
+        _LAST_RESPONSE_HEADERS.set(None)
+        response: TwilioResponse = await super().request(
+            method,
+            url,
+            params=params,
+            data=data,
+            headers=headers,
+            auth=auth,
+            timeout=timeout,
+            allow_redirects=allow_redirects,
+        )
+        _LAST_RESPONSE_HEADERS.set(response.headers)
+        return response
+
+
+def last_response_headers() -> Mapping[str, str] | None:
+    """Headers of the last Twilio response in this task (only with :class:`HeaderKeepingTwilioHttpClient`)."""
+    return _LAST_RESPONSE_HEADERS.get()
 
 
 class TwilioMessagingAdapter:
@@ -76,10 +124,12 @@ class TwilioMessagingAdapter:
             return Outcome(delivery_id=recipient.delivery_id, status="failed", provider_code="no_address")
         params = await self._params(message, recipient)
         async with self._slots:
+            _LAST_RESPONSE_HEADERS.set(None)
             try:
                 created = await self._client.messages.create_async(**params)
             except TwilioRestException as exc:
-                return _failure(recipient, exc)
+                headers = last_response_headers()
+                return _failure(recipient, exc, parse_retry_after(headers.get("Retry-After") if headers else None))
             except Exception as exc:  # network trouble: the request may not have arrived; try again
                 return Outcome(delivery_id=recipient.delivery_id, status="retry", provider_code=type(exc).__name__)
         return Outcome(delivery_id=recipient.delivery_id, status="sent", provider_id=created.sid)
@@ -109,7 +159,7 @@ class TwilioMessagingAdapter:
             await close()
 
 
-def _failure(recipient: Recipient, exc: TwilioRestException) -> Outcome:
+def _failure(recipient: Recipient, exc: TwilioRestException, retry_after: float | None = None) -> Outcome:
     code = exc.code
     if code == OPTED_OUT:
         return Outcome(delivery_id=recipient.delivery_id, status="failed", provider_code=str(code), effect="opted_out")
@@ -118,5 +168,11 @@ def _failure(recipient: Recipient, exc: TwilioRestException) -> Outcome:
             delivery_id=recipient.delivery_id, status="failed", provider_code=str(code), effect="invalid_address"
         )
     if code in TRANSIENT_CODES or exc.status in (429, 500, 502, 503, 504):
-        return Outcome(delivery_id=recipient.delivery_id, status="retry", provider_code=str(code or exc.status))
+        # Twilio's 429 (20429, too many requests) says when to come back; the sender waits at least that.
+        return Outcome(
+            delivery_id=recipient.delivery_id,
+            status="retry",
+            provider_code=str(code or exc.status),
+            retry_after_seconds=retry_after,
+        )
     return Outcome(delivery_id=recipient.delivery_id, status="failed", provider_code=str(code or exc.status))

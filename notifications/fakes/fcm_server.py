@@ -5,8 +5,11 @@ detail's ``errorCode`` is what firebase-admin maps to ``UnregisteredError``,
 ``SenderIdMismatchError``, ``QuotaExceededError`` and friends.
 """
 
+import asyncio
+import contextlib
 import secrets
 import time
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any, Literal
 
@@ -14,7 +17,7 @@ import msgspec
 from litestar import Request, Response, Router, get, post
 from litestar.params import FromPath
 
-from notifications.fakes._util import control_routes, merge_into_struct, utcnow
+from notifications.fakes._util import LimitExceeded, ProviderLimits, control_routes, merge_into_struct, utcnow
 
 DEFAULT_PROJECT_ID = "opshub-dev"
 DEFAULT_ACCESS_TOKEN = "fake-fcm-access-token"
@@ -37,6 +40,13 @@ class FcmBehaviour(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # firebase-admin 7.x ignores it: its default HttpxRetry has respect_retry_after_header=False,
     # retries only 500/503 (4 retries, backoff 0s, 1s, 2s, 4s) and never retries 429.
     retry_after: int | None = None
+    # Provider limit, off unless set: sends per second for the project, counted in 1-second
+    # windows of the fake's clock. Above it: HTTP 429 RESOURCE_EXHAUSTED (QUOTA_EXCEEDED) with a
+    # Retry-After header of ``limit_retry_after`` seconds (None: until the window is over, 1).
+    project_rate_per_second: int | None = None
+    limit_retry_after: int | None = None
+    # Seconds a send takes to answer; lets the concurrency counter see requests in flight.
+    api_latency: float = 0.0
 
 
 class FcmMessage(msgspec.Struct, kw_only=True):
@@ -134,12 +144,16 @@ class FcmFake:
         self.messages: list[FcmMessage] = []
         # Every request including rejected ones: lets retry tests count SDK attempts.
         self.attempts = 0
+        # The project's send quota (configured in ``behaviour``) and what it counted. A test may
+        # replace ``limits.clock`` (epoch seconds) to move the fake's time with its own.
+        self.limits = ProviderLimits()
 
     # -- controls ------------------------------------------------------------------------------
     def reset(self) -> None:
         self.messages.clear()
         self.attempts = 0
         self.behaviour = FcmBehaviour()
+        self.limits.reset()
 
     def configure(self, **changes: Any) -> FcmBehaviour:
         self.behaviour = merge_into_struct(self.behaviour, changes)
@@ -161,6 +175,33 @@ class FcmFake:
         return [m for m in self.messages if m.target == target and not m.validate_only]
 
     # -- the API -------------------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def limited(self, project_id: str, authorization: str | None, raw_body: bytes) -> AsyncIterator[None]:
+        """Admit one send under the project's quota for the duration of the block.
+
+        Raises the 429 RESOURCE_EXHAUSTED :class:`FcmApiError` (with Retry-After) above the quota.
+        Requests FCM would refuse for their credentials or project are not counted: ``send``
+        answers those.
+        """
+        if authorization != f"Bearer {self.access_token}" or project_id != self.project_id:
+            yield
+            return
+        behaviour = self.behaviour
+        try:
+            with self.limits.admit(
+                project_id,
+                _peek_target(raw_body),
+                rate_per_second=behaviour.project_rate_per_second,
+                max_concurrent=None,
+                retry_after=behaviour.limit_retry_after,
+            ):
+                if behaviour.api_latency > 0:
+                    await asyncio.sleep(behaviour.api_latency)
+                yield
+        except LimitExceeded as exc:
+            self.attempts += 1
+            raise transient(429, exc.retry_after) from None
+
     def send(self, project_id: str, authorization: str | None, raw_body: bytes) -> FcmMessage:
         self.attempts += 1
         if authorization != f"Bearer {self.access_token}":
@@ -229,6 +270,18 @@ class FcmFake:
             raise sender_id_mismatch()
 
 
+def _peek_target(raw_body: bytes) -> str:
+    """The token (or fid, topic, condition) a send is for, without validating the request."""
+    try:
+        body = msgspec.json.decode(raw_body)
+    except msgspec.DecodeError:
+        return ""
+    message = body.get("message") if isinstance(body, dict) else None
+    if not isinstance(message, dict):
+        return ""
+    return next((str(message[key]) for key in _TARGETS if message.get(key)), "")
+
+
 def _error_response(exc: FcmApiError) -> Response[bytes]:
     headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else {}
     return Response(
@@ -239,8 +292,10 @@ def _error_response(exc: FcmApiError) -> Response[bytes]:
 def fcm_router(fake: FcmFake, path: str = "/fcm") -> Router:
     @post("/v1/projects/{project_id:str}/messages:send", status_code=200)
     async def send(request: Request[Any, Any, Any], project_id: FromPath[str]) -> Response[bytes]:
+        authorization, raw_body = request.headers.get("authorization"), await request.body()
         try:
-            record = fake.send(project_id, request.headers.get("authorization"), await request.body())
+            async with fake.limited(project_id, authorization, raw_body):
+                record = fake.send(project_id, authorization, raw_body)
         except FcmApiError as exc:
             return _error_response(exc)
         return Response(msgspec.json.encode({"name": record.name}), media_type="application/json")
@@ -254,6 +309,6 @@ def fcm_router(fake: FcmFake, path: str = "/fcm") -> Router:
         route_handlers=[
             send,
             list_messages,
-            *control_routes(fake),
+            *control_routes(fake, fake.limits),
         ],
     )

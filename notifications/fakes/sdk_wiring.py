@@ -24,10 +24,10 @@ import firebase_admin
 import google.auth.credentials
 import httpx
 from firebase_admin import credentials, messaging
-from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response as TwilioResponse
 from twilio.rest import Client as TwilioClient
 
+from notifications.channels.twilio_messaging import HeaderKeepingTwilioHttpClient
 from notifications.fakes.fcm_server import DEFAULT_ACCESS_TOKEN
 
 # --------------------------------------------------------------------------------------------
@@ -174,8 +174,9 @@ async def aclose_firebase_app(app: firebase_admin.App) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-class RedirectingAsyncTwilioHttpClient(AsyncTwilioHttpClient):
-    """The SDK's own aiohttp client, sending ``https://*.twilio.com`` requests to ``base_url``.
+class RedirectingAsyncTwilioHttpClient(HeaderKeepingTwilioHttpClient):
+    """The SDK's own aiohttp client, sending ``https://*.twilio.com`` requests to ``base_url``
+    (and, like production's, remembering each response's headers for the adapter).
 
     Must be constructed inside a running event loop: like its parent it creates an
     ``aiohttp.ClientSession``, which needs one.

@@ -52,6 +52,17 @@ class TwilioBehaviour(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     callback_delay: float = 0.02
     # Twilio picks a sender from the Messaging Service pool; this is the one the fake "picks".
     messaging_service_from: str = "+15005550006"
+    # Provider limits, off unless set. Messages per second per sender (From, or the Messaging
+    # Service SID), counted in 1-second windows of the fake's clock; and create requests
+    # (Messages, Calls) in flight at once for the whole account. Above either: HTTP 429 with
+    # error 20429 and a Retry-After header, as Twilio answers.
+    sender_rate_per_second: int | None = None
+    max_concurrent_requests: int | None = None
+    # Retry-After (seconds) on those 429s; None: until the current 1-second window is over (1).
+    limit_retry_after: int | None = None
+    # Seconds a create request takes to answer (real ones take 100-300 ms); 0 answers at once,
+    # which leaves hardly any request in flight for the concurrency cap to see.
+    api_latency: float = 0.0
 
 
 class SentMessage(msgspec.Struct, kw_only=True):

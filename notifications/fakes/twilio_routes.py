@@ -27,7 +27,8 @@ def _json(payload: msgspec.Struct, status_code: int) -> Response[bytes]:
 
 
 def _error(exc: TwilioApiError) -> Response[bytes]:
-    return Response(encode_error(exc), status_code=exc.http_status, media_type="application/json")
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else {}
+    return Response(encode_error(exc), status_code=exc.http_status, media_type="application/json", headers=headers)
 
 
 async def _form(request: Request[Any, Any, Any]) -> dict[str, list[str]]:
@@ -46,7 +47,9 @@ def twilio_router(fake: TwilioFake, path: str = "/twilio") -> Router:
     async def create_message(request: Request[Any, Any, Any], account_sid: FromPath[str]) -> Response[bytes]:
         try:
             fake.check_auth(request.headers.get("authorization"), account_sid)
-            message = fake.create_message(await _form(request))
+            form = await _form(request)
+            async with fake.limited(form, per_sender=True):
+                message = fake.create_message(form)
         except TwilioApiError as exc:
             return _error(exc)
         return _json(message.resource(), 201)
@@ -98,7 +101,9 @@ def twilio_router(fake: TwilioFake, path: str = "/twilio") -> Router:
     async def create_call(request: Request[Any, Any, Any], account_sid: FromPath[str]) -> Response[bytes]:
         try:
             fake.check_auth(request.headers.get("authorization"), account_sid)
-            call = fake.create_call(await _form(request))
+            form = await _form(request)
+            async with fake.limited(form, per_sender=False):
+                call = fake.create_call(form)
         except TwilioApiError as exc:
             return _error(exc)
         return _json(call.resource(), 201)
@@ -167,7 +172,7 @@ def twilio_router(fake: TwilioFake, path: str = "/twilio") -> Router:
             list_calls,
             press_digits,
             list_webhooks,
-            *control_routes(fake),
+            *control_routes(fake, fake.limits),
             drain,
             inbound,
         ],

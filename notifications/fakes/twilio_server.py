@@ -8,17 +8,25 @@ the auth token), so webhook signature checks are exercised for real.
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Literal
 
 import httpx
 import msgspec
 from twilio.request_validator import RequestValidator
 
-from notifications.fakes._util import TaskGroupLite, merge_into_struct, new_sid, utcnow
+from notifications.fakes._util import (
+    LimitExceeded,
+    ProviderLimits,
+    TaskGroupLite,
+    merge_into_struct,
+    new_sid,
+    utcnow,
+)
 from notifications.fakes.twilio_models import (
     API_VERSION,
     DeliveryFailure,
@@ -85,10 +93,12 @@ WEBHOOK_CONCURRENCY = 16
 
 
 class TwilioApiError(Exception):
-    def __init__(self, code: int, detail: str | None = None) -> None:
+    def __init__(self, code: int, detail: str | None = None, retry_after: int | None = None) -> None:
         super().__init__(code)
         self.code = code
         self.detail = detail
+        # Seconds for a Retry-After header (Twilio sends one with its 429s).
+        self.retry_after = retry_after
 
     @property
     def http_status(self) -> int:
@@ -134,6 +144,9 @@ class TwilioFake:
         self._tasks = TaskGroupLite()
         self._webhook_slots = asyncio.Semaphore(WEBHOOK_CONCURRENCY)
         self._http: httpx.AsyncClient | None = None
+        # Rate and concurrency limits (configured in ``behaviour``) and what they counted. A test may
+        # replace ``limits.clock`` (epoch seconds) to move the fake's time with its own.
+        self.limits = ProviderLimits()
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -160,6 +173,7 @@ class TwilioFake:
         self.calls.clear()
         self.webhooks.clear()
         self.behaviour = TwilioBehaviour()
+        self.limits.reset()
 
     def configure(self, **changes: Any) -> TwilioBehaviour:
         self.behaviour = merge_into_struct(self.behaviour, changes)
@@ -196,6 +210,31 @@ class TwilioFake:
             raise TwilioApiError(20003, "Your AccountSid or AuthToken was incorrect.")
         if path_account_sid != self.account_sid:
             raise TwilioApiError(20404)
+
+    @contextlib.asynccontextmanager
+    async def limited(self, form: Mapping[str, list[str]], *, per_sender: bool) -> AsyncIterator[None]:
+        """Admit one create request under the configured limits for the duration of the block.
+
+        Raises :class:`TwilioApiError` 20429 (HTTP 429, with Retry-After) above the account's
+        concurrency cap or, with ``per_sender`` (Messages), above the sender's rate.
+        """
+        first = {key: values[0] for key, values in form.items() if values}
+        sender = first.get("From") or first.get("MessagingServiceSid") or ""
+        key = sender if per_sender else f"call:{sender}"  # calls are not counted against a sender's messages
+        behaviour = self.behaviour
+        try:
+            with self.limits.admit(
+                key,
+                first.get("To", ""),
+                rate_per_second=behaviour.sender_rate_per_second if per_sender else None,
+                max_concurrent=behaviour.max_concurrent_requests,
+                retry_after=behaviour.limit_retry_after,
+            ):
+                if behaviour.api_latency > 0:
+                    await asyncio.sleep(behaviour.api_latency)
+                yield
+        except LimitExceeded as exc:
+            raise TwilioApiError(20429, retry_after=exc.retry_after) from None
 
     def _consume_transient_failure(self) -> None:
         if self.behaviour.fail_next > 0:
