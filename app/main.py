@@ -52,7 +52,13 @@ def route_handlers() -> list[ControllerRouterHandler]:
     from app.visitors.routes import ROUTES as VISITOR_ROUTES
     from app.web import control, guard, occupant
     from app.web.pages import pages_router, static_router
-    from notifications.api import AnnouncementController, FeedController, NcprController, PreferenceController
+    from notifications.api import (
+        AnnouncementController,
+        FeedController,
+        NcprController,
+        NotificationSettingsController,
+        PreferenceController,
+    )
     from notifications.webhooks import TwilioWebhookController
 
     return [
@@ -66,6 +72,7 @@ def route_handlers() -> list[ControllerRouterHandler]:
         PreferenceController,
         FeedController,
         NcprController,
+        NotificationSettingsController,
         TwilioWebhookController,
         *VISITOR_ROUTES,
         *COMPLAINT_ROUTES,

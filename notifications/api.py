@@ -32,7 +32,7 @@ from app.deps import Caller, DirectoryDep, RedisDep, SettingsDep
 from app.errors import FieldError, InvalidInput, NotFound
 from app.observability.jobs import deserialize_job, serialize_job
 from app.pagination import DEFAULT_LIMIT, Limit, Offset, Page, window
-from notifications import feed, ncpr
+from notifications import feed, ncpr, site_settings
 from notifications.audience import Audience
 from notifications.categories import Category, Channel, Urgency
 from notifications.ledger import now_utc
@@ -530,3 +530,19 @@ class NcprController(Controller):
     async def clear(self, principal: Caller) -> ncpr.Cleared:
         """Empties the site's list, before importing a new snapshot of the registry."""
         return await ncpr.clear_registry(principal.site_id)
+
+
+class NotificationSettingsController(Controller):
+    """The site's notification policy: critical categories, time to live, digests (FM and site admins)."""
+
+    path = "/api/notifications/settings"
+
+    @get("", opt=ANNOUNCERS)
+    async def read(self, principal: Caller) -> site_settings.NotificationSettings:
+        return await site_settings.read(principal.site_id)
+
+    @put("", opt=ANNOUNCERS)
+    async def write(
+        self, principal: Caller, data: JSONBody[site_settings.NotificationSettings]
+    ) -> site_settings.NotificationSettings:
+        return await site_settings.write(principal.site_id, data)

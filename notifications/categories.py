@@ -56,3 +56,6 @@ DEFAULT_TTL_SECONDS: Final = {
 # TRAI: promotional messages only between these local hours.
 PROMOTIONAL_WINDOW_START_HOUR: Final = 9
 PROMOTIONAL_WINDOW_END_HOUR: Final = 21
+
+# Channels a digest may gather messages on. The in-app feed lists every message itself and is never held.
+DIGEST_CHANNELS: Final = frozenset({Channel.PUSH, Channel.SMS, Channel.WHATSAPP, Channel.EMAIL})

@@ -9,7 +9,7 @@ import msgspec
 
 from app.people.directory import Directory
 from notifications.categories import Category, Channel, Urgency
-from notifications.policy import DndSettings, Facts, SitePolicy
+from notifications.policy import DigestRule, DndSettings, Facts, SitePolicy
 from notifications.preferences import consent_matrix, dnd_of, is_enabled
 from schema.jsonvalue import as_dict
 from schema.notifications import NationalDndEntry
@@ -69,6 +69,10 @@ def site_policy(site_row: dict[str, object]) -> SitePolicy:
     if "ttl_seconds" in notify:
         merged = {**policy.ttl_seconds, **{Category(k): int(v) for k, v in notify["ttl_seconds"].items()}}
         policy = msgspec.structs.replace(policy, ttl_seconds=merged)
+    if "digest" in notify:
+        # The site's rules replace the defaults: a category it leaves out is not digested.
+        rules = msgspec.convert(notify["digest"], dict[Category, DigestRule])
+        policy = msgspec.structs.replace(policy, digest=rules)
     return policy
 
 

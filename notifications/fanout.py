@@ -14,9 +14,10 @@ import msgspec
 from notifications.audience import Audience, resolve_audience
 from notifications.categories import Category, Channel, Urgency
 from notifications.context import NotifyContext
+from notifications.digest import BurstGate, bursts_apply, thread_of
 from notifications.facts import load_facts, load_site_policy
 from notifications.ledger import counters, existing_people, insert_rows
-from notifications.policy import Action, decide
+from notifications.policy import Action, Decision, Reason, decide
 from schema.jsonvalue import as_dict, as_list
 from schema.notifications import Notification
 
@@ -39,6 +40,8 @@ async def expand(ctx: NotifyContext, notification_id: UUID) -> list[Channel]:
     channels = [Channel(c) for c in as_list(notification.channels)]
     category, urgency = Category(notification.category), Urgency(notification.urgency)
     audience = msgspec.convert(as_dict(notification.audience), Audience)
+    gate = BurstGate(ctx.redis, ctx.settings.redis_prefix)
+    thread = thread_of(category, notification.collapse_key)
     people = await resolve_audience(notification.site, audience)
     for start in range(0, len(people), CHUNK):
         chunk = people[start : start + CHUNK]
@@ -46,9 +49,10 @@ async def expand(ctx: NotifyContext, notification_id: UUID) -> list[Channel]:
         todo = [p for p in chunk if p not in done]
         facts = await load_facts(ctx.directory, notification.site, policy.timezone, todo)
         rows = []
+        decisions: dict[tuple[UUID, Channel], Decision] = {}
         for person_id in todo:
             for channel in channels:
-                decision = decide(
+                decisions[(person_id, channel)] = decide(
                     facts[person_id].facts(
                         channel=channel,
                         category=category,
@@ -58,6 +62,14 @@ async def expand(ctx: NotifyContext, notification_id: UUID) -> list[Channel]:
                     ),
                     policy,
                 )
+        for channel in channels:
+            minutes = bursts_apply(policy, category, urgency, channel)
+            sending = [(p, channel) for p in todo if decisions[(p, channel)].action is Action.SEND]
+            for key, until in (await gate.hold_until(sending, thread, minutes, now)).items():
+                decisions[key] = Decision(Action.DEFER, Reason.DIGEST, defer_until=until)
+        for person_id in todo:
+            for channel in channels:
+                decision = decisions[(person_id, channel)]
                 status = {Action.SEND: "pending", Action.DEFER: "deferred", Action.SUPPRESS: "suppressed"}[
                     decision.action
                 ]

@@ -23,7 +23,7 @@ from app.db import bulk_insert, is_sqlite, write_transaction
 from notifications.categories import Channel
 from schema.notifications import Delivery
 
-FINAL_STATUSES = frozenset({"suppressed", "sent", "delivered", "read", "failed"})
+FINAL_STATUSES = frozenset({"suppressed", "sent", "delivered", "read", "failed", "digested"})
 OPEN_STATUSES = frozenset({"pending", "sending", "deferred"})
 # Callback statuses in the order a message moves through them; a row never moves backwards.
 PROGRESS_RANK = {"pending": 0, "sending": 1, "deferred": 1, "sent": 2, "delivered": 3, "read": 4}
@@ -44,6 +44,7 @@ class Counters(msgspec.Struct):
     delivered: int = 0
     failed: int = 0
     pending: int = 0
+    digested: int = 0  # went out inside a person's digest (notifications.digest)
 
 
 def now_utc() -> dt.datetime:
@@ -235,18 +236,6 @@ async def advance_from_callback(
     return bool(moved)
 
 
-async def release_due_deferrals(now: dt.datetime) -> list[tuple[UUID, str]]:
-    """Deferred rows whose wait is over become pending again; returns (notification, channel) pairs."""
-    async with write_transaction():
-        rows = await Delivery.raw(
-            "UPDATE delivery SET status = 'pending', next_attempt_at = NULL, updated_at = {} "
-            "WHERE status = 'deferred' AND defer_until <= {} RETURNING notification, channel",
-            now,
-            now,
-        )
-    return sorted({(_uuid(r["notification"]), str(r["channel"])) for r in rows}, key=str)
-
-
 async def in_doubt(older_than: dt.datetime, limit: int = 1000) -> list[dict[str, Any]]:
     """Rows claimed by a sender that never reported back (it died, or the network did)."""
     rows = await Delivery.raw(
@@ -280,6 +269,8 @@ async def counters(notification_id: UUID) -> Counters:
                 result.delivered += n
         elif status == "failed":
             result.failed += n
+        elif status == "digested":
+            result.digested += n
         else:
             result.pending += n
     return result

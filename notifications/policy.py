@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
+from typing import Annotated
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -43,6 +44,7 @@ class Reason(StrEnum):
     EXPIRED = "expired"
     BREAKS_THROUGH_DND = "breaks_through_dnd"
     CANCELLED = "cancelled"
+    DIGEST = "digest"  # held for a digest: a burst of one thread
 
 
 class QuietWindow(msgspec.Struct, frozen=True):
@@ -59,10 +61,31 @@ class DndSettings(msgspec.Struct, frozen=True):
     snooze_until: dt.datetime | None = None
 
 
+class DigestRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How a category's messages are gathered into digests (``notifications.digest``)."""
+
+    # Messages held back by a person's quiet hours go out as one digest when the quiet time ends.
+    dnd: bool = True
+    # After a message of one thread (a complaint, or the category itself), further ones within this many
+    # minutes wait and go out together as one digest when the window ends. 0: every message goes at once.
+    burst_minutes: Annotated[int, msgspec.Meta(ge=0, le=24 * 60)] = 0
+
+
+# Critical, time-bound categories (emergency, security, visitor) are never digested, and promotional
+# messages never join service ones (India's DLT approves their texts in separate template classes).
+DEFAULT_DIGEST: dict[Category, DigestRule] = {
+    Category.COMPLAINT: DigestRule(dnd=True, burst_minutes=10),
+    Category.BOOKING: DigestRule(dnd=True),
+    Category.BILLING: DigestRule(dnd=True),
+    Category.ANNOUNCEMENT: DigestRule(dnd=True),
+}
+
+
 class SitePolicy(msgspec.Struct, frozen=True):
     timezone: str = "Asia/Kolkata"
     critical_categories: frozenset[Category] = DEFAULT_CRITICAL
     ttl_seconds: dict[Category, int] = msgspec.field(default_factory=lambda: dict(DEFAULT_TTL_SECONDS))
+    digest: dict[Category, DigestRule] = msgspec.field(default_factory=lambda: dict(DEFAULT_DIGEST))
 
 
 class Facts(msgspec.Struct, frozen=True, kw_only=True):

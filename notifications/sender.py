@@ -19,6 +19,7 @@ from uuid import UUID
 import msgspec
 
 from app.observability.metrics import count_provider_errors
+from notifications import digest
 from notifications.categories import DEFAULT_TTL_SECONDS, Category, Channel, Urgency
 from notifications.channels.base import ChannelAdapter, Outcome, Outgoing, Recipient
 from notifications.contacts import mark_contact
@@ -153,12 +154,20 @@ async def _send_batches(ctx: NotifyContext, notification_id: UUID, channel: Chan
             if cancelled:
                 suppressed[row.delivery_id] = str(Reason.CANCELLED)
                 continue
-            decision = decide(
-                facts[row.person_id].facts(
-                    channel=channel, category=category, urgency=urgency, created_at=notification.created_at, now=now
-                ),
-                policy,
+            row_facts = facts[row.person_id].facts(
+                channel=channel, category=category, urgency=urgency, created_at=notification.created_at, now=now
             )
+            if notification.kind == digest.DIGEST_KIND:
+                # A digest's consent is each item's own (still_wanted), not that of the category it travels as.
+                row_facts = msgspec.structs.replace(row_facts, consented=True)
+            decision = decide(row_facts, policy)
+            if decision.action is Action.SEND and notification.kind == digest.DIGEST_KIND:
+                # One row per digest: its text is what is still wanted of its items now.
+                text = await digest.still_wanted(notification, facts[row.person_id], channel, policy, now)
+                if text is None:
+                    suppressed[row.delivery_id] = str(Reason.NO_CONSENT)
+                    continue
+                message = msgspec.structs.replace(message, title=text[0], body=text[1])
             if decision.action is Action.SEND:
                 to_send.append(row)
             elif decision.action is Action.DEFER:

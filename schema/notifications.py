@@ -78,7 +78,7 @@ class Notification(Table, tablename="notification"):
 
     id = UUID(primary_key=True)
     site = ForeignKey(references=Site, on_delete=OnDelete.cascade, null=False, index=True)
-    kind = Varchar(length=16)  # announcement | event
+    kind = Varchar(length=16)  # announcement | event | digest
     category = Varchar(length=32)
     urgency = Varchar(length=16, default="normal")
     title = Varchar(length=200)
@@ -108,7 +108,7 @@ class Delivery(Table, tablename="delivery"):
     notification = ForeignKey(references=Notification, on_delete=OnDelete.cascade, null=False, index=True)
     person = ForeignKey(references=Person, on_delete=OnDelete.cascade, null=False, index=True)
     channel = Varchar(length=16)
-    # pending | sending | deferred | suppressed | sent | delivered | read | failed
+    # pending | sending | deferred | suppressed | sent | delivered | read | failed | digested
     status = Varchar(length=16)
     reason = Varchar(length=32, null=True, default=None)
     defer_until = Timestamptz(null=True, default=None)
@@ -124,6 +124,8 @@ class Delivery(Table, tablename="delivery"):
     sent_at = Timestamptz(null=True, default=None)
     delivered_at = Timestamptz(null=True, default=None)
     read_at = Timestamptz(null=True, default=None)
+    # status 'digested': the row went out inside this digest (a notification of kind 'digest').
+    digest = UUID(null=True, default=None)
 
 
 NOTIFICATION_TABLES: list[type[Table]] = [

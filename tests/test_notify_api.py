@@ -68,9 +68,14 @@ def announcement(world: World, **fields: Any) -> dict[str, Any]:
 
 
 def in_app_context(world: World) -> NotifyContext:
+    from app.redis import create_redis
+
     settings = world.settings
     providers = Providers({Channel.IN_APP: InAppAdapter()}, {}, None)
-    return NotifyContext(settings=settings, redis=None, directory=directory_for(settings), providers=providers)  # type: ignore[arg-type]
+    # The client is made per call: connections open lazily on the loop that first uses them.
+    return NotifyContext(
+        settings=settings, redis=create_redis(settings), directory=directory_for(settings), providers=providers
+    )
 
 
 # ------------------------------------------------------------------------------ announcements

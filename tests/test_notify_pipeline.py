@@ -11,8 +11,9 @@ import pytest
 from notifications import fanout, sender
 from notifications.audience import Audience
 from notifications.categories import Category, Channel, Urgency
+from notifications.digest import release_due
 from notifications.fakes import running_fakes
-from notifications.ledger import claim_batch, release_due_deferrals
+from notifications.ledger import claim_batch
 from notifications.preferences import ConsentChange, QuietHours, change_consent, consent_history, set_dnd
 from notifications.recovery import reconcile_in_doubt
 from notifications.service import NotificationRequest, cancel_notification, create_notification
@@ -138,9 +139,9 @@ async def test_deferred_message_goes_out_when_dnd_ends_and_stale_one_expires(wor
         assert row["defer_until"] == dt.datetime(2026, 11, 26, 6, 0, tzinfo=dt.UTC)
         # 05:59: still deferred; 06:00: released and sent.
         clock["now"] = dt.datetime(2026, 11, 26, 5, 59, tzinfo=dt.UTC)
-        assert (complaint, "sms") not in await release_due_deferrals(clock["now"])
+        assert (complaint, "sms") not in (await release_due(ctx.directory, clock["now"])).to_send
         clock["now"] = dt.datetime(2026, 11, 26, 6, 0, tzinfo=dt.UTC)
-        assert (complaint, "sms") in await release_due_deferrals(clock["now"])
+        assert (complaint, "sms") in (await release_due(ctx.directory, clock["now"])).to_send
         await sender.send_pending(ctx, complaint, Channel.SMS)
     assert (await ledger(complaint))[0]["status"] == "sent"
     assert [m.to for m in fakes.twilio.messages] == [sleeper.mobile]

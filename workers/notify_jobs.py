@@ -19,11 +19,10 @@ from uuid import UUID
 from arq.connections import ArqRedis
 
 from app.config import Settings
-from notifications import fanout, recovery, sender, service
+from notifications import digest, fanout, recovery, sender, service
 from notifications.categories import Channel
 from notifications.context import NotifyContext
 from notifications.lanes import JOB_EXPIRY, Lane, lane_of, queue_placement
-from notifications.ledger import release_due_deferrals
 from schema.notifications import Notification
 
 logger = logging.getLogger("opshub.notify.jobs")
@@ -115,7 +114,10 @@ async def notify_tick(ctx: dict[str, Any], now: dt.datetime | None = None) -> di
     stalled = await service.stalled("expanding", now - lease)
     for notification_id in [*due, *stalled]:
         await enqueue_expand(ctx["redis"], notification_id)
-    wake: set[tuple[UUID, str]] = set(await release_due_deferrals(now))
+    released = await digest.release_due(notify.directory, now)
+    for notification_id in released.touched:
+        await sender.finish_if_done(notify, notification_id)
+    wake: set[tuple[UUID, str]] = set(released.to_send)
     reconciled = await recovery.reconcile_in_doubt(notify, now)
     wake |= set(reconciled.to_send)
     for notification_id in await service.stalled("sending", now - lease):
@@ -123,4 +125,9 @@ async def notify_tick(ctx: dict[str, Any], now: dt.datetime | None = None) -> di
         await sender.finish_if_done(notify, notification_id)
     for notification_id, channel in sorted(wake, key=str):
         await enqueue_send(ctx, notification_id, channel)
-    return {"expand": len(due) + len(stalled), "send": len(wake), "in_doubt": reconciled.released}
+    return {
+        "expand": len(due) + len(stalled),
+        "send": len(wake),
+        "in_doubt": reconciled.released,
+        "digests": released.digests,
+    }

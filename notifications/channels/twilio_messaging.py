@@ -102,7 +102,9 @@ class TwilioMessagingAdapter:
             "from_": self._sender,
             "status_callback": f"{self._callback}?delivery={recipient.delivery_id}",
         }
-        text = f"{message.title}: {message.body}" if message.title else message.body
+        # A body of several lines (a digest's list) starts on a line of its own.
+        separator = ":\n" if "\n" in message.body else ": "
+        text = f"{message.title}{separator}{message.body}" if message.title else message.body
         if self.channel is Channel.WHATSAPP:
             params["to"] = f"whatsapp:{recipient.address}"
             in_session = self._session_open is not None and await self._session_open(recipient.address)
