@@ -92,6 +92,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     notify_rate_email: float = 10.0
     # A claimed send older than this is "in doubt" and is reconciled before any retry.
     notify_claim_lease_seconds: int = 120
+    # Workers sending one bulk notification's channel at once (each claims rows of its own).
+    notify_senders_per_channel: int = 2
     # A visitor ladder rung started this long ago and not finished (its worker died) is taken again.
     visitor_rung_lease_seconds: int = 30
     notify_policy_version: str = "2026-11"
@@ -192,6 +194,7 @@ ENV_VARS: dict[str, str] = {
     "notify_rate_push": "OPSHUB_NOTIFY_RATE_PUSH",
     "notify_rate_email": "OPSHUB_NOTIFY_RATE_EMAIL",
     "notify_claim_lease_seconds": "OPSHUB_NOTIFY_CLAIM_LEASE_SECONDS",
+    "notify_senders_per_channel": "OPSHUB_NOTIFY_SENDERS_PER_CHANNEL",
     "visitor_rung_lease_seconds": "OPSHUB_VISITOR_RUNG_LEASE_SECONDS",
     "notify_policy_version": "OPSHUB_NOTIFY_POLICY_VERSION",
     "start_fakes": "OPSHUB_START_FAKES",
@@ -281,6 +284,8 @@ def _check_semantics(settings: Settings) -> None:
         parse_fernet_keys(settings.data_encryption_keys)
     except ValueError as exc:
         raise ConfigError(f"OPSHUB_DATA_ENCRYPTION_KEYS: {exc}") from None
+    if not 1 <= settings.notify_senders_per_channel <= 64:
+        raise ConfigError("OPSHUB_NOTIFY_SENDERS_PER_CHANNEL: must be between 1 and 64")
     if settings.notify_claim_lease_seconds < 1:
         raise ConfigError("OPSHUB_NOTIFY_CLAIM_LEASE_SECONDS: must be at least 1")
     if settings.visitor_rung_lease_seconds < 1:

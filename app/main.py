@@ -57,6 +57,7 @@ def route_handlers() -> list[ControllerRouterHandler]:
         FeedController,
         NcprController,
         NotificationSettingsController,
+        NotifyRatesController,
         PreferenceController,
     )
     from notifications.webhooks import TwilioWebhookController
@@ -73,6 +74,7 @@ def route_handlers() -> list[ControllerRouterHandler]:
         FeedController,
         NcprController,
         NotificationSettingsController,
+        NotifyRatesController,
         TwilioWebhookController,
         *VISITOR_ROUTES,
         *COMPLAINT_ROUTES,

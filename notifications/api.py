@@ -32,7 +32,7 @@ from app.deps import Caller, DirectoryDep, RedisDep, SettingsDep
 from app.errors import FieldError, InvalidInput, NotFound
 from app.observability.jobs import deserialize_job, serialize_job
 from app.pagination import DEFAULT_LIMIT, Limit, Offset, Page, window
-from notifications import feed, ncpr, site_settings
+from notifications import feed, ncpr, rates, site_settings
 from notifications.audience import Audience
 from notifications.categories import Category, Channel, Urgency
 from notifications.ledger import now_utc
@@ -64,6 +64,7 @@ logger = logging.getLogger("opshub.notify.api")
 ANNOUNCERS = allow(Role.FM_ADMIN, Role.SITE_ADMIN)
 EVERYONE = allow(*ALL_ROLES)
 STAFF_ONLY = allow(*STAFF)
+PLATFORM_ONLY = allow(Role.PLATFORM_ADMIN)
 JOB_QUEUE_STATE_KEY = "notify_job_queue"
 MAX_SNOOZE_MINUTES = 7 * 24 * 60
 NotificationStatus = Literal["draft", "scheduled", "expanding", "sending", "completed", "cancelled"]
@@ -546,3 +547,20 @@ class NotificationSettingsController(Controller):
         self, principal: Caller, data: JSONBody[site_settings.NotificationSettings]
     ) -> site_settings.NotificationSettings:
         return await site_settings.write(principal.site_id, data)
+
+
+class NotifyRatesController(Controller):
+    """Providers' send rates in force for the whole deployment (platform operators): configured in the
+    environment, replaced live when a provider grants more (or less) throughput."""
+
+    path = "/api/platform/notify/rates"
+
+    @get("", opt=PLATFORM_ONLY)
+    async def read(self, settings: SettingsDep, redis: RedisDep) -> list[rates.ChannelRate]:
+        return await rates.current(redis, settings)
+
+    @put("", opt=PLATFORM_ONLY)
+    async def write(
+        self, settings: SettingsDep, redis: RedisDep, data: JSONBody[rates.RateChanges]
+    ) -> list[rates.ChannelRate]:
+        return await rates.change(redis, settings, data)

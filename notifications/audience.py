@@ -1,13 +1,22 @@
-"""Who an announcement is for: the whole site, towers, units, roles or a list of people."""
+"""Who an announcement is for: the whole site, towers, units, roles or a list of people.
+
+An audience is read in chunks, in order of person id, and may be split into parts by ranges of that
+id (ids are random, so parts are about equal): a 100,000-person township is never one list in memory,
+and several workers can expand its parts at once.
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 from uuid import UUID
 
 import msgspec
 
 from app.auth.roles import Role
-from schema.tables import Occupancy, Person, PersonRole, Unit
+from schema.tables import Person
+
+ID_SPACE = 2**128
 
 
 class Audience(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -23,27 +32,81 @@ class Audience(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_def
         return not (self.everyone or self.building_ids or self.unit_ids or self.roles or self.person_ids)
 
 
-async def resolve_audience(site_id: UUID, audience: Audience) -> list[UUID]:
-    """Active people of the site in the audience, sorted, so expansion can resume by position."""
-    active = {
-        row["id"]
-        for row in await Person.select(Person.id).where((Person.site == site_id) & (Person.is_active.eq(True)))
-    }
+def part_bounds(part: int, parts: int) -> tuple[UUID, UUID | None]:
+    """The range of person ids of one part: [low, high), the last part open-ended."""
+    low = UUID(int=part * ID_SPACE // parts)
+    high = UUID(int=(part + 1) * ID_SPACE // parts) if part + 1 < parts else None
+    return low, high
+
+
+def _list(values: Sequence[Any]) -> str:
+    return ", ".join("{}" for _ in values)
+
+
+def _selector(site_id: UUID, audience: Audience) -> tuple[str, list[Any]]:
+    """SQL that holds for a person (alias p) in the audience, and its parameters."""
     if audience.everyone:
-        return sorted(active, key=str)
-    chosen: set[UUID] = set(audience.person_ids)
-    unit_ids = set(audience.unit_ids)
+        return "", []
+    clauses: list[str] = []
+    params: list[Any] = []
+    if audience.person_ids:
+        clauses.append(f"p.id IN ({_list(audience.person_ids)})")
+        params += audience.person_ids
+    if audience.unit_ids:
+        clauses.append(
+            "p.id IN (SELECT o.person FROM occupancy o WHERE o.site = {} AND o.is_active = {} "
+            f"AND o.unit IN ({_list(audience.unit_ids)}))"
+        )
+        params += [site_id, True, *audience.unit_ids]
     if audience.building_ids:
-        rows = await Unit.select(Unit.id).where((Unit.site == site_id) & Unit.building.is_in(audience.building_ids))
-        unit_ids |= {row["id"] for row in rows}
-    if unit_ids:
-        rows = await Occupancy.select(Occupancy.person).where(
-            (Occupancy.site == site_id) & Occupancy.unit.is_in(list(unit_ids)) & (Occupancy.is_active.eq(True))
+        clauses.append(
+            "p.id IN (SELECT o.person FROM occupancy o JOIN unit u ON u.id = o.unit WHERE o.site = {} "
+            f"AND o.is_active = {{}} AND u.site = {{}} AND u.building IN ({_list(audience.building_ids)}))"
         )
-        chosen |= {row["person"] for row in rows}
+        params += [site_id, True, site_id, *audience.building_ids]
     if audience.roles:
-        rows = await PersonRole.select(PersonRole.person).where(
-            (PersonRole.site == site_id) & PersonRole.role.is_in([str(r) for r in audience.roles])
+        clauses.append(
+            f"p.id IN (SELECT r.person FROM person_role r WHERE r.site = {{}} AND r.role IN ({_list(audience.roles)}))"
         )
-        chosen |= {row["person"] for row in rows}
-    return sorted(chosen & active, key=str)
+        params += [site_id, *(str(r) for r in audience.roles)]
+    return " AND (" + " OR ".join(clauses) + ")", params
+
+
+async def count_audience(site_id: UUID, audience: Audience) -> int:
+    where, params = _selector(site_id, audience)
+    rows = await Person.raw(
+        f"SELECT COUNT(*) AS n FROM person p WHERE p.site = {{}} AND p.is_active = {{}}{where}", site_id, True, *params
+    )
+    return int(rows[0]["n"]) if rows else 0
+
+
+async def audience_chunks(
+    site_id: UUID, audience: Audience, *, part: int = 0, parts: int = 1, chunk: int = 1000
+) -> AsyncIterator[list[UUID]]:
+    """Active people of the site in the audience and in this part, `chunk` at a time, in id order."""
+    where, params = _selector(site_id, audience)
+    low, high = part_bounds(part, parts)
+    after: UUID | None = None
+    while True:
+        bounds = " AND p.id >= {}" + (" AND p.id < {}" if high is not None else "")
+        cursor = " AND p.id > {}" if after is not None else ""
+        values: list[Any] = [site_id, True, low, *([high] if high is not None else []), *([after] if after else [])]
+        rows = await Person.raw(
+            f"SELECT p.id FROM person p WHERE p.site = {{}} AND p.is_active = {{}}{bounds}{cursor}{where} "
+            "ORDER BY p.id LIMIT {}",
+            *values,
+            *params,
+            chunk,
+        )
+        ids = [row["id"] if isinstance(row["id"], UUID) else UUID(str(row["id"])) for row in rows]
+        if not ids:
+            return
+        yield ids
+        if len(ids) < chunk:
+            return
+        after = ids[-1]
+
+
+async def resolve_audience(site_id: UUID, audience: Audience) -> list[UUID]:
+    """Every person of a (small) audience at once, sorted. Large audiences go through audience_chunks."""
+    return [person for ids in [c async for c in audience_chunks(site_id, audience)] for person in ids]

@@ -1,98 +1,218 @@
-"""Expanding a notification into ledger rows: the audience in chunks, one decision per person and channel.
+"""Expanding a notification into ledger rows: one decision per person and channel.
 
-Safe to re-run at any point (arq runs jobs at least once; a worker may die mid-way): people
-who already have rows are skipped and inserts ignore conflicts.
+The audience is read in chunks and split into parts by ranges of person id, so a 100,000-person
+township is never one list in memory and several workers expand its parts at once. Sending starts as
+soon as a part has rows; the notification moves from ``expanding`` to ``sending`` when every part is
+recorded done (``notification_part``, once each).
+
+Safe to re-run at any point (arq runs jobs at least once; a worker may die mid-way): people who
+already have rows are skipped, inserts ignore conflicts, and a part is recorded done once.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import math
+import time
+from collections.abc import Sequence
 from uuid import UUID, uuid4
 
 import msgspec
 
-from notifications.audience import Audience, resolve_audience
+from notifications.audience import Audience, audience_chunks, count_audience
 from notifications.categories import Category, Channel, Urgency
 from notifications.context import NotifyContext
 from notifications.digest import BurstGate, bursts_apply, thread_of
-from notifications.facts import load_facts, load_site_policy
+from notifications.facts import PersonFacts, load_facts, load_site_policy
 from notifications.ledger import counters, existing_people, insert_rows
-from notifications.policy import Action, Decision, Reason, decide
+from notifications.policy import Action, Decision, Reason, SitePolicy, decide
 from schema.jsonvalue import as_dict, as_list
-from schema.notifications import Notification
+from schema.notifications import Notification, NotificationPart
 
 logger = logging.getLogger("opshub.notify.fanout")
 CHUNK = 1000
+# People per part: a part is one job's work, about a second of decisions.
+PART_SIZE = 20_000
+MAX_PARTS = 16
+PROGRESS_INTERVAL_SECONDS = 0.25
+OPEN_FOR_EXPANSION = ("scheduled", "expanding")
+
+
+class Plan(msgspec.Struct, frozen=True):
+    """What is left to expand of a notification: its parts not yet recorded done."""
+
+    parts: int
+    todo: list[int]
+
+
+async def plan(ctx: NotifyContext, notification_id: UUID) -> Plan | None:
+    """Start (or resume) a due notification's expansion; None if it is not to be expanded now."""
+    notification = await Notification.objects().where(Notification.id == notification_id).first()
+    if notification is None or notification.status not in OPEN_FOR_EXPANSION:
+        return None
+    if notification.scheduled_at is not None and notification.scheduled_at > ctx.clock():
+        return None  # the dispatcher cron picks it up when it is due
+    parts = notification.parts
+    if parts <= 0:
+        audience = msgspec.convert(as_dict(notification.audience), Audience)
+        size = await count_audience(notification.site, audience)
+        parts = max(1, min(MAX_PARTS, math.ceil(size / PART_SIZE)))
+        # The first planner fixes the number of parts; a racing one adopts it.
+        await Notification.update({Notification.parts: parts}).where(
+            (Notification.id == notification_id) & (Notification.parts == 0)
+        )
+        row = await Notification.select(Notification.parts).where(Notification.id == notification_id).first()
+        parts = int(row["parts"]) if row else parts
+    await Notification.update({Notification.status: "expanding"}).where(
+        (Notification.id == notification_id) & Notification.status.is_in(list(OPEN_FOR_EXPANSION))
+    )
+    done = {
+        int(r["part"])
+        for r in await NotificationPart.select(NotificationPart.part).where(
+            NotificationPart.notification == notification_id
+        )
+    }
+    return Plan(parts=parts, todo=[p for p in range(parts) if p not in done])
 
 
 async def expand(ctx: NotifyContext, notification_id: UUID) -> list[Channel]:
-    """Create the ledger rows of a due notification; returns the channels that have rows to send."""
+    """Expand every part here, one after another (tests, benches, small audiences); returns the channels
+    that have rows to send."""
+    planned = await plan(ctx, notification_id)
+    if planned is None:
+        return []
+    channels: set[Channel] = set()
+    for part in planned.todo:
+        channels |= set(await expand_part(ctx, notification_id, part))
+    return sorted(channels)
+
+
+async def expand_part(ctx: NotifyContext, notification_id: UUID, part: int) -> list[Channel]:
+    """Create the ledger rows of one part of the audience; returns the notification's channels, for senders."""
     notification = await Notification.objects().where(Notification.id == notification_id).first()
-    if notification is None or notification.status in ("cancelled", "completed", "draft"):
+    if notification is None or notification.status != "expanding" or not 0 <= part < notification.parts:
         return []
     now = ctx.clock()
-    if notification.scheduled_at is not None and notification.scheduled_at > now:
-        return []  # the dispatcher cron picks it up when it is due
-    await Notification.update({Notification.status: "expanding"}).where(
-        (Notification.id == notification_id) & Notification.status.is_in(["scheduled", "expanding"])
-    )
     policy = await load_site_policy(notification.site)
     channels = [Channel(c) for c in as_list(notification.channels)]
-    category, urgency = Category(notification.category), Urgency(notification.urgency)
     audience = msgspec.convert(as_dict(notification.audience), Audience)
-    gate = BurstGate(ctx.redis, ctx.settings.redis_prefix)
-    thread = thread_of(category, notification.collapse_key)
-    people = await resolve_audience(notification.site, audience)
-    for start in range(0, len(people), CHUNK):
-        chunk = people[start : start + CHUNK]
+    deciding = _Decider(ctx, notification, policy, channels, now)
+    people = 0
+    last_progress = 0.0
+    async for chunk in audience_chunks(notification.site, audience, part=part, parts=notification.parts, chunk=CHUNK):
+        people += len(chunk)
         done = await existing_people(notification_id, chunk)
         todo = [p for p in chunk if p not in done]
-        facts = await load_facts(ctx.directory, notification.site, policy.timezone, todo)
-        rows = []
-        decisions: dict[tuple[UUID, Channel], Decision] = {}
-        for person_id in todo:
-            for channel in channels:
-                decisions[(person_id, channel)] = decide(
-                    facts[person_id].facts(
-                        channel=channel,
-                        category=category,
-                        urgency=urgency,
-                        created_at=notification.created_at,
-                        now=now,
-                    ),
-                    policy,
-                )
-        for channel in channels:
-            minutes = bursts_apply(policy, category, urgency, channel)
-            sending = [(p, channel) for p in todo if decisions[(p, channel)].action is Action.SEND]
-            for key, until in (await gate.hold_until(sending, thread, minutes, now)).items():
-                decisions[key] = Decision(Action.DEFER, Reason.DIGEST, defer_until=until)
-        for person_id in todo:
-            for channel in channels:
-                decision = decisions[(person_id, channel)]
-                status = {Action.SEND: "pending", Action.DEFER: "deferred", Action.SUPPRESS: "suppressed"}[
-                    decision.action
-                ]
-                rows.append(
-                    (
-                        uuid4(),
-                        notification.site,
-                        notification_id,
-                        person_id,
-                        str(channel),
-                        status,
-                        str(decision.reason) if decision.reason else None,
-                        decision.defer_until,
-                        0,
-                        now,
-                        now,
-                    )
-                )
-        await insert_rows(rows)
+        if todo:
+            await insert_rows(await deciding.rows_for(todo))
+        if ctx.progress is not None and time.monotonic() - last_progress >= PROGRESS_INTERVAL_SECONDS:
+            last_progress = time.monotonic()
+            await ctx.progress(notification.site, notification_id, await counters(notification_id))
+    await _record_part_done(notification_id, part, people, now)
+    if await _finish_expansion(notification_id, notification.parts, now):
+        logger.info("notification %s expanded (%d parts) on %s", notification_id, notification.parts, channels)
         if ctx.progress is not None:
             await ctx.progress(notification.site, notification_id, await counters(notification_id))
-    await Notification.update(
-        {Notification.status: "sending", Notification.targeted: len(people), Notification.expanded_at: now}
-    ).where((Notification.id == notification_id) & (Notification.status == "expanding"))
-    logger.info("notification %s expanded to %d people on %s", notification_id, len(people), channels)
+    # Every channel: a sender of a channel with nothing pending completes the notification once all is final.
     return channels
+
+
+class _Decider:
+    """Decisions for one notification: the same facts give the same decision, so each distinct set of
+    facts is decided once (most people of a site share their defaults)."""
+
+    def __init__(
+        self,
+        ctx: NotifyContext,
+        notification: Notification,
+        policy: SitePolicy,
+        channels: Sequence[Channel],
+        now: dt.datetime,
+    ) -> None:
+        self._ctx = ctx
+        self._notification = notification
+        self._policy = policy
+        self._channels = list(channels)
+        self._now = now
+        self._category = Category(notification.category)
+        self._urgency = Urgency(notification.urgency)
+        self._gate = BurstGate(ctx.redis, ctx.settings.redis_prefix)
+        self._thread = thread_of(self._category, notification.collapse_key)
+        self._memo: dict[object, Decision] = {}
+
+    def decide(self, person: PersonFacts, channel: Channel) -> Decision:
+        facts = person.facts(
+            channel=channel,
+            category=self._category,
+            urgency=self._urgency,
+            created_at=self._notification.created_at,
+            now=self._now,
+        )
+        key = (channel, facts.consented, facts.contact_present, facts.contact_status, facts.on_national_dnd, facts.dnd)
+        decision = self._memo.get(key)
+        if decision is None:
+            decision = self._memo[key] = decide(facts, self._policy)
+        return decision
+
+    async def rows_for(self, people: list[UUID]) -> list[tuple[object, ...]]:
+        notification, now = self._notification, self._now
+        facts = await load_facts(self._ctx.directory, notification.site, self._policy.timezone, people)
+        decisions = {(p, c): self.decide(facts[p], c) for p in people for c in self._channels}
+        for channel in self._channels:
+            minutes = bursts_apply(self._policy, self._category, self._urgency, channel)
+            if minutes:
+                sending = [(p, channel) for p in people if decisions[(p, channel)].action is Action.SEND]
+                for key, until in (await self._gate.hold_until(sending, self._thread, minutes, now)).items():
+                    decisions[key] = Decision(Action.DEFER, Reason.DIGEST, defer_until=until)
+        site, notification_id = notification.site, notification.id
+        return [
+            (
+                uuid4(),
+                site,
+                notification_id,
+                person_id,
+                str(channel),
+                STATUS[decision.action],
+                str(decision.reason) if decision.reason else None,
+                decision.defer_until,
+                0,
+                now,
+                now,
+            )
+            for (person_id, channel), decision in decisions.items()
+        ]
+
+
+STATUS = {Action.SEND: "pending", Action.DEFER: "deferred", Action.SUPPRESS: "suppressed"}
+
+
+async def _record_part_done(notification_id: UUID, part: int, people: int, now: dt.datetime) -> None:
+    conflict = " ON CONFLICT DO NOTHING"
+    await NotificationPart.raw(
+        "INSERT INTO notification_part (id, notification, part, people, finished_at) VALUES ({}, {}, {}, {}, {})"
+        + conflict,
+        uuid4(),
+        notification_id,
+        part,
+        people,
+        now,
+    )
+
+
+async def _finish_expansion(notification_id: UUID, parts: int, now: dt.datetime) -> bool:
+    """When every part is done: `sending`, with the audience's size. True for the one caller that moved it."""
+    rows = await NotificationPart.raw(
+        "SELECT COUNT(*) AS n, COALESCE(SUM(people), 0) AS people FROM notification_part WHERE notification = {}",
+        notification_id,
+    )
+    if not rows or int(rows[0]["n"]) < parts:
+        return False
+    moved = await Notification.raw(
+        "UPDATE notification SET status = 'sending', targeted = {}, expanded_at = {} "
+        "WHERE id = {} AND status = 'expanding' RETURNING id",
+        int(rows[0]["people"]),
+        now,
+        notification_id,
+    )
+    return bool(moved)

@@ -23,7 +23,7 @@ from notifications.channels.in_app import FeedAnnouncer, InAppAdapter
 from notifications.channels.push import PushAdapter
 from notifications.channels.twilio_messaging import HeaderKeepingTwilioHttpClient, TwilioMessagingAdapter
 from notifications.fakes.sdk_wiring import aclose_firebase_app, firebase_app_for_fake, twilio_client_for_fake
-from notifications.ratelimit import RateLimiter
+from notifications.ratelimit import RateLimiter, channel_key
 
 FIREBASE_APP_NAME = "opshub"
 WHATSAPP_SESSION_SECONDS = 24 * 3600
@@ -86,6 +86,16 @@ def _firebase_app(settings: Settings) -> firebase_admin.App:
         return firebase_admin.initialize_app(credential, {"projectId": settings.fcm_project_id}, name=FIREBASE_APP_NAME)
 
 
+def configured_rates(settings: Settings) -> dict[Channel, float]:
+    """Sends per second per channel from the environment (0: no rate of our own)."""
+    return {
+        Channel.SMS: settings.notify_rate_sms,
+        Channel.WHATSAPP: settings.notify_rate_whatsapp,
+        Channel.PUSH: settings.notify_rate_push,
+        Channel.EMAIL: settings.notify_rate_email,
+    }
+
+
 def build_providers(settings: Settings, redis: Redis, announce: FeedAnnouncer | None = None) -> Providers:
     """Must be called inside a running event loop (the async Twilio client needs one)."""
     twilio = _twilio_client(settings)
@@ -111,15 +121,9 @@ def build_providers(settings: Settings, redis: Redis, announce: FeedAnnouncer | 
         Channel.EMAIL: EmailAdapter(host=settings.smtp_host, port=settings.smtp_port, sender=settings.smtp_from),
         Channel.IN_APP: InAppAdapter(announce),
     }
-    rates = {
-        Channel.SMS: settings.notify_rate_sms,
-        Channel.WHATSAPP: settings.notify_rate_whatsapp,
-        Channel.PUSH: settings.notify_rate_push,
-        Channel.EMAIL: settings.notify_rate_email,
-    }
     limits = {
-        channel: RateLimiter(redis, f"{settings.redis_prefix}notify:rate:{channel}", per_second)
-        for channel, per_second in rates.items()
+        channel: RateLimiter(redis, channel_key(settings.redis_prefix, channel), per_second)
+        for channel, per_second in configured_rates(settings).items()
     }
     return Providers(adapters, limits, firebase_app)
 

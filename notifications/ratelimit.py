@@ -110,17 +110,50 @@ return tostring(math.max(current, wanted))
 MAX_PAUSE_SECONDS = 300.0
 
 
+# A live rate set by the platform operator is read again at most this often by each limiter.
+RATE_REFRESH_SECONDS = 1.0
+
+
+def channel_key(redis_prefix: str, channel: str) -> str:
+    """The window of one channel's sends, shared by every worker of the deployment."""
+    return f"{redis_prefix}notify:rate:{channel}"
+
+
+def rate_override_key(key: str) -> str:
+    """Where a channel's live rate is kept (``notifications.rates``); it replaces the configured one."""
+    return f"{key}:per-second"
+
+
 class RateLimiter:
     def __init__(self, redis: Redis, key: str, per_second: float) -> None:
         self._redis = redis
         self._key = key
+        self._configured = per_second
+        self._set_rate(per_second)
+        self._script = redis.register_script(_TAKE)
+        self._pause_script = redis.register_script(_PAUSE)
+        self._paused_key = f"{key}:paused-until"
+        self._override_key = rate_override_key(key)
+        self._refreshed_at = -math.inf
+
+    def _set_rate(self, per_second: float) -> None:
         self._rate = per_second
         # Sends per window, and the bulk lane's share of it: at least one send each.
         self._limit = max(1, math.floor(per_second * WINDOW_SECONDS)) if per_second > 0 else 0
         self._reserve = min(self._limit - 1, max(1, math.ceil(self._limit * URGENT_RESERVE))) if self._limit else 0
-        self._script = redis.register_script(_TAKE)
-        self._pause_script = redis.register_script(_PAUSE)
-        self._paused_key = f"{key}:paused-until"
+
+    async def refresh(self) -> float:
+        """Take up a live rate the platform operator set (or its removal); returns the rate in force."""
+        if time.monotonic() - self._refreshed_at >= RATE_REFRESH_SECONDS:
+            self._refreshed_at = time.monotonic()
+            raw = await self._redis.get(self._override_key)
+            try:
+                live = float(raw) if raw is not None else self._configured
+            except ValueError:
+                live = self._configured
+            if live != self._rate:
+                self._set_rate(live)
+        return self._rate
 
     @property
     def per_second(self) -> float:
@@ -149,6 +182,7 @@ class RateLimiter:
         returns how long it waited. Without a rate only a pause is waited for."""
         if count <= 0:
             return 0.0
+        await self.refresh()
         share = self._limit if lane is Lane.URGENT else self._limit - self._reserve
         count = min(count, share) if self._limit else count  # more than the lane's window is never granted
         started = time.monotonic()

@@ -63,6 +63,7 @@ class SendSummary(msgspec.Struct):
     suppressed: int = 0
     deferred: int = 0
     throttled: int = 0  # sends the provider refused for its rate (429), to be tried again after Retry-After
+    out_of_time: bool = False  # stopped at its time budget with rows still to send
 
 
 def backoff(attempts: int) -> dt.timedelta:
@@ -84,21 +85,30 @@ def outgoing_of(notification: Notification) -> Outgoing:
     )
 
 
-async def send_pending(ctx: NotifyContext, notification_id: UUID, channel: Channel) -> SendSummary:
+async def send_pending(
+    ctx: NotifyContext, notification_id: UUID, channel: Channel, budget_seconds: float | None = None
+) -> SendSummary:
     """Send every due pending row of this notification on this channel, batch by batch.
 
     Rows the provider throttled come due again after its Retry-After; when that is soon the sender
     waits and sends them itself, so a throttled announcement keeps going without waiting for a tick.
+    With a budget, no batch is claimed after it has run out (``summary.out_of_time``: call again).
     """
     summary = SendSummary()
+    deadline = time.monotonic() + budget_seconds if budget_seconds is not None else None
     while True:
         claimed_before = summary.claimed
-        await _send_batches(ctx, notification_id, channel, summary)
+        await _send_batches(ctx, notification_id, channel, summary, deadline)
+        if summary.out_of_time:
+            break
         if not summary.throttled or summary.claimed == claimed_before:
             break  # nothing throttled, or a pass that found nothing due (or a clock that does not move)
         due = await next_attempt_at(notification_id, channel)
         wait = (due - ctx.clock()).total_seconds() if due is not None else None
         if wait is None or wait > THROTTLE_WAIT_IN_JOB_SECONDS:
+            break
+        if deadline is not None and time.monotonic() + wait > deadline:
+            summary.out_of_time = True
             break
         await asyncio.sleep(max(0.0, wait))
     await finish_if_done(ctx, notification_id)
@@ -125,7 +135,9 @@ async def next_attempt_at(notification_id: UUID, channel: Channel) -> dt.datetim
     return due if due.tzinfo is not None else due.replace(tzinfo=dt.UTC)
 
 
-async def _send_batches(ctx: NotifyContext, notification_id: UUID, channel: Channel, summary: SendSummary) -> None:
+async def _send_batches(
+    ctx: NotifyContext, notification_id: UUID, channel: Channel, summary: SendSummary, deadline: float | None
+) -> None:
     notification = await Notification.objects().where(Notification.id == notification_id).first()
     if notification is None:
         return
@@ -135,9 +147,14 @@ async def _send_batches(ctx: NotifyContext, notification_id: UUID, channel: Chan
     message = outgoing_of(notification)
     category, urgency = Category(notification.category), Urgency(notification.urgency)
     lane = lane_of(category, urgency)
-    batch = claim_size(channel, limiter, lane)
     last_progress = 0.0
     while True:
+        if deadline is not None and time.monotonic() >= deadline:
+            summary.out_of_time = True
+            return
+        if limiter is not None:
+            await limiter.refresh()  # the platform operator may change the rate while we send
+        batch = claim_size(channel, limiter, lane)
         now = ctx.clock()
         token, claimed = await claim_batch(notification_id, channel, batch, now)
         if not claimed:

@@ -98,6 +98,18 @@ class Notification(Table, tablename="notification"):
     completed_at = Timestamptz(null=True, default=None)
     cancelled_at = Timestamptz(null=True, default=None)
     targeted = Integer(default=0)
+    # How many parts the audience is expanded in (0: not yet planned); see NotificationPart.
+    parts = Integer(default=0)
+
+
+class NotificationPart(Table, tablename="notification_part"):
+    """A part of a notification's audience, expanded: recorded once (unique notification, part)."""
+
+    id = UUID(primary_key=True)
+    notification = ForeignKey(references=Notification, on_delete=OnDelete.cascade, null=False, index=True)
+    part = Integer()
+    people = Integer(default=0)
+    finished_at = Timestamptz()
 
 
 class Delivery(Table, tablename="delivery"):
@@ -134,5 +146,6 @@ NOTIFICATION_TABLES: list[type[Table]] = [
     DoNotDisturb,
     NationalDndEntry,
     Notification,
+    NotificationPart,
     Delivery,
 ]

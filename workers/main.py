@@ -111,6 +111,7 @@ class WorkerSettings:
     functions: ClassVar[list[Any]] = [
         maintenance.purge_expired_refresh_tokens,
         func(notify_jobs.notify_expand, timeout=600, keep_result=0, max_tries=1000),
+        func(notify_jobs.notify_expand_part, timeout=600, keep_result=0, max_tries=1000),
         func(notify_jobs.notify_send, timeout=600, keep_result=0, max_tries=1000),
         *(job for module in MODULE_JOBS for job in module.FUNCTIONS),
     ]
@@ -129,5 +130,8 @@ class WorkerSettings:
     queue_name = queue_name(_settings)
     redis_settings = redis_settings(_settings) if _settings.redis_url else RedisSettings()
     max_jobs = 50
+    # How often an idle worker looks for jobs: a visitor alert is a few queue hops (expand, send, a
+    # ladder rung), each waiting up to this long.
+    poll_delay = 0.1
     job_timeout = 300
     keep_result = 3600

@@ -58,9 +58,13 @@ async def lane_of_notification(notification_id: UUID) -> Lane:
     return lane_of(row["category"], row["urgency"]) if row is not None else Lane.BULK
 
 
-async def enqueue_send(ctx: dict[str, Any], notification_id: UUID, channel: str, lane: Lane | None = None) -> None:
+async def enqueue_send(
+    ctx: dict[str, Any], notification_id: UUID, channel: str, lane: Lane | None = None, senders: int = 1
+) -> None:
+    """Ask `senders` workers at once to send this channel (each takes a sender slot of its own)."""
     lane = lane or await lane_of_notification(notification_id)
-    await ctx["redis"].enqueue_job("notify_send", str(notification_id), channel, **queue_placement(lane))
+    for _ in range(max(1, senders)):
+        await ctx["redis"].enqueue_job("notify_send", str(notification_id), channel, **queue_placement(lane))
 
 
 async def enqueue_expand(redis: ArqRedis, notification_id: UUID, lane: Lane | None = None) -> None:
@@ -68,26 +72,57 @@ async def enqueue_expand(redis: ArqRedis, notification_id: UUID, lane: Lane | No
     await redis.enqueue_job("notify_expand", str(notification_id), **queue_placement(lane))
 
 
+def senders_for(settings: Settings, lane: Lane) -> int:
+    """Bulk announcements are sent by several workers at once; an urgent message to a flat needs one."""
+    return settings.notify_senders_per_channel if lane is Lane.BULK else 1
+
+
 async def notify_expand(ctx: dict[str, Any], notification_id: str) -> int:
+    """Plan the expansion and hand each part not yet done to whichever worker is free."""
     notify: NotifyContext = ctx["notify"]
     async with exclusive(ctx, f"expand:{notification_id}") as mine:
         if not mine:
             return 0
-        channels = await fanout.expand(notify, UUID(notification_id))
-    lane = await lane_of_notification(UUID(notification_id)) if channels else Lane.BULK
+        planned = await fanout.plan(notify, UUID(notification_id))
+    if planned is None:
+        return 0
+    lane = await lane_of_notification(UUID(notification_id))
+    if len(planned.todo) == 1:  # one part: expand it here rather than through the queue again
+        await notify_expand_part(ctx, notification_id, planned.todo[0], lane)
+        return 1
+    for part in planned.todo:
+        await ctx["redis"].enqueue_job("notify_expand_part", notification_id, part, **queue_placement(lane))
+    return len(planned.todo)
+
+
+async def notify_expand_part(ctx: dict[str, Any], notification_id: str, part: int, lane: Lane | None = None) -> int:
+    notify: NotifyContext = ctx["notify"]
+    async with exclusive(ctx, f"expand:{notification_id}:{part}") as mine:
+        if not mine:
+            return 0
+        channels = await fanout.expand_part(notify, UUID(notification_id), part)
+    lane = lane or await lane_of_notification(UUID(notification_id))
+    senders = senders_for(notify.settings, lane)
     for channel in channels:
-        await enqueue_send(ctx, UUID(notification_id), str(channel), lane)
+        await enqueue_send(ctx, UUID(notification_id), str(channel), lane, senders)
     return len(channels)
 
 
 async def notify_send(ctx: dict[str, Any], notification_id: str, channel: str) -> int:
+    """Send pending rows in one of the channel's sender slots, for at most a share of the claim lease;
+    what is left goes back to the queue, so no job outlives its lock or holds a worker for hours."""
     notify: NotifyContext = ctx["notify"]
-    async with exclusive(ctx, f"send:{notification_id}:{channel}") as mine:
-        if not mine:
-            return 0  # another worker is sending this channel; it will take every pending row
-        summary = await sender.send_pending(notify, UUID(notification_id), Channel(channel))
-    await enqueue_retry(ctx, UUID(notification_id), channel)
-    return summary.sent
+    for slot in range(notify.settings.notify_senders_per_channel):
+        async with exclusive(ctx, f"send:{notification_id}:{channel}:{slot}") as mine:
+            if not mine:
+                continue  # another worker sends in this slot; claims keep the two apart
+            budget = notify.settings.notify_claim_lease_seconds / 2
+            summary = await sender.send_pending(notify, UUID(notification_id), Channel(channel), budget_seconds=budget)
+        if summary.out_of_time:
+            await enqueue_send(ctx, UUID(notification_id), channel)
+        await enqueue_retry(ctx, UUID(notification_id), channel)
+        return summary.sent
+    return 0
 
 
 async def enqueue_retry(ctx: dict[str, Any], notification_id: UUID, channel: str) -> None:

@@ -74,7 +74,8 @@ async def visitor_retention(ctx: dict[str, Any], now: dt.datetime | None = None)
     return removed
 
 
-FUNCTIONS: list[Any] = [visitor_send_pass_messages]
+# The ladder tick is also a job: a walk-in whose first rung is due at once asks for it straight away.
+FUNCTIONS: list[Any] = [visitor_send_pass_messages, visitor_ladder_tick]
 CRON_JOBS: list[Any] = [
     # Every 3 s: the ladder's rungs are tens of seconds apart, so a rung is at most 3 s late.
     cron(visitor_ladder_tick, second=set(range(0, 60, 3)), run_at_startup=True, unique=True, timeout=60),

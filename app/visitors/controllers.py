@@ -35,8 +35,11 @@ def provide_visitor_deps(state: State) -> VisitorDeps:
     queue = provide_job_queue(state)
 
     async def enqueue_job(name: str) -> object:
+        from notifications.lanes import Lane, queue_placement
+
         try:
-            return await (await queue.pool()).enqueue_job(name)
+            # Someone is waiting at the gate: ahead of every bulk job in the queue.
+            return await (await queue.pool()).enqueue_job(name, **queue_placement(Lane.URGENT))
         except Exception:  # the visitor tick finds the work within seconds anyway
             return None
 

@@ -320,6 +320,9 @@ async def register_walk_in(
     await VisitorApprovalStep.update(
         {VisitorApprovalStep.detail: {"occupants": len(occupants), "notification": str(notification_id)}}
     ).where(VisitorApprovalStep.id == first_ask.id)
+    if first_rung == 0 and deps.enqueue_job is not None:
+        # The site's first rung is due at once (SMS beside the push, say): take it now, not at the next tick.
+        await deps.enqueue_job("visitor_ladder_tick")
     row = await Visit.select().where(Visit.id == visit.id).first()
     assert row is not None
     return WalkInCreated(visit=visit_view(row, approval.id), approval_id=approval.id, occupants_asked=len(occupants))
