@@ -94,6 +94,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     notify_claim_lease_seconds: int = 120
     # Workers sending one bulk notification's channel at once (each claims rows of its own).
     notify_senders_per_channel: int = 2
+    # People per part of an audience: a part is one job's expansion, and parts go to every worker.
+    notify_expansion_part_size: int = 20_000
     # A visitor ladder rung started this long ago and not finished (its worker died) is taken again.
     visitor_rung_lease_seconds: int = 30
     notify_policy_version: str = "2026-11"
@@ -195,6 +197,7 @@ ENV_VARS: dict[str, str] = {
     "notify_rate_email": "OPSHUB_NOTIFY_RATE_EMAIL",
     "notify_claim_lease_seconds": "OPSHUB_NOTIFY_CLAIM_LEASE_SECONDS",
     "notify_senders_per_channel": "OPSHUB_NOTIFY_SENDERS_PER_CHANNEL",
+    "notify_expansion_part_size": "OPSHUB_NOTIFY_PART_SIZE",
     "visitor_rung_lease_seconds": "OPSHUB_VISITOR_RUNG_LEASE_SECONDS",
     "notify_policy_version": "OPSHUB_NOTIFY_POLICY_VERSION",
     "start_fakes": "OPSHUB_START_FAKES",
@@ -284,6 +287,8 @@ def _check_semantics(settings: Settings) -> None:
         parse_fernet_keys(settings.data_encryption_keys)
     except ValueError as exc:
         raise ConfigError(f"OPSHUB_DATA_ENCRYPTION_KEYS: {exc}") from None
+    if not 100 <= settings.notify_expansion_part_size <= 1_000_000:
+        raise ConfigError("OPSHUB_NOTIFY_PART_SIZE: must be between 100 and 1000000")
     if not 1 <= settings.notify_senders_per_channel <= 64:
         raise ConfigError("OPSHUB_NOTIFY_SENDERS_PER_CHANNEL: must be between 1 and 64")
     if settings.notify_claim_lease_seconds < 1:

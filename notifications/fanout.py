@@ -32,8 +32,6 @@ from schema.notifications import Notification, NotificationPart
 
 logger = logging.getLogger("opshub.notify.fanout")
 CHUNK = 1000
-# People per part: a part is one job's work, about a second of decisions.
-PART_SIZE = 20_000
 MAX_PARTS = 16
 PROGRESS_INTERVAL_SECONDS = 0.25
 OPEN_FOR_EXPANSION = ("scheduled", "expanding")
@@ -57,7 +55,7 @@ async def plan(ctx: NotifyContext, notification_id: UUID) -> Plan | None:
     if parts <= 0:
         audience = msgspec.convert(as_dict(notification.audience), Audience)
         size = await count_audience(notification.site, audience)
-        parts = max(1, min(MAX_PARTS, math.ceil(size / PART_SIZE)))
+        parts = max(1, min(MAX_PARTS, math.ceil(size / ctx.settings.notify_expansion_part_size)))
         # The first planner fixes the number of parts; a racing one adopts it.
         await Notification.update({Notification.parts: parts}).where(
             (Notification.id == notification_id) & (Notification.parts == 0)

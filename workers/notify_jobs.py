@@ -101,6 +101,12 @@ async def notify_expand_part(ctx: dict[str, Any], notification_id: str, part: in
         if not mine:
             return 0
         channels = await fanout.expand_part(notify, UUID(notification_id), part)
+    logger.info(
+        "expanded part %d of notification %s",
+        part,
+        notification_id,
+        extra={"event": "part_expanded", "notification": notification_id, "part": part},
+    )
     lane = lane or await lane_of_notification(UUID(notification_id))
     senders = senders_for(notify.settings, lane)
     for channel in channels:
@@ -118,6 +124,13 @@ async def notify_send(ctx: dict[str, Any], notification_id: str, channel: str) -
                 continue  # another worker sends in this slot; claims keep the two apart
             budget = notify.settings.notify_claim_lease_seconds / 2
             summary = await sender.send_pending(notify, UUID(notification_id), Channel(channel), budget_seconds=budget)
+        logger.info(
+            "sent %d rows of notification %s on %s",
+            summary.sent,
+            notification_id,
+            channel,
+            extra={"event": "rows_sent", "notification": notification_id, "channel": channel, "rows": summary.sent},
+        )
         if summary.out_of_time:
             await enqueue_send(ctx, UUID(notification_id), channel)
         await enqueue_retry(ctx, UUID(notification_id), channel)
