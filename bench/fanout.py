@@ -284,7 +284,9 @@ def main() -> None:
                 result = await run_pipeline(site, ids)
                 if args.profile:
                     profiler.disable()
-                    pstats.Stats(profiler).sort_stats("cumulative").print_stats(35)
+                    stats = pstats.Stats(profiler)
+                    stats.sort_stats("cumulative").print_stats(r"opshub|notifications|app/", 40)
+                    stats.sort_stats("tottime").print_stats(25)
                 sms_and_wa, pushes, duplicates = await count_at_fakes(base)
                 await asyncio.to_thread(reset_fakes, base)
                 baseline = await run_baseline(args.recipients)

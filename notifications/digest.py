@@ -165,7 +165,8 @@ async def _release_site(
     directory: Directory, site_id: UUID, rows: list[dict[str, Any]], now: dt.datetime, released: Released
 ) -> None:
     policy = await load_site_policy(site_id)
-    facts = await load_facts(directory, site_id, policy.timezone, sorted({_uuid(r["person"]) for r in rows}, key=str))
+    people = sorted({_uuid(r["person"]) for r in rows}, key=str)
+    facts = await load_facts(directory, site_id, policy.timezone, people, addresses=())
     gathered: dict[tuple[UUID, Channel], list[Item]] = defaultdict(list)
     single: list[tuple[UUID, str]] = []
     for row in rows:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from uuid import UUID
 
 import msgspec
 
-from app.people.directory import Directory
+from app.people.directory import ContactKind, ContactSummary, Directory
 from notifications.categories import Category, Channel, Urgency
 from notifications.policy import DigestRule, DndSettings, Facts, SitePolicy
 from notifications.preferences import consent_matrix, dnd_of, is_enabled
@@ -20,12 +21,15 @@ class PersonFacts(msgspec.Struct, frozen=True, kw_only=True):
     person_id: UUID
     choices: dict[tuple[Channel, Category], bool]
     dnd: DndSettings | None
-    mobile: str | None
+    has_mobile: bool
     mobile_status: str
-    email: str | None
+    has_email: bool
     email_status: str
     push_tokens: tuple[str, ...]
     on_national_dnd: bool
+    # The values themselves, read (decrypted) only when asked for: the sender's SMS, WhatsApp and e-mail.
+    mobile: str | None = None
+    email: str | None = None
 
     def address(self, channel: Channel) -> str | None:
         if channel in (Channel.SMS, Channel.WHATSAPP):
@@ -42,9 +46,9 @@ class PersonFacts(msgspec.Struct, frozen=True, kw_only=True):
         elif channel is Channel.IN_APP:
             present, status = True, "ok"
         elif channel is Channel.EMAIL:
-            present, status = self.email is not None, self.email_status
+            present, status = self.has_email, self.email_status
         else:
-            present, status = self.mobile is not None, self.mobile_status
+            present, status = self.has_mobile, self.mobile_status
         return Facts(
             channel=channel,
             category=category,
@@ -84,8 +88,16 @@ async def load_site_policy(site_id: UUID) -> SitePolicy:
 
 
 async def load_facts(
-    directory: Directory, site_id: UUID, site_timezone: str, person_ids: list[UUID]
+    directory: Directory,
+    site_id: UUID,
+    site_timezone: str,
+    person_ids: list[UUID],
+    *,
+    addresses: Iterable[ContactKind] = ("mobile", "email"),
 ) -> dict[UUID, PersonFacts]:
+    """What the policy needs about these people, in a few bulk queries. Contact values are read
+    (decrypted) only of the kinds in ``addresses``: deciding needs only whether a contact point exists,
+    its status and its index; a sender reads the one its channel sends to."""
     if not person_ids:
         return {}
     choices = await consent_matrix(person_ids)
@@ -94,19 +106,25 @@ async def load_facts(
         for row in await Person.select(Person.id, Person.timezone).where(Person.id.is_in(person_ids))
     }
     dnd = await dnd_of(person_ids, site_timezone)
-    contacts = await directory.contact_points_for(site_id, person_ids)
+    summaries = await directory.contact_summaries_for(site_id, person_ids)
     tokens: dict[UUID, list[str]] = {}
     for row in await Device.select(Device.person, Device.push_token).where(Device.person.is_in(person_ids)):
         tokens.setdefault(row["person"], []).append(row["push_token"])
 
-    mobiles: dict[UUID, tuple[str, str]] = {}
-    emails: dict[UUID, tuple[str, str]] = {}
-    for person_id, views in contacts.items():
-        # Primary first (views are sorted by kind, label): a secondary fills in only when missing.
-        for view in views:
-            target = mobiles if view.kind == "mobile" else emails
-            target.setdefault(person_id, (view.value, view.status))
-    indexes = {directory.contact_index("mobile", value): pid for pid, (value, _) in mobiles.items()}
+    # Primary first (sorted by kind, label): a secondary counts only when the primary is missing.
+    mobiles: dict[UUID, ContactSummary] = {}
+    emails: dict[UUID, ContactSummary] = {}
+    for person_id, points in summaries.items():
+        for point in points:
+            (mobiles if point.kind == "mobile" else emails).setdefault(person_id, point)
+    values: dict[tuple[UUID, str], str] = {}
+    kinds = list(addresses)
+    wanted = {*(mobiles if "mobile" in kinds else ()), *(emails if "email" in kinds else ())}
+    if wanted:
+        for person_id, views in (await directory.contact_points_for(site_id, wanted, kinds)).items():
+            for view in views:
+                values.setdefault((person_id, view.kind), view.value)
+    indexes = {point.index: pid for pid, point in mobiles.items()}
     listed: set[UUID] = set()
     if indexes:
         rows = await NationalDndEntry.select(NationalDndEntry.phone_index).where(
@@ -120,17 +138,18 @@ async def load_facts(
         if own_dnd is None and person_zones.get(pid):
             # No quiet hours, but the person's own timezone still sets their 09:00-21:00.
             own_dnd = DndSettings(timezone=person_zones[pid])
-        mobile, mobile_status = mobiles.get(pid, (None, "ok"))
-        email, email_status = emails.get(pid, (None, "ok"))
+        mobile, email = mobiles.get(pid), emails.get(pid)
         result[pid] = PersonFacts(
             person_id=pid,
             choices=choices.get(pid, {}),
             dnd=own_dnd,
-            mobile=mobile,
-            mobile_status=mobile_status,
-            email=email,
-            email_status=email_status,
+            has_mobile=mobile is not None,
+            mobile_status=mobile.status if mobile else "ok",
+            has_email=email is not None,
+            email_status=email.status if email else "ok",
             push_tokens=tuple(tokens.get(pid, ())),
             on_national_dnd=pid in listed,
+            mobile=values.get((pid, "mobile")),
+            email=values.get((pid, "email")),
         )
     return result

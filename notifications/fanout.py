@@ -26,7 +26,7 @@ from notifications.context import NotifyContext
 from notifications.digest import BurstGate, bursts_apply, thread_of
 from notifications.facts import PersonFacts, load_facts, load_site_policy
 from notifications.ledger import counters, existing_people, insert_rows
-from notifications.policy import Action, Decision, Reason, SitePolicy, decide
+from notifications.policy import Action, Decision, Decisions, Reason, SitePolicy
 from schema.jsonvalue import as_dict, as_list
 from schema.notifications import Notification, NotificationPart
 
@@ -117,8 +117,8 @@ async def expand_part(ctx: NotifyContext, notification_id: UUID, part: int) -> l
 
 
 class _Decider:
-    """Decisions for one notification: the same facts give the same decision, so each distinct set of
-    facts is decided once (most people of a site share their defaults)."""
+    """The ledger rows of one notification's people: a decision for each person and channel (each
+    distinct set of facts decided once), bursts held back for their digest."""
 
     def __init__(
         self,
@@ -137,25 +137,22 @@ class _Decider:
         self._urgency = Urgency(notification.urgency)
         self._gate = BurstGate(ctx.redis, ctx.settings.redis_prefix)
         self._thread = thread_of(self._category, notification.collapse_key)
-        self._memo: dict[object, Decision] = {}
+        self._decisions = Decisions(policy)
 
     def decide(self, person: PersonFacts, channel: Channel) -> Decision:
-        facts = person.facts(
-            channel=channel,
-            category=self._category,
-            urgency=self._urgency,
-            created_at=self._notification.created_at,
-            now=self._now,
+        return self._decisions(
+            person.facts(
+                channel=channel,
+                category=self._category,
+                urgency=self._urgency,
+                created_at=self._notification.created_at,
+                now=self._now,
+            )
         )
-        key = (channel, facts.consented, facts.contact_present, facts.contact_status, facts.on_national_dnd, facts.dnd)
-        decision = self._memo.get(key)
-        if decision is None:
-            decision = self._memo[key] = decide(facts, self._policy)
-        return decision
 
     async def rows_for(self, people: list[UUID]) -> list[tuple[object, ...]]:
         notification, now = self._notification, self._now
-        facts = await load_facts(self._ctx.directory, notification.site, self._policy.timezone, people)
+        facts = await load_facts(self._ctx.directory, notification.site, self._policy.timezone, people, addresses=())
         decisions = {(p, c): self.decide(facts[p], c) for p in people for c in self._channels}
         for channel in self._channels:
             minutes = bursts_apply(self._policy, self._category, self._urgency, channel)

@@ -19,6 +19,7 @@ from uuid import UUID
 import msgspec
 
 from app.observability.metrics import count_provider_errors
+from app.people.directory import ContactKind
 from notifications import digest
 from notifications.categories import DEFAULT_TTL_SECONDS, Category, Channel, Urgency
 from notifications.channels.base import ChannelAdapter, Outcome, Outgoing, Recipient
@@ -38,7 +39,7 @@ from notifications.ledger import (
     record_sent,
     record_suppressed,
 )
-from notifications.policy import Action, Reason, decide
+from notifications.policy import Action, Decisions, Reason
 from notifications.ratelimit import RateLimiter
 from schema.jsonvalue import as_dict
 from schema.notifications import Delivery, Notification
@@ -48,6 +49,14 @@ logger = logging.getLogger("opshub.notify.sender")
 BATCH = {Channel.PUSH: 500, Channel.IN_APP: 500, Channel.EMAIL: 100, Channel.SMS: 200, Channel.WHATSAPP: 200}
 PROGRESS_INTERVAL_SECONDS = 0.25
 CLAIM_SECONDS_UNDER_LIMIT = 5
+# The contact value each channel sends to: only those are read (decrypted) for a batch.
+ADDRESS_OF: dict[Channel, tuple[ContactKind, ...]] = {
+    Channel.SMS: ("mobile",),
+    Channel.WHATSAPP: ("mobile",),
+    Channel.EMAIL: ("email",),
+    Channel.PUSH: (),
+    Channel.IN_APP: (),
+}
 # Sends per rate check on a channel without a rate: a provider's pause (429) stops the rest of a batch.
 UNLIMITED_CHUNK = 100
 # Rows a provider throttled (429) come due again after its Retry-After; a sender waits for them itself
@@ -162,7 +171,14 @@ async def _send_batches(
         summary.claimed += len(claimed)
         status = await Notification.select(Notification.status).where(Notification.id == notification_id).first()
         cancelled = status is not None and status["status"] == "cancelled"
-        facts = await load_facts(ctx.directory, notification.site, policy.timezone, [c.person_id for c in claimed])
+        facts = await load_facts(
+            ctx.directory,
+            notification.site,
+            policy.timezone,
+            [c.person_id for c in claimed],
+            addresses=ADDRESS_OF[channel],
+        )
+        decisions = Decisions(policy)
         to_send: list[Claimed] = []
         suppressed: dict[UUID, str | None] = {}
         deferred: dict[UUID, dt.datetime] = {}
@@ -177,7 +193,7 @@ async def _send_batches(
             if notification.kind == digest.DIGEST_KIND:
                 # A digest's consent is each item's own (still_wanted), not that of the category it travels as.
                 row_facts = msgspec.structs.replace(row_facts, consented=True)
-            decision = decide(row_facts, policy)
+            decision = decisions(row_facts)
             if decision.action is Action.SEND and notification.kind == digest.DIGEST_KIND:
                 # One row per digest: its text is what is still wanted of its items now.
                 text = await digest.still_wanted(notification, facts[row.person_id], channel, policy, now)

@@ -113,7 +113,17 @@ async def count_provider_errors(
 
 # ------------------------------------------------------------------------------ read at scrape time
 
-LEDGER_STATUSES: Final = ("pending", "sending", "deferred", "suppressed", "sent", "delivered", "read", "failed")
+LEDGER_STATUSES: Final = (
+    "pending",
+    "sending",
+    "deferred",
+    "suppressed",
+    "sent",
+    "delivered",
+    "read",
+    "failed",
+    "digested",
+)
 
 
 def hub_families(hub: Hub | None) -> list[Metric]:

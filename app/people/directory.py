@@ -40,6 +40,15 @@ class ContactPointView(msgspec.Struct, frozen=True):
     status: str
 
 
+class ContactSummary(msgspec.Struct, frozen=True):
+    """A contact point without its value: kind, label, blind index and status."""
+
+    kind: str
+    label: str
+    index: str
+    status: str
+
+
 class VehicleView(msgspec.Struct, frozen=True):
     id: UUID
     plate: str
@@ -117,18 +126,25 @@ class Directory:
             await row.save()
         await audit.record(site_id, [person_id], "write", "contact_points")
 
-    async def contact_points_for(self, site_id: UUID, person_ids: Iterable[UUID]) -> dict[UUID, list[ContactPointView]]:
+    async def contact_points_for(
+        self, site_id: UUID, person_ids: Iterable[UUID], kinds: Iterable[ContactKind] | None = None
+    ) -> dict[UUID, list[ContactPointView]]:
+        """Each person's contact points with their values (decrypted, and the read audited); only of
+        ``kinds`` when given."""
         ids = list(person_ids)
         result: dict[UUID, list[ContactPointView]] = defaultdict(list)
         if not ids:
             return result
-        rows = await ContactPoint.select(
+        query = ContactPoint.select(
             ContactPoint.person,
             ContactPoint.kind,
             ContactPoint.label,
             ContactPoint.value_encrypted,
             ContactPoint.status,
         ).where((ContactPoint.site == site_id) & ContactPoint.person.is_in(ids))
+        if kinds is not None:
+            query = query.where(ContactPoint.kind.is_in(list(kinds)))
+        rows = await query
         for row in rows:
             result[row["person"]].append(
                 ContactPointView(
@@ -141,6 +157,26 @@ class Directory:
         for views in result.values():
             views.sort(key=lambda v: (v.kind, v.label))
         await audit.record(site_id, result.keys(), "read", "contact_points")
+        return result
+
+    async def contact_summaries_for(
+        self, site_id: UUID, person_ids: Iterable[UUID]
+    ) -> dict[UUID, list[ContactSummary]]:
+        """Which contact points each person has, their status and blind index, without reading (decrypting)
+        a value: enough to decide whether a message can reach someone, and to match the NCPR list."""
+        ids = list(person_ids)
+        result: dict[UUID, list[ContactSummary]] = defaultdict(list)
+        if not ids:
+            return result
+        rows = await ContactPoint.select(
+            ContactPoint.person, ContactPoint.kind, ContactPoint.label, ContactPoint.value_index, ContactPoint.status
+        ).where((ContactPoint.site == site_id) & ContactPoint.person.is_in(ids))
+        for row in rows:
+            result[row["person"]].append(
+                ContactSummary(kind=row["kind"], label=row["label"], index=row["value_index"], status=row["status"])
+            )
+        for summaries in result.values():
+            summaries.sort(key=lambda v: (v.kind, v.label))
         return result
 
     def vehicle_row(self, *, site_id: UUID, person_id: UUID, plate: str, kind: str = "car") -> Vehicle:
