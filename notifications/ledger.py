@@ -102,6 +102,24 @@ async def claim_batch(
     return token, [Claimed(_uuid(r["id"]), _uuid(r["person"]), int(r["attempts"])) for r in rows]
 
 
+async def renew_claim(token: str, ids: Sequence[UUID], now: dt.datetime) -> set[UUID]:
+    """Restart the lease of claimed rows just before they are sent; returns those still held.
+
+    A batch claimed ahead waits while the one before it sends. Had it waited past the lease, recovery
+    may have given its rows back to be sent by another sender: those are not ours to send any more."""
+    if not ids:
+        return set()
+    placeholders = ", ".join("{}" for _ in ids)
+    rows = await Delivery.raw(
+        f"UPDATE delivery SET claimed_at = {{}} WHERE claim_token = {{}} AND status = 'sending' "
+        f"AND id IN ({placeholders}) RETURNING id",
+        now,
+        token,
+        *ids,
+    )
+    return {_uuid(row["id"]) for row in rows}
+
+
 async def _update_where_claimed(
     token: str,
     ids: Iterable[UUID],

@@ -101,8 +101,9 @@ def build_providers(settings: Settings, redis: Redis, announce: FeedAnnouncer | 
     twilio = _twilio_client(settings)
     firebase_app = _firebase_app(settings)
 
-    async def session_open(phone: str) -> bool:
-        return bool(await redis.exists(whatsapp_session_key(settings, phone)))
+    async def session_open(phones: list[str]) -> set[str]:
+        marks = await redis.mget([whatsapp_session_key(settings, phone) for phone in phones])
+        return {phone for phone, mark in zip(phones, marks, strict=True) if mark is not None}
 
     callback = settings.public_link(STATUS_CALLBACK_PATH)
     adapters: dict[Channel, ChannelAdapter] = {

@@ -38,8 +38,9 @@ from notifications.ledger import (
     record_retry,
     record_sent,
     record_suppressed,
+    renew_claim,
 )
-from notifications.policy import Action, Decisions, Reason
+from notifications.policy import Action, Decisions, Reason, SitePolicy
 from notifications.ratelimit import RateLimiter
 from schema.jsonvalue import as_dict
 from schema.notifications import Delivery, Notification
@@ -144,6 +145,21 @@ async def next_attempt_at(notification_id: UUID, channel: Channel) -> dt.datetim
     return due if due.tzinfo is not None else due.replace(tzinfo=dt.UTC)
 
 
+class _Batch(msgspec.Struct):
+    """A claimed batch, decided: what to send, to whom, with what text."""
+
+    token: str
+    claimed: list[Claimed]
+    to_send: list[Claimed]
+    facts: dict[UUID, PersonFacts]
+    message: Outgoing
+
+
+# Batches in flight at once per sender: while one waits for its slowest provider answers, the next is
+# already sending, and the one after it is being claimed and decided (database work beside provider calls).
+SENDING_BATCHES = 2
+
+
 async def _send_batches(
     ctx: NotifyContext, notification_id: UUID, channel: Channel, summary: SendSummary, deadline: float | None
 ) -> None:
@@ -153,72 +169,100 @@ async def _send_batches(
     adapter = ctx.providers.adapters[channel]
     limiter = ctx.providers.limits.get(channel)
     policy = await load_site_policy(notification.site)
-    message = outgoing_of(notification)
-    category, urgency = Category(notification.category), Urgency(notification.urgency)
-    lane = lane_of(category, urgency)
+    lane = lane_of(Category(notification.category), Urgency(notification.urgency))
+    ready: asyncio.Queue[_Batch | None] = asyncio.Queue(maxsize=1)
     last_progress = 0.0
-    while True:
-        if deadline is not None and time.monotonic() >= deadline:
-            summary.out_of_time = True
-            return
-        if limiter is not None:
-            await limiter.refresh()  # the platform operator may change the rate while we send
-        batch = claim_size(channel, limiter, lane)
-        now = ctx.clock()
-        token, claimed = await claim_batch(notification_id, channel, batch, now)
-        if not claimed:
-            break
-        summary.claimed += len(claimed)
-        status = await Notification.select(Notification.status).where(Notification.id == notification_id).first()
-        cancelled = status is not None and status["status"] == "cancelled"
-        facts = await load_facts(
-            ctx.directory,
-            notification.site,
-            policy.timezone,
-            [c.person_id for c in claimed],
-            addresses=ADDRESS_OF[channel],
-        )
-        decisions = Decisions(policy)
-        to_send: list[Claimed] = []
-        suppressed: dict[UUID, str | None] = {}
-        deferred: dict[UUID, dt.datetime] = {}
-        deferred_reason: dict[UUID, str | None] = {}
-        for row in claimed:
-            if cancelled:
-                suppressed[row.delivery_id] = str(Reason.CANCELLED)
-                continue
-            row_facts = facts[row.person_id].facts(
-                channel=channel, category=category, urgency=urgency, created_at=notification.created_at, now=now
-            )
-            if notification.kind == digest.DIGEST_KIND:
-                # A digest's consent is each item's own (still_wanted), not that of the category it travels as.
-                row_facts = msgspec.structs.replace(row_facts, consented=True)
-            decision = decisions(row_facts)
-            if decision.action is Action.SEND and notification.kind == digest.DIGEST_KIND:
-                # One row per digest: its text is what is still wanted of its items now.
-                text = await digest.still_wanted(notification, facts[row.person_id], channel, policy, now)
-                if text is None:
-                    suppressed[row.delivery_id] = str(Reason.NO_CONSENT)
-                    continue
-                message = msgspec.structs.replace(message, title=text[0], body=text[1])
-            if decision.action is Action.SEND:
-                to_send.append(row)
-            elif decision.action is Action.DEFER:
-                assert decision.defer_until is not None
-                deferred[row.delivery_id] = decision.defer_until
-                deferred_reason[row.delivery_id] = str(decision.reason)
-            else:
-                suppressed[row.delivery_id] = str(decision.reason)
-        await record_suppressed(token, suppressed, now)
-        await record_deferred(token, deferred, deferred_reason, now)
-        summary.suppressed += len(suppressed)
-        summary.deferred += len(deferred)
 
-        outcomes = await _send_within_limit(adapter, limiter, lane, message, channel, to_send, facts)
-        await _record_outcomes(ctx, token, channel, notification.site, claimed, outcomes, facts, summary)
-        if ctx.progress is not None and time.monotonic() - last_progress >= PROGRESS_INTERVAL_SECONDS:
-            last_progress = time.monotonic()
-            await ctx.progress(notification.site, notification_id, await counters(notification_id))
+    async def claim_and_decide() -> None:
+        while True:
+            if deadline is not None and time.monotonic() >= deadline:
+                summary.out_of_time = True
+                break
+            if limiter is not None:
+                await limiter.refresh()  # the platform operator may change the rate while we send
+            batch = await _prepare(ctx, notification, channel, policy, claim_size(channel, limiter, lane), summary)
+            if batch is None:
+                break
+            await ready.put(batch)
+        for _ in range(SENDING_BATCHES):
+            await ready.put(None)
+
+    async def send_and_record() -> None:
+        nonlocal last_progress
+        while (batch := await ready.get()) is not None:
+            held = await renew_claim(batch.token, [row.delivery_id for row in batch.to_send], ctx.clock())
+            batch.to_send = [row for row in batch.to_send if row.delivery_id in held]
+            outcomes = await _send_within_limit(adapter, limiter, lane, channel, batch)
+            await _record_outcomes(ctx, channel, notification.site, batch, outcomes, summary)
+            if ctx.progress is not None and time.monotonic() - last_progress >= PROGRESS_INTERVAL_SECONDS:
+                last_progress = time.monotonic()
+                await ctx.progress(notification.site, notification_id, await counters(notification_id))
+
+    # A failure in any of them cancels the others; rows they held stay claimed until the lease ends and
+    # recovery settles them (notifications.recovery), as for a worker that died.
+    async with asyncio.TaskGroup() as group:
+        group.create_task(claim_and_decide())
+        for _ in range(SENDING_BATCHES):
+            group.create_task(send_and_record())
+
+
+async def _prepare(
+    ctx: NotifyContext,
+    notification: Notification,
+    channel: Channel,
+    policy: SitePolicy,
+    size: int,
+    summary: SendSummary,
+) -> _Batch | None:
+    """Claim a batch and decide each row again with today's consent and DND; the rows not to send are
+    recorded at once. None when nothing is due."""
+    now = ctx.clock()
+    token, claimed = await claim_batch(notification.id, channel, size, now)
+    if not claimed:
+        return None
+    summary.claimed += len(claimed)
+    status = await Notification.select(Notification.status).where(Notification.id == notification.id).first()
+    cancelled = status is not None and status["status"] == "cancelled"
+    people = [c.person_id for c in claimed]
+    facts = await load_facts(ctx.directory, notification.site, policy.timezone, people, addresses=ADDRESS_OF[channel])
+    category, urgency = Category(notification.category), Urgency(notification.urgency)
+    message = outgoing_of(notification)
+    decisions = Decisions(policy)
+    to_send: list[Claimed] = []
+    suppressed: dict[UUID, str | None] = {}
+    deferred: dict[UUID, dt.datetime] = {}
+    deferred_reason: dict[UUID, str | None] = {}
+    for row in claimed:
+        if cancelled:
+            suppressed[row.delivery_id] = str(Reason.CANCELLED)
+            continue
+        row_facts = facts[row.person_id].facts(
+            channel=channel, category=category, urgency=urgency, created_at=notification.created_at, now=now
+        )
+        if notification.kind == digest.DIGEST_KIND:
+            # A digest's consent is each item's own (still_wanted), not that of the category it travels as.
+            row_facts = msgspec.structs.replace(row_facts, consented=True)
+        decision = decisions(row_facts)
+        if decision.action is Action.SEND and notification.kind == digest.DIGEST_KIND:
+            # One row per digest: its text is what is still wanted of its items now.
+            text = await digest.still_wanted(notification, facts[row.person_id], channel, policy, now)
+            if text is None:
+                suppressed[row.delivery_id] = str(Reason.NO_CONSENT)
+                continue
+            message = msgspec.structs.replace(message, title=text[0], body=text[1])
+        if decision.action is Action.SEND:
+            to_send.append(row)
+        elif decision.action is Action.DEFER:
+            assert decision.defer_until is not None
+            deferred[row.delivery_id] = decision.defer_until
+            deferred_reason[row.delivery_id] = str(decision.reason)
+        else:
+            suppressed[row.delivery_id] = str(decision.reason)
+    await record_suppressed(token, suppressed, now)
+    await record_deferred(token, deferred, deferred_reason, now)
+    summary.suppressed += len(suppressed)
+    summary.deferred += len(deferred)
+    return _Batch(token=token, claimed=claimed, to_send=to_send, facts=facts, message=message)
 
 
 def claim_size(channel: Channel, limiter: RateLimiter | None, lane: Lane) -> int:
@@ -230,14 +274,9 @@ def claim_size(channel: Channel, limiter: RateLimiter | None, lane: Lane) -> int
 
 
 async def _send_within_limit(
-    adapter: ChannelAdapter,
-    limiter: RateLimiter | None,
-    lane: Lane,
-    message: Outgoing,
-    channel: Channel,
-    rows: Sequence[Claimed],
-    facts: dict[UUID, PersonFacts],
+    adapter: ChannelAdapter, limiter: RateLimiter | None, lane: Lane, channel: Channel, batch: _Batch
 ) -> list[Outcome]:
+    message, rows, facts = batch.message, batch.to_send, batch.facts
     recipients = [
         Recipient(
             delivery_id=row.delivery_id,
@@ -265,14 +304,13 @@ async def _send_within_limit(
 
 async def _record_outcomes(
     ctx: NotifyContext,
-    token: str,
     channel: Channel,
     site_id: UUID,
-    claimed: Sequence[Claimed],
+    batch: _Batch,
     outcomes: Sequence[Outcome],
-    facts: dict[UUID, PersonFacts],
     summary: SendSummary,
 ) -> None:
+    token, claimed, facts = batch.token, batch.claimed, batch.facts
     now = ctx.clock()
     await count_provider_errors(ctx.redis, ctx.settings, channel, outcomes)
     attempts = {row.delivery_id: row.attempts for row in claimed}

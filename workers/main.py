@@ -133,8 +133,5 @@ class WorkerSettings:
     # How often an idle worker looks for jobs: a visitor alert is a few queue hops (expand, send, a
     # ladder rung), each waiting up to this long.
     poll_delay = 0.1
-    # Jobs taken from the queue per look: a few, so that the parts and sender slots of one big
-    # announcement spread over every worker instead of all going to whichever looked first.
-    queue_read_limit = 5
     job_timeout = 300
     keep_result = 3600

@@ -95,19 +95,37 @@ async def notify_expand(ctx: dict[str, Any], notification_id: str) -> int:
     return len(planned.todo)
 
 
+# Parts one worker expands at a time. Expanding is mostly this process's own CPU, so a second part here
+# would only wait for the first; handed back to the queue, it goes to a worker with a core to spare.
+PARTS_AT_ONCE = 1
+# How long a handed-back part waits in the queue, so another worker's look finds it first.
+HAND_BACK_SECONDS = 0.2
+
+
 async def notify_expand_part(ctx: dict[str, Any], notification_id: str, part: int, lane: Lane | None = None) -> int:
     notify: NotifyContext = ctx["notify"]
-    async with exclusive(ctx, f"expand:{notification_id}:{part}") as mine:
-        if not mine:
-            return 0
-        channels = await fanout.expand_part(notify, UUID(notification_id), part)
+    lane = lane or await lane_of_notification(UUID(notification_id))
+    if lane is Lane.BULK and ctx.setdefault("expanding_parts", 0) >= PARTS_AT_ONCE:
+        # arq hands a worker every due job it can run; share a big audience's parts with the others.
+        later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=HAND_BACK_SECONDS)
+        await ctx["redis"].enqueue_job(
+            "notify_expand_part", notification_id, part, _defer_until=later, _expires=JOB_EXPIRY
+        )
+        return 0
+    ctx["expanding_parts"] = ctx.get("expanding_parts", 0) + 1
+    try:
+        async with exclusive(ctx, f"expand:{notification_id}:{part}") as mine:
+            if not mine:
+                return 0
+            channels = await fanout.expand_part(notify, UUID(notification_id), part)
+    finally:
+        ctx["expanding_parts"] -= 1
     logger.info(
         "expanded part %d of notification %s",
         part,
         notification_id,
         extra={"event": "part_expanded", "notification": notification_id, "part": part},
     )
-    lane = lane or await lane_of_notification(UUID(notification_id))
     senders = senders_for(notify.settings, lane)
     for channel in channels:
         await enqueue_send(ctx, UUID(notification_id), str(channel), lane, senders)

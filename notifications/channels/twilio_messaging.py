@@ -29,7 +29,8 @@ TRANSIENT_CODES = {20429, 20003, 20500, 20503}
 CONCURRENCY = 32
 CLOCK_SKEW_SECONDS = 5.0
 
-SessionCheck = Callable[[str], Awaitable[bool]]
+# Which of these numbers wrote to us on WhatsApp within 24 hours (free-form replies allowed): one look per batch.
+SessionCheck = Callable[[list[str]], Awaitable[set[str]]]
 
 # The headers of the last response the HTTP client got in this asyncio task. TwilioRestException
 # carries status, code and message but no headers, and the SDK's client is shared by concurrent
@@ -96,7 +97,14 @@ class TwilioMessagingAdapter:
         self._session_open = whatsapp_session_open
         self._slots = asyncio.Semaphore(CONCURRENCY)
 
-    async def _params(self, message: Outgoing, recipient: Recipient) -> dict[str, Any]:
+    async def _in_session(self, recipients: list[Recipient]) -> set[str]:
+        """The WhatsApp numbers among these that may get free-form text now (nobody's on SMS)."""
+        if self.channel is not Channel.WHATSAPP or self._session_open is None:
+            return set()
+        numbers = [r.address for r in recipients if r.address]
+        return await self._session_open(numbers) if numbers else set()
+
+    def _params(self, message: Outgoing, recipient: Recipient, in_session: bool) -> dict[str, Any]:
         assert recipient.address is not None
         params: dict[str, Any] = {
             "from_": self._sender,
@@ -107,7 +115,6 @@ class TwilioMessagingAdapter:
         text = f"{message.title}{separator}{message.body}" if message.title else message.body
         if self.channel is Channel.WHATSAPP:
             params["to"] = f"whatsapp:{recipient.address}"
-            in_session = self._session_open is not None and await self._session_open(recipient.address)
             if not in_session and self._template_sid:
                 # Outside the 24-hour window WhatsApp only takes an approved template.
                 params["content_sid"] = self._template_sid
@@ -121,10 +128,10 @@ class TwilioMessagingAdapter:
             params["body"] = text
         return params
 
-    async def _send_one(self, message: Outgoing, recipient: Recipient) -> Outcome:
+    async def _send_one(self, message: Outgoing, recipient: Recipient, in_session: bool) -> Outcome:
         if not recipient.address:
             return Outcome(delivery_id=recipient.delivery_id, status="failed", provider_code="no_address")
-        params = await self._params(message, recipient)
+        params = self._params(message, recipient, in_session)
         async with self._slots:
             _LAST_RESPONSE_HEADERS.set(None)
             try:
@@ -140,7 +147,7 @@ class TwilioMessagingAdapter:
         """Ask Twilio for recent messages to this number; ours has this body and a later creation time."""
         if not recipient.address:
             return None
-        params = await self._params(message, recipient)
+        params = self._params(message, recipient, recipient.address in await self._in_session([recipient]))
         listed = await self._client.messages.list_async(to=params["to"], limit=50)
         for sent in listed:
             created = sent.date_created.timestamp() if sent.date_created else 0.0
@@ -152,7 +159,8 @@ class TwilioMessagingAdapter:
         return None
 
     async def send(self, message: Outgoing, recipients: list[Recipient]) -> list[Outcome]:
-        return list(await asyncio.gather(*(self._send_one(message, r) for r in recipients)))
+        open_now = await self._in_session(recipients)
+        return list(await asyncio.gather(*(self._send_one(message, r, r.address in open_now) for r in recipients)))
 
     async def aclose(self) -> None:
         http_client: Any = self._client.http_client
