@@ -1,18 +1,33 @@
-"""Fan-out benchmark: a 10,000-recipient announcement over push, SMS and WhatsApp.
+"""Fan-out benchmarks of the notification pipeline, each figure beside its baseline from the same run.
 
-    .venv/bin/python bench/fanout.py [--recipients 10000] [--database-url postgresql://...]
+    .venv/bin/python bench/fanout.py overhead  [--recipients 10000] [--database-url postgresql://...]
+    .venv/bin/python bench/fanout.py expansion [--recipients 10000] [--database-url ...]
+    .venv/bin/python bench/fanout.py workers   [--recipients 100000] --database-url postgresql://...
+    .venv/bin/python bench/fanout.py urgent    [--bulk 3000] [--urgent 20]
 
-Against the local fakes (run in their own process, rate limits off), with a realistic mix
-of consent and DND. Prints the time from "send" to every ledger row final, decisions per
-second and duplicates (must be zero), and, in the same run, the baseline: the same number
-of bare SDK sends with no decisions and no ledger, i.e. what the providers' fakes and
-SDKs alone cost on this machine.
+Against the local fakes, each in a process of its own, as in production (status callbacks off: no web
+process runs here to receive them, so a row is final at ``sent``).
+
+- **overhead**: an announcement to N people over push, SMS and WhatsApp, rate limits off, with a
+  realistic mix (5 % without the app, 10 % SMS off, 5 % WhatsApp off, 8 % in quiet hours). The pipeline
+  (expansion, claims, decisions at send time, the ledger) against the baseline: the same provider calls
+  made bare through the same SDKs, with no decisions and no ledger. Target: at most 1.15x the time.
+- **expansion**: decisions per second while an audience of N people x 3 channels is expanded into
+  ledger rows (target: at least 30,000/s), against a baseline of the bare insert of the same rows.
+- **workers**: N people (100,000 by default) on PostgreSQL, two real ``arq`` worker processes sharing one
+  announcement over push and SMS: each worker's peak RSS (target: under 300 MB), rows claimed more than
+  once (target: 0), the expansion rate and the time to every row final; the baseline is the same
+  announcement with one worker.
+- **urgent**: visitor alerts (push and SMS, critical) sent one every half second while a bulk SMS
+  announcement fills a provider limit of 20 messages/s, through a real worker: the time from enqueue to
+  the fake's receipt, against the same alerts sent with nothing else running (target: p99 within 1.5x).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import os
 import random
 import subprocess
@@ -20,34 +35,37 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+TEMPLATE_SID = "HX" + "0" * 32
+
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--recipients", type=int, default=10_000)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "scenario", choices=["overhead", "expansion", "workers", "urgent"], nargs="?", default="overhead"
+    )
+    parser.add_argument("--recipients", type=int, default=None, help="people in the audience")
     parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
-    parser.add_argument("--profile", action="store_true", help="print a cProfile of the pipeline run")
+    parser.add_argument("--bulk", type=int, default=3000, help="urgent: the bulk announcement's audience")
+    parser.add_argument("--urgent", type=int, default=20, help="urgent: visitor alerts sent")
+    parser.add_argument("--profile", action="store_true", help="overhead: print a cProfile of the pipeline run")
     return parser.parse_args()
 
 
+# ------------------------------------------------------------------------------ the environment
+
+
 def start_fakes(port: int, smtp_port: int) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "notifications.fakes", "--host", "127.0.0.1"]
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "notifications.fakes",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--smtp-port",
-            str(smtp_port),
-        ],
+        [*command, "--port", str(port), "--smtp-port", str(smtp_port)],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -63,16 +81,83 @@ def start_fakes(port: int, smtp_port: int) -> subprocess.Popen[bytes]:
     raise RuntimeError("fakes did not start")
 
 
-def reset_fakes(base: str) -> None:
-    """Empty the fakes' records. No web process runs in the bench to receive Twilio's status
-    callbacks, so they are switched off: a row is final at 'sent' here."""
+def reset_fakes(base: str, **twilio: Any) -> None:
     import httpx
 
-    httpx.post(f"{base}/_fake/reset", timeout=10).raise_for_status()
-    httpx.patch(f"{base}/twilio/_fake/config", json={"callbacks_enabled": False}, timeout=10).raise_for_status()
+    httpx.post(f"{base}/_fake/reset", timeout=30).raise_for_status()
+    httpx.patch(
+        f"{base}/twilio/_fake/config", json={"callbacks_enabled": False, **twilio}, timeout=10
+    ).raise_for_status()
 
 
-async def build_site(count: int) -> tuple[Any, list[Any]]:
+@contextmanager
+def environment(database_url: str | None, **extra: str) -> Iterator[str]:
+    """A private redis-server, the fakes in their own process, the database migrated; yields the fakes' URL."""
+    from app.devredis import PrivateRedis, free_port
+    from notifications.fakes.runner import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, DEFAULT_PROJECT_ID
+
+    tmp = Path(tempfile.mkdtemp(prefix="opshub-bench-"))
+    redis_server = PrivateRedis(tmp / "redis")
+    redis_url = redis_server.start()
+    port, smtp_port = free_port(), free_port()
+    fakes = start_fakes(port, smtp_port)
+    base = f"http://127.0.0.1:{port}"
+    os.environ.update(
+        {
+            "DATABASE_URL": database_url or f"sqlite:///{tmp / 'bench.sqlite'}",
+            "REDIS_URL": redis_url,
+            "OPSHUB_VAR_DIR": str(tmp),
+            "TWILIO_BASE_URL": f"{base}/twilio",
+            "TWILIO_ACCOUNT_SID": DEFAULT_ACCOUNT_SID,
+            "TWILIO_AUTH_TOKEN": DEFAULT_AUTH_TOKEN,
+            "FCM_BASE_URL": f"{base}/fcm",
+            "FCM_PROJECT_ID": DEFAULT_PROJECT_ID,
+            "FCM_ACCESS_TOKEN": "fake-fcm-access-token",
+            "SMTP_PORT": str(smtp_port),
+            "OPSHUB_WHATSAPP_TEMPLATE_SID": TEMPLATE_SID,
+            "OPSHUB_NOTIFY_RATE_SMS": "0",
+            "OPSHUB_NOTIFY_RATE_WHATSAPP": "0",
+            "OPSHUB_NOTIFY_RATE_PUSH": "0",
+            "OPSHUB_LOG_LEVEL": "WARNING",
+            **extra,
+        }
+    )
+    if database_url and database_url.startswith("postgresql"):
+        reset_postgres(database_url)
+    try:
+        subprocess.run(
+            [sys.executable, "-m", "app.launcher", "migrate"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL
+        )
+        reset_fakes(base)
+        yield base
+    finally:
+        fakes.terminate()
+        fakes.wait()
+        redis_server.stop()
+
+
+def reset_postgres(database_url: str) -> None:
+    """A clean schema, so a run never counts an earlier run's rows."""
+    import asyncpg
+
+    async def drop() -> None:
+        connection = await asyncpg.connect(database_url)
+        try:
+            await connection.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+        finally:
+            await connection.close()
+
+    asyncio.run(drop())
+
+
+def database_name() -> str:
+    return os.environ["DATABASE_URL"].split(":")[0]
+
+
+# ------------------------------------------------------------------------------ a site of N people
+
+
+async def build_site(count: int, *, mix: bool = True) -> tuple[Any, list[Any]]:
     from app.auth.roles import Role
     from app.config import get_settings
     from app.people.directory import directory_for
@@ -89,33 +174,38 @@ async def build_site(count: int) -> tuple[Any, list[Any]]:
     unit = Unit(site=site.id, building=building.id, label="A-1")
     await unit.save()
     rng = random.Random(7)
-    people = [
-        NewPerson(
-            full_name=f"P{i}",
-            roles=frozenset({Role.OCCUPANT}),
-            primary_mobile=f"+9170{i:08d}",
-            email=f"p{i}@bench.test",
-            unit_links=[UnitLink(unit_id=unit.id, relation="owner")],
-        )
-        for i in range(count)
-    ]
-    ids = await create_people(directory_for(settings), site.id, people)
+    ids: list[Any] = []
+    for start in range(0, count, 5000):
+        people = [
+            NewPerson(
+                full_name=f"P{i}",
+                roles=frozenset({Role.OCCUPANT}),
+                primary_mobile=f"+9170{i:08d}",
+                email=f"p{i}@bench.test",
+                unit_links=[UnitLink(unit_id=unit.id, relation="owner")],
+            )
+            for i in range(start, min(count, start + 5000))
+        ]
+        ids += await create_people(directory_for(settings), site.id, people)
     devices = [
         Device(site=site.id, person=pid, platform="android", push_token=f"bench-token-{i}")
         for i, pid in enumerate(ids)
         if rng.random() > 0.05
     ]  # 5% have no app installed
-    for start in range(0, len(devices), 500):
-        await Device.insert(*devices[start : start + 500])
+    for start in range(0, len(devices), 1000):
+        await Device.insert(*devices[start : start + 1000])
+    if not mix:
+        return site, ids
     # A realistic mix: 10% turned SMS off, 5% turned WhatsApp off, 8% are in quiet hours now.
     for pid in ids:
         roll = rng.random()
-        if roll < 0.10:
-            changes = [ConsentChange(Channel.SMS, Category.ANNOUNCEMENT, False)]
-        elif roll < 0.15:
-            changes = [ConsentChange(Channel.WHATSAPP, Category.ANNOUNCEMENT, False)]
-        else:
-            changes = []
+        changes = (
+            [ConsentChange(Channel.SMS, Category.ANNOUNCEMENT, False)]
+            if roll < 0.10
+            else [ConsentChange(Channel.WHATSAPP, Category.ANNOUNCEMENT, False)]
+            if roll < 0.15
+            else []
+        )
         if changes:
             await change_consent(site_id=site.id, person_id=pid, changes=changes, source="app", policy_version="b")
         if rng.random() < 0.08:
@@ -129,50 +219,80 @@ async def build_site(count: int) -> tuple[Any, list[Any]]:
     return site, ids
 
 
-async def run_pipeline(site: Any, ids: list[Any]) -> dict[str, Any]:
+def notify_context() -> Any:
     from app.config import get_settings
     from app.people.directory import directory_for
     from app.redis import create_redis
-    from notifications import fanout, sender
-    from notifications.audience import Audience
-    from notifications.categories import Category, Channel
     from notifications.context import NotifyContext
     from notifications.providers import build_providers
-    from notifications.service import NotificationRequest, create_notification
-    from schema.notifications import Delivery
 
     settings = get_settings()
     redis = create_redis(settings)
-    providers = build_providers(settings, redis)
-    ctx = NotifyContext(settings=settings, redis=redis, directory=directory_for(settings), providers=providers)
-    started = time.perf_counter()
+    return NotifyContext(
+        settings=settings, redis=redis, directory=directory_for(settings), providers=build_providers(settings, redis)
+    )
+
+
+async def announce(site: Any, channels: list[str], **fields: Any) -> Any:
+    from notifications.audience import Audience
+    from notifications.service import NotificationRequest, create_notification
+
     notification_id, _ = await create_notification(
         site_id=site.id,
         request=NotificationRequest(
-            title="Notice",
-            body="Lift maintenance on Sunday",
-            category=Category.ANNOUNCEMENT,
-            audience=Audience(everyone=True),
-            channels=[Channel.PUSH, Channel.SMS, Channel.WHATSAPP],
+            title=fields.pop("title", "Notice"),
+            body=fields.pop("body", "Lift maintenance on Sunday"),
+            category=fields.pop("category", "announcement"),
+            audience=fields.pop("audience", Audience(everyone=True)),
+            channels=channels,  # type: ignore[arg-type]
+            **fields,
         ),
     )
-    channels = await fanout.expand(ctx, notification_id)
-    expanded = time.perf_counter()
-    await asyncio.gather(*(sender.send_pending(ctx, notification_id, c) for c in channels))
-    finished = time.perf_counter()
+    return notification_id
+
+
+async def ledger_statuses(notification_id: Any) -> Counter[str]:
+    from schema.notifications import Delivery
+
     rows = await Delivery.select(Delivery.status).where(Delivery.notification == notification_id)
-    await providers.aclose()
-    await redis.aclose()
-    return {
-        "seconds": finished - started,
-        "expand_seconds": expanded - started,
-        "rows": len(rows),
-        "statuses": Counter(r["status"] for r in rows),
-    }
+    return Counter(r["status"] for r in rows)
+
+
+# ------------------------------------------------------------------------------ overhead
+
+
+async def send_until_final(ctx: Any, notification_id: Any, channels: list[Any]) -> None:
+    """Send every channel; rows a transient failure put back are sent when they come due."""
+    from notifications import sender
+
+    while True:
+        await asyncio.gather(*(sender.send_pending(ctx, notification_id, c) for c in channels))
+        waits = [due for c in channels if (due := await sender.next_attempt_at(notification_id, c)) is not None]
+        if not waits:
+            return
+        await asyncio.sleep(max(0.0, (min(waits) - dt.datetime.now(dt.UTC)).total_seconds()))
+
+
+async def run_pipeline(site: Any, channels: list[str]) -> dict[str, Any]:
+    from notifications import fanout
+
+    ctx = notify_context()
+    started = time.perf_counter()
+    notification_id = await announce(site, channels)
+    expanded_channels = await fanout.expand(ctx, notification_id)
+    expanded = time.perf_counter()
+    await send_until_final(ctx, notification_id, expanded_channels)
+    finished = time.perf_counter()
+    statuses = await ledger_statuses(notification_id)
+    await ctx.providers.aclose()
+    await ctx.redis.aclose()
+    return {"seconds": finished - started, "expand_seconds": expanded - started, "statuses": statuses}
 
 
 async def run_baseline(count: int) -> float:
     """Bare SDK sends of the same volume: no consent, no DND, no ledger."""
+    import warnings
+
     from firebase_admin import messaging
 
     from app.config import get_settings
@@ -194,8 +314,6 @@ async def run_baseline(count: int) -> float:
             )
 
     async def push() -> None:
-        import warnings
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             messages = [
@@ -216,7 +334,7 @@ async def run_baseline(count: int) -> float:
 async def count_at_fakes(base: str) -> tuple[int, int, int]:
     import httpx
 
-    async with httpx.AsyncClient(timeout=30) as client:
+    async with httpx.AsyncClient(timeout=60) as client:
         messages = (await client.get(f"{base}/twilio/_fake/messages")).json()
         pushes = (await client.get(f"{base}/fcm/_fake/messages")).json()
     keys = Counter((m["to"], m.get("body") or m.get("content_sid")) for m in messages)
@@ -225,97 +343,310 @@ async def count_at_fakes(base: str) -> tuple[int, int, int]:
     return len(messages), len(pushes), duplicates
 
 
+async def overhead(args: argparse.Namespace, base: str) -> None:
+    from app.db import close_database, open_database
+
+    count = args.recipients or 10_000
+    await open_database()
+    try:
+        print(f"building a site with {count} recipients ...", flush=True)
+        site, _ = await build_site(count)
+        await asyncio.to_thread(reset_fakes, base)
+        profiler = None
+        if args.profile:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            profiler.enable()
+        result = await run_pipeline(site, ["push", "sms", "whatsapp"])
+        if profiler is not None:
+            import pstats
+
+            profiler.disable()
+            stats = pstats.Stats(profiler)
+            stats.sort_stats("cumulative").print_stats(r"notifications|app/", 40)
+        sms_and_wa, pushes, duplicates = await count_at_fakes(base)
+        await asyncio.to_thread(reset_fakes, base)
+        baseline = await run_baseline(count)
+    finally:
+        await close_database()
+    rows = sum(result["statuses"].values())
+    sends = sms_and_wa + pushes
+    print()
+    print(f"database                {database_name()}")
+    print(f"recipients x channels   {count} x 3 = {rows} ledger rows")
+    print(f"statuses                {dict(result['statuses'])}")
+    print(f"at the fakes            {sms_and_wa} SMS/WhatsApp, {pushes} push; duplicates {duplicates}")
+    print(
+        f"expand (decide+insert)  {result['expand_seconds']:.2f} s  ({rows / result['expand_seconds']:.0f} decisions/s)"
+    )
+    print(f"send -> all rows final  {result['seconds']:.2f} s  ({sends / result['seconds']:.0f} sends/s)")
+    print(f"baseline: bare SDK      {baseline:.2f} s for {count * 3} sends ({count * 3 / baseline:.0f} sends/s)")
+    print(
+        f"pipeline / baseline     {result['seconds'] / baseline:.2f}x the time; per send "
+        f"{result['seconds'] / sends * 1000:.2f} ms vs {baseline / (count * 3) * 1000:.2f} ms (target: at most 1.15x)"
+    )
+
+
+# ------------------------------------------------------------------------------ expansion
+
+
+async def expansion(args: argparse.Namespace, base: str) -> None:
+    from uuid import uuid4
+
+    from app.db import bulk_insert, close_database, open_database
+    from notifications import fanout
+    from notifications.ledger import LEDGER_COLUMNS
+
+    count = args.recipients or 10_000
+    await open_database()
+    try:
+        print(f"building a site with {count} recipients ...", flush=True)
+        site, ids = await build_site(count)
+        ctx = notify_context()
+        runs = []
+        for _ in range(3):
+            notification_id = await announce(site, ["push", "sms", "whatsapp"])
+            started = time.perf_counter()
+            await fanout.expand(ctx, notification_id)
+            runs.append(time.perf_counter() - started)
+        # Baseline: the same number of rows, built and inserted bare (no audience, facts or decisions).
+        notification_id = await announce(site, ["push", "sms", "whatsapp"], idempotency_key="baseline")
+        now = dt.datetime.now(dt.UTC)
+        started = time.perf_counter()
+        rows = [
+            (uuid4(), site.id, notification_id, pid, channel, "pending", None, None, 0, now, now)
+            for pid in ids
+            for channel in ("push", "sms", "whatsapp")
+        ]
+        for start in range(0, len(rows), 3000):
+            await bulk_insert("delivery", LEDGER_COLUMNS, rows[start : start + 3000], ignore_conflicts=True)
+        bare = time.perf_counter() - started
+        await ctx.providers.aclose()
+        await ctx.redis.aclose()
+    finally:
+        await close_database()
+    decisions = count * 3
+    best = min(runs)
+    print()
+    print(f"database                {database_name()}")
+    print(f"audience                {count} people x 3 channels = {decisions} decisions")
+    print(
+        f"expansion (3 runs)      {', '.join(f'{r:.2f}' for r in runs)} s; best {best:.2f} s = "
+        f"{decisions / best:,.0f} decisions/s (target: at least 30,000/s)"
+    )
+    print(f"baseline: bare insert   {bare:.2f} s = {decisions / bare:,.0f} rows/s (no audience, facts or decisions)")
+
+
+# ------------------------------------------------------------------------------ workers
+
+
+def spawn_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "arq", "workers.main.WorkerSettings"]
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def run_workers(site: Any, count: int, workers: int) -> dict[str, Any]:
+    from arq import create_pool
+
+    from app.config import get_settings
+    from schema.notifications import Delivery, Notification, NotificationPart
+    from workers.main import queue_name, redis_settings
+
+    settings = get_settings()
+    processes = [spawn_worker(os.environ.copy()) for _ in range(workers)]
+    pool = await create_pool(redis_settings(settings), default_queue_name=queue_name(settings))
+    try:
+        await asyncio.sleep(6)  # the workers import and start
+        started = time.perf_counter()
+        notification_id = await announce(site, ["push", "sms"])
+        await pool.enqueue_job("notify_expand", str(notification_id))
+        while True:
+            await asyncio.sleep(0.5)
+            row = await Notification.select(Notification.status).where(Notification.id == notification_id).first()
+            if row and row["status"] == "completed":
+                break
+            if time.perf_counter() - started > 3600:
+                raise RuntimeError("the announcement did not complete within an hour")
+        elapsed = time.perf_counter() - started
+        rss = [peak_rss_mb(p.pid) for p in processes]
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=60)
+        await pool.aclose()
+    created = await Notification.select(Notification.created_at).where(Notification.id == notification_id).first()
+    parts = await NotificationPart.select(NotificationPart.finished_at).where(
+        NotificationPart.notification == notification_id
+    )
+    expanded_at = max(p["finished_at"] for p in parts)
+    twice = await Delivery.count().where((Delivery.notification == notification_id) & (Delivery.attempts > 1))
+    rows = await Delivery.count().where(Delivery.notification == notification_id)
+    return {
+        "seconds": elapsed,
+        "expand_seconds": (expanded_at - created["created_at"]).total_seconds() if created else float("nan"),
+        "rows": rows,
+        "claimed_twice": twice,
+        "rss_mb": rss,
+        "parts": len(parts),
+        "statuses": await ledger_statuses(notification_id),
+    }
+
+
+async def workers_scenario(args: argparse.Namespace, base: str) -> None:
+    from app.db import close_database, open_database
+
+    count = args.recipients or 100_000
+    await open_database()
+    try:
+        print(f"building a site with {count} recipients ...", flush=True)
+        site, _ = await build_site(count, mix=False)
+        results = {}
+        for workers in (2, 1):
+            await asyncio.to_thread(reset_fakes, base)
+            print(f"one announcement, {workers} worker process(es) ...", flush=True)
+            results[workers] = await run_workers(site, count, workers)
+    finally:
+        await close_database()
+    print()
+    print(f"database                {database_name()}")
+    for workers, result in results.items():
+        print(
+            f"{workers} worker(s): {result['rows']} ledger rows in {result['parts']} parts, {dict(result['statuses'])}"
+        )
+        print(
+            f"  expansion             {result['expand_seconds']:.1f} s = "
+            f"{result['rows'] / result['expand_seconds']:,.0f} decisions/s"
+        )
+        print(f"  every row final       {result['seconds']:.1f} s ({result['rows'] / result['seconds']:,.0f} rows/s)")
+        print(f"  peak RSS per worker   {', '.join(f'{m:.0f} MB' for m in result['rss_mb'])} (target: under 300 MB)")
+        print(f"  rows claimed twice    {result['claimed_twice']} (target: 0)")
+
+
+# ------------------------------------------------------------------------------ urgent
+
+
+async def urgent_latencies(base: str, site: Any, people: list[Any], spacing: float, pool: Any) -> list[float]:
+    """Send a critical visitor alert to each person, one every `spacing` seconds; enqueue -> fake receipt."""
+    import httpx
+
+    from notifications.audience import Audience
+    from workers.notify_jobs import enqueue_expand
+
+    enqueued: dict[str, float] = {}
+    for index, person in enumerate(people):
+        notification_id = await announce(
+            site,
+            ["push", "sms"],
+            title="Visitor at the gate",
+            body=f"Visitor {index} is at gate 1",
+            category="visitor",
+            urgency="critical",
+            audience=Audience(person_ids=[person]),
+        )
+        enqueued[f"Visitor {index} is at gate 1"] = time.time()
+        await enqueue_expand(pool, notification_id)
+        await asyncio.sleep(spacing)
+    latencies: list[float] = []
+    deadline = time.monotonic() + 60
+    async with httpx.AsyncClient(timeout=60) as client:
+        while time.monotonic() < deadline:
+            sms = [
+                m
+                for m in (await client.get(f"{base}/twilio/_fake/messages")).json()
+                if "is at gate 1" in (m.get("body") or "")
+            ]
+            push = [
+                p
+                for p in (await client.get(f"{base}/fcm/_fake/messages")).json()
+                if "is at gate 1" in ((p.get("notification") or {}).get("body") or "")
+            ]
+            if len(sms) >= len(people) and len(push) >= len(people):
+                break
+            await asyncio.sleep(0.5)
+    for message in sms:
+        body = message["body"].split(": ", 1)[-1]
+        latencies.append(dt.datetime.fromisoformat(message["date_created"]).timestamp() - enqueued[body])
+    for message in push:
+        body = message["notification"]["body"]
+        latencies.append(dt.datetime.fromisoformat(message["received_at"]).timestamp() - enqueued[body])
+    return latencies
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+async def urgent(args: argparse.Namespace, base: str) -> None:
+    from arq import create_pool
+
+    from app.config import get_settings
+    from app.db import close_database, open_database
+    from workers.main import queue_name, redis_settings
+
+    settings = get_settings()
+    await open_database()
+    worker = None
+    try:
+        print(f"building a site with {args.bulk} + {2 * args.urgent} recipients ...", flush=True)
+        site, ids = await build_site(args.bulk + 2 * args.urgent, mix=False)
+        alone_people, busy_people, crowd = (
+            ids[: args.urgent],
+            ids[args.urgent : 2 * args.urgent],
+            ids[2 * args.urgent :],
+        )
+        await asyncio.to_thread(reset_fakes, base, sender_rate_per_second=20)
+        worker = spawn_worker({**os.environ, "OPSHUB_NOTIFY_RATE_SMS": "20"})
+        pool = await create_pool(redis_settings(settings), default_queue_name=queue_name(settings))
+        await asyncio.sleep(6)
+        print("visitor alerts with nothing else running ...", flush=True)
+        alone = await urgent_latencies(base, site, alone_people, 0.5, pool)
+        from notifications.audience import Audience
+        from workers.notify_jobs import enqueue_expand
+
+        bulk_id = await announce(site, ["sms"], audience=Audience(person_ids=crowd))
+        await enqueue_expand(pool, bulk_id)
+        await asyncio.sleep(5)  # the announcement fills the provider's 20/s
+        print("the same alerts during a bulk SMS announcement at 20/s ...", flush=True)
+        busy = await urgent_latencies(base, site, busy_people, 0.5, pool)
+        bulk_sent = (await ledger_statuses(bulk_id))["sent"]
+        await pool.aclose()
+    finally:
+        if worker is not None:
+            worker.terminate()
+            worker.wait(timeout=60)
+        await close_database()
+    print()
+    print(f"database                {database_name()}")
+    print(
+        f"alerts (push + SMS)     {args.urgent} each run; bulk announcement sent {bulk_sent} of {len(crowd)} meanwhile"
+    )
+    for name, values in (("alone (baseline)", alone), ("under the bulk send", busy)):
+        print(
+            f"  {name:20} p50 {percentile(values, 50) * 1000:6.0f} ms  p99 {percentile(values, 99) * 1000:6.0f} ms  "
+            f"max {max(values) * 1000:6.0f} ms  ({len(values)} deliveries)"
+        )
+    print(f"p99 ratio               {percentile(busy, 99) / percentile(alone, 99):.2f}x (target: at most 1.5x)")
+
+
 def main() -> None:
     args = parse_args()
-    from app.devredis import PrivateRedis, free_port
-
-    tmp = Path(tempfile.mkdtemp(prefix="opshub-bench-"))
-    redis_server = PrivateRedis(tmp / "redis")
-    redis_url = redis_server.start()
-    port, smtp_port = free_port(), free_port()
-    fakes = start_fakes(port, smtp_port)
-    base = f"http://127.0.0.1:{port}"
-    reset_fakes(base)
-    os.environ.update(
-        {
-            "DATABASE_URL": args.database_url or f"sqlite:///{tmp / 'bench.sqlite'}",
-            "REDIS_URL": redis_url,
-            "OPSHUB_VAR_DIR": str(tmp),
-            "TWILIO_BASE_URL": f"{base}/twilio",
-            "FCM_BASE_URL": f"{base}/fcm",
-            "FCM_ACCESS_TOKEN": "fake-fcm-access-token",
-            "SMTP_PORT": str(smtp_port),
-            "OPSHUB_WHATSAPP_TEMPLATE_SID": "HX" + "0" * 32,
-            "OPSHUB_NOTIFY_RATE_SMS": "0",
-            "OPSHUB_NOTIFY_RATE_WHATSAPP": "0",
-            "OPSHUB_NOTIFY_RATE_PUSH": "0",
-            "OPSHUB_LOG_LEVEL": "WARNING",
-        }
-    )
-    # The fakes use their default credentials; match them.
-    from notifications.fakes.runner import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, DEFAULT_PROJECT_ID
-
-    os.environ.update(
-        {
-            "TWILIO_ACCOUNT_SID": DEFAULT_ACCOUNT_SID,
-            "TWILIO_AUTH_TOKEN": DEFAULT_AUTH_TOKEN,
-            "FCM_PROJECT_ID": DEFAULT_PROJECT_ID,
-        }
-    )
-    try:
-        subprocess.run(
-            [sys.executable, "-m", "app.launcher", "migrate"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL
-        )
-
-        async def scenario() -> None:
-            from app.db import close_database, open_database
-
-            await open_database()
-            try:
-                print(f"building a site with {args.recipients} recipients ...", flush=True)
-                site, ids = await build_site(args.recipients)
-                await asyncio.to_thread(reset_fakes, base)
-                if args.profile:
-                    import cProfile
-                    import pstats
-
-                    profiler = cProfile.Profile()
-                    profiler.enable()
-                result = await run_pipeline(site, ids)
-                if args.profile:
-                    profiler.disable()
-                    stats = pstats.Stats(profiler)
-                    stats.sort_stats("cumulative").print_stats(r"opshub|notifications|app/", 40)
-                    stats.sort_stats("tottime").print_stats(25)
-                sms_and_wa, pushes, duplicates = await count_at_fakes(base)
-                await asyncio.to_thread(reset_fakes, base)
-                baseline = await run_baseline(args.recipients)
-            finally:
-                await close_database()
-            decisions = result["rows"]
-            final = sum(n for s, n in result["statuses"].items() if s not in ("pending", "sending"))
-            print()
-            print(f"database                {os.environ['DATABASE_URL'].split(':')[0]}")
-            print(f"recipients x channels   {args.recipients} x 3 = {decisions} ledger rows ({final} final)")
-            print(f"statuses                {dict(result['statuses'])}")
-            print(f"at the fakes            {sms_and_wa} SMS/WhatsApp, {pushes} push; duplicates {duplicates}")
-            print(
-                f"expand (decide+insert)  {result['expand_seconds']:.2f} s  "
-                f"({decisions / result['expand_seconds']:.0f} decisions/s)"
-            )
-            print(f"send -> all rows final  {result['seconds']:.2f} s  (target < 10 s)")
-            sends = sms_and_wa + pushes
-            print(f"baseline: bare SDK      {baseline:.2f} s for {args.recipients * 3} sends, no decisions or ledger")
-            print(
-                f"pipeline / baseline     {result['seconds'] / baseline:.2f}x time "
-                f"({sends / result['seconds']:.0f} vs {args.recipients * 3 / baseline:.0f} sends/s)"
-            )
-
-        asyncio.run(scenario())
-    finally:
-        fakes.terminate()
-        fakes.wait()
-        redis_server.stop()
+    if args.scenario == "workers" and not (args.database_url or "").startswith("postgresql"):
+        raise SystemExit("the workers scenario runs on PostgreSQL: --database-url postgresql://...")
+    with environment(args.database_url) as base:
+        scenario = {"overhead": overhead, "expansion": expansion, "workers": workers_scenario, "urgent": urgent}[
+            args.scenario
+        ]
+        asyncio.run(scenario(args, base))
 
 
 if __name__ == "__main__":

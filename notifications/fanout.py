@@ -11,6 +11,7 @@ already have rows are skipped, inserts ignore conflicts, and a part is recorded 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import math
@@ -98,15 +99,27 @@ async def expand_part(ctx: NotifyContext, notification_id: UUID, part: int) -> l
     deciding = _Decider(ctx, notification, policy, channels, now)
     people = 0
     last_progress = 0.0
-    async for chunk in audience_chunks(notification.site, audience, part=part, parts=notification.parts, chunk=CHUNK):
-        people += len(chunk)
-        done = await existing_people(notification_id, chunk)
-        todo = [p for p in chunk if p not in done]
-        if todo:
-            await insert_rows(await deciding.rows_for(todo))
-        if ctx.progress is not None and time.monotonic() - last_progress >= PROGRESS_INTERVAL_SECONDS:
-            last_progress = time.monotonic()
-            await ctx.progress(notification.site, notification_id, await counters(notification_id))
+    # One chunk's rows are written while the next chunk's people are read and decided.
+    writing: asyncio.Task[None] | None = None
+    try:
+        async for chunk in audience_chunks(
+            notification.site, audience, part=part, parts=notification.parts, chunk=CHUNK
+        ):
+            people += len(chunk)
+            done = await existing_people(notification_id, chunk)
+            todo = [p for p in chunk if p not in done]
+            rows = await deciding.rows_for(todo) if todo else []
+            if writing is not None:
+                await writing
+            writing = asyncio.create_task(insert_rows(rows))
+            if ctx.progress is not None and time.monotonic() - last_progress >= PROGRESS_INTERVAL_SECONDS:
+                last_progress = time.monotonic()
+                await ctx.progress(notification.site, notification_id, await counters(notification_id))
+        if writing is not None:
+            await writing
+    finally:
+        if writing is not None and not writing.done():
+            writing.cancel()
     await _record_part_done(notification_id, part, people, now)
     if await _finish_expansion(notification_id, notification.parts, now):
         logger.info("notification %s expanded (%d parts) on %s", notification_id, notification.parts, channels)

@@ -117,8 +117,9 @@ class Delivery(Table, tablename="delivery"):
 
     id = UUID(primary_key=True)
     site = ForeignKey(references=Site, on_delete=OnDelete.cascade, null=False, index=True)
-    notification = ForeignKey(references=Notification, on_delete=OnDelete.cascade, null=False, index=True)
-    person = ForeignKey(references=Person, on_delete=OnDelete.cascade, null=False, index=True)
+    # Indexed by uq_delivery_notification_person_channel and ix_delivery_person_channel_created (migrations).
+    notification = ForeignKey(references=Notification, on_delete=OnDelete.cascade, null=False)
+    person = ForeignKey(references=Person, on_delete=OnDelete.cascade, null=False)
     channel = Varchar(length=16)
     # pending | sending | deferred | suppressed | sent | delivered | read | failed | digested
     status = Varchar(length=16)
@@ -129,7 +130,7 @@ class Delivery(Table, tablename="delivery"):
     # Set when a sender claims the row; a claim older than the lease is "in doubt".
     claimed_at = Timestamptz(null=True, default=None)
     claim_token = Varchar(length=32, null=True, default=None)
-    provider_id = Varchar(length=64, null=True, default=None, index=True)
+    provider_id = Varchar(length=64, null=True, default=None)  # indexed where set (opshub_0017_ledger_indexes)
     provider_code = Varchar(length=32, null=True, default=None)
     created_at = Timestamptz()
     updated_at = Timestamptz()
