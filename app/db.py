@@ -321,35 +321,44 @@ async def bulk_insert(
     """Insert many rows with the driver's executemany, in one transaction.
 
     For hot paths only (the delivery ledger's fan-out): building thousands of Piccolo
-    objects and compiling one huge INSERT costs more than the database work itself. The
-    engines differ only in their placeholder style.
+    objects and compiling one huge INSERT costs more than the database work itself.
+    """
+    names = ", ".join(f'"{c}"' for c in columns)
+    conflict = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
+    values = ", ".join("{}" for _ in columns)
+    await bulk_execute(f'INSERT INTO "{table}" ({names}) VALUES ({values}){conflict}', rows)
+
+
+async def bulk_execute(sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    """Run one statement once per row with the driver's executemany, in one transaction of its own.
+
+    ``sql`` marks its parameters ``{}`` as Piccolo's raw queries do; the engines differ only in their
+    placeholder style. For hot paths only (the ledger's outcomes, a batch at a time): compiling one
+    statement with hundreds of parameters through Piccolo costs more than the database work.
     """
     if not rows:
         return
     engine = current_engine()
-    names = ", ".join(f'"{c}"' for c in columns)
-    conflict = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
+    count = sql.count("{}")
     if isinstance(engine, SQLiteEngine):
-        placeholders = ", ".join("?" for _ in columns)
-        sql = f'INSERT INTO "{table}" ({names}) VALUES ({placeholders}){conflict}'
+        statement = sql.format(*("?" for _ in range(count)))
         connection = await engine.get_connection()
         try:
             await connection.execute("BEGIN IMMEDIATE")
-            await connection.executemany(sql, rows)
+            await connection.executemany(statement, rows)
             await connection.execute("COMMIT")
         finally:
             await connection.close()
         return
     assert isinstance(engine, PostgresEngine)
-    placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
-    sql = f'INSERT INTO "{table}" ({names}) VALUES ({placeholders}){conflict}'
+    statement = sql.format(*(f"${i}" for i in range(1, count + 1)))
     if engine.pool is not None:
         async with engine.pool.acquire() as connection, connection.transaction():
-            await connection.executemany(sql, rows)
+            await connection.executemany(statement, rows)
     else:
         connection = await engine.get_new_connection()
         try:
             async with connection.transaction():
-                await connection.executemany(sql, rows)
+                await connection.executemany(statement, rows)
         finally:
             await connection.close()

@@ -19,7 +19,7 @@ from uuid import UUID
 
 import msgspec
 
-from app.db import bulk_insert, is_sqlite, write_transaction
+from app.db import bulk_execute, bulk_insert, is_sqlite, write_transaction
 from notifications.categories import Channel
 from schema.notifications import Delivery
 
@@ -102,67 +102,34 @@ async def claim_batch(
     return token, [Claimed(_uuid(r["id"]), _uuid(r["person"]), int(r["attempts"])) for r in rows]
 
 
-async def renew_claim(token: str, ids: Sequence[UUID], now: dt.datetime) -> set[UUID]:
-    """Restart the lease of claimed rows just before they are sent; returns those still held.
+async def renew_claim(token: str, now: dt.datetime) -> set[UUID]:
+    """Restart the lease of a claim's rows still to send, just before they are sent; returns those held.
 
     A batch claimed ahead waits while the one before it sends. Had it waited past the lease, recovery
-    may have given its rows back to be sent by another sender: those are not ours to send any more."""
-    if not ids:
-        return set()
-    placeholders = ", ".join("{}" for _ in ids)
+    may have given its rows back to be sent by another sender: those are not ours to send any more.
+    (The claim's other rows were already recorded suppressed or deferred: only those to send remain.)"""
     rows = await Delivery.raw(
-        f"UPDATE delivery SET claimed_at = {{}} WHERE claim_token = {{}} AND status = 'sending' "
-        f"AND id IN ({placeholders}) RETURNING id",
-        now,
-        token,
-        *ids,
+        "UPDATE delivery SET claimed_at = {} WHERE claim_token = {} AND status = 'sending' RETURNING id", now, token
     )
     return {_uuid(row["id"]) for row in rows}
 
 
-async def _update_where_claimed(
-    token: str,
-    ids: Iterable[UUID],
-    assignments: str,
-    *params: Any,
-    case_column: str | None = None,
-    case_values: dict[UUID, str | None] | None = None,
-) -> None:
-    ids = list(ids)
-    if not ids:
-        return
-    values: list[Any] = list(params)
-    set_clause = assignments
-    if case_column and case_values:
-        whens = " ".join("WHEN {} THEN {}" for _ in case_values)
-        set_clause += f", {case_column} = CASE id {whens} END"
-        for key, value in case_values.items():
-            values += [key, value]
-    placeholders = ", ".join("{}" for _ in ids)
-    sql = f"UPDATE delivery SET {set_clause} WHERE claim_token = {{}} AND status = 'sending' AND id IN ({placeholders})"
-    await Delivery.raw(sql, *values, token, *ids)
+# Each outcome is one row's own UPDATE, fenced by the claim: run as one executemany per batch.
+_WHERE_CLAIMED = " WHERE id = {} AND claim_token = {} AND status = 'sending'"
 
 
 async def record_sent(token: str, provider_ids: dict[UUID, str | None], now: dt.datetime) -> None:
-    await _update_where_claimed(
-        token,
-        provider_ids,
-        "status = 'sent', sent_at = {}, updated_at = {}",
-        now,
-        now,
-        case_column="provider_id",
-        case_values=provider_ids,
+    await bulk_execute(
+        "UPDATE delivery SET status = 'sent', sent_at = {}, updated_at = {}, provider_id = {}" + _WHERE_CLAIMED,
+        [(now, now, provider_id, delivery_id, token) for delivery_id, provider_id in provider_ids.items()],
     )
 
 
 async def record_failed(token: str, codes: dict[UUID, str | None], now: dt.datetime) -> None:
-    await _update_where_claimed(
-        token,
-        codes,
-        "status = 'failed', reason = 'provider_error', updated_at = {}",
-        now,
-        case_column="provider_code",
-        case_values=codes,
+    await bulk_execute(
+        "UPDATE delivery SET status = 'failed', reason = 'provider_error', updated_at = {}, provider_code = {}"
+        + _WHERE_CLAIMED,
+        [(now, code, delivery_id, token) for delivery_id, code in codes.items()],
     )
 
 
@@ -177,42 +144,36 @@ async def record_retry(
     """Back to pending until `next_attempt_at`. A provider's throttle (429) is not a failed attempt:
     with ``count_attempt=False`` the claim's increment is given back."""
     refund = "" if count_attempt else ", attempts = attempts - 1"
-    await _update_where_claimed(
-        token,
-        codes,
-        f"status = 'pending', next_attempt_at = {{}}, updated_at = {{}}{refund}",
-        next_attempt_at,
-        now,
-        case_column="provider_code",
-        case_values=codes,
+    await bulk_execute(
+        "UPDATE delivery SET status = 'pending', next_attempt_at = {}, updated_at = {}, provider_code = {}"
+        + refund
+        + _WHERE_CLAIMED,
+        [(next_attempt_at, now, code, delivery_id, token) for delivery_id, code in codes.items()],
     )
 
 
 async def record_suppressed(token: str, reasons: dict[UUID, str | None], now: dt.datetime) -> None:
-    await _update_where_claimed(
-        token, reasons, "status = 'suppressed', updated_at = {}", now, case_column="reason", case_values=reasons
+    await bulk_execute(
+        "UPDATE delivery SET status = 'suppressed', updated_at = {}, reason = {}" + _WHERE_CLAIMED,
+        [(now, reason, delivery_id, token) for delivery_id, reason in reasons.items()],
     )
 
 
 async def record_deferred(
     token: str, until: dict[UUID, dt.datetime], reason: dict[UUID, str | None], now: dt.datetime
 ) -> None:
-    for when in sorted(set(until.values())):
-        ids = [i for i, u in until.items() if u == when]
-        await _update_where_claimed(
-            token,
-            ids,
-            "status = 'deferred', defer_until = {}, updated_at = {}",
-            when,
-            now,
-            case_column="reason",
-            case_values={i: reason[i] for i in ids},
-        )
+    await bulk_execute(
+        "UPDATE delivery SET status = 'deferred', defer_until = {}, updated_at = {}, reason = {}" + _WHERE_CLAIMED,
+        [(when, now, reason[delivery_id], delivery_id, token) for delivery_id, when in until.items()],
+    )
 
 
 async def release_claim(token: str, ids: Iterable[UUID], now: dt.datetime) -> None:
     """Give rows back unsent (e.g. the notification was cancelled meanwhile): they were never sent."""
-    await _update_where_claimed(token, ids, "status = 'pending', updated_at = {}", now)
+    await bulk_execute(
+        "UPDATE delivery SET status = 'pending', updated_at = {}" + _WHERE_CLAIMED,
+        [(now, delivery_id, token) for delivery_id in ids],
+    )
 
 
 async def advance_from_callback(

@@ -190,7 +190,7 @@ async def _send_batches(
     async def send_and_record() -> None:
         nonlocal last_progress
         while (batch := await ready.get()) is not None:
-            held = await renew_claim(batch.token, [row.delivery_id for row in batch.to_send], ctx.clock())
+            held = await renew_claim(batch.token, ctx.clock())
             batch.to_send = [row for row in batch.to_send if row.delivery_id in held]
             outcomes = await _send_within_limit(adapter, limiter, lane, channel, batch)
             await _record_outcomes(ctx, channel, notification.site, batch, outcomes, summary)
