@@ -38,6 +38,20 @@ class PersonFacts(msgspec.Struct, frozen=True, kw_only=True):
             return self.email
         return None
 
+    def decision_key(self, channel: Channel, category: Category) -> tuple[object, ...]:
+        """What, of this person, a decision on this channel and category depends on (the rest is the
+        notification's and the moment's): people with equal keys get equal decisions."""
+        if channel is Channel.PUSH:
+            present, status = bool(self.push_tokens), "ok"
+        elif channel is Channel.IN_APP:
+            present, status = True, "ok"
+        elif channel is Channel.EMAIL:
+            present, status = self.has_email, self.email_status
+        else:
+            present, status = self.has_mobile, self.mobile_status
+        consented = is_enabled(self.choices, channel, category)
+        return (channel, consented, present, status, self.on_national_dnd, self.dnd)
+
     def facts(
         self, *, channel: Channel, category: Category, urgency: Urgency, created_at: dt.datetime, now: dt.datetime
     ) -> Facts:

@@ -151,17 +151,23 @@ class _Decider:
         self._gate = BurstGate(ctx.redis, ctx.settings.redis_prefix)
         self._thread = thread_of(self._category, notification.collapse_key)
         self._decisions = Decisions(policy)
+        self._by_key: dict[tuple[object, ...], Decision] = {}
 
     def decide(self, person: PersonFacts, channel: Channel) -> Decision:
-        return self._decisions(
-            person.facts(
-                channel=channel,
-                category=self._category,
-                urgency=self._urgency,
-                created_at=self._notification.created_at,
-                now=self._now,
+        # Keyed without building the full facts: most people share a key, and the key is cheap.
+        key = person.decision_key(channel, self._category)
+        decision = self._by_key.get(key)
+        if decision is None:
+            decision = self._by_key[key] = self._decisions(
+                person.facts(
+                    channel=channel,
+                    category=self._category,
+                    urgency=self._urgency,
+                    created_at=self._notification.created_at,
+                    now=self._now,
+                )
             )
-        )
+        return decision
 
     async def rows_for(self, people: list[UUID]) -> list[tuple[object, ...]]:
         notification, now = self._notification, self._now
