@@ -443,8 +443,12 @@ async def expansion(args: argparse.Namespace, base: str) -> None:
 
 
 def spawn_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """A real arq worker process; its output goes to worker-<pid>.log in the run's directory."""
     command = [sys.executable, "-m", "arq", "workers.main.WorkerSettings"]
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - the worker writes to it until it is stopped
+        dir=env["OPSHUB_VAR_DIR"], prefix="worker-", suffix=".log", delete=False
+    )
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -535,7 +539,9 @@ async def workers_scenario(args: argparse.Namespace, base: str) -> None:
 # ------------------------------------------------------------------------------ urgent
 
 
-async def urgent_latencies(base: str, site: Any, people: list[Any], spacing: float, pool: Any) -> list[float]:
+async def urgent_latencies(
+    base: str, site: Any, people: list[Any], spacing: float, pool: Any, label: str
+) -> list[float]:
     """Send a critical visitor alert to each person, one every `spacing` seconds; enqueue -> fake receipt."""
     import httpx
 
@@ -548,12 +554,12 @@ async def urgent_latencies(base: str, site: Any, people: list[Any], spacing: flo
             site,
             ["push", "sms"],
             title="Visitor at the gate",
-            body=f"Visitor {index} is at gate 1",
+            body=f"{label} {index} is at gate 1",
             category="visitor",
             urgency="critical",
             audience=Audience(person_ids=[person]),
         )
-        enqueued[f"Visitor {index} is at gate 1"] = time.time()
+        enqueued[f"{label} {index} is at gate 1"] = time.time()
         await enqueue_expand(pool, notification_id)
         await asyncio.sleep(spacing)
     latencies: list[float] = []
@@ -563,12 +569,12 @@ async def urgent_latencies(base: str, site: Any, people: list[Any], spacing: flo
             sms = [
                 m
                 for m in (await client.get(f"{base}/twilio/_fake/messages")).json()
-                if "is at gate 1" in (m.get("body") or "")
+                if (m.get("body") or "").split(": ", 1)[-1] in enqueued
             ]
             push = [
                 p
                 for p in (await client.get(f"{base}/fcm/_fake/messages")).json()
-                if "is at gate 1" in ((p.get("notification") or {}).get("body") or "")
+                if ((p.get("notification") or {}).get("body") or "") in enqueued
             ]
             if len(sms) >= len(people) and len(push) >= len(people):
                 break
@@ -610,7 +616,7 @@ async def urgent(args: argparse.Namespace, base: str) -> None:
         pool = await create_pool(redis_settings(settings), default_queue_name=queue_name(settings))
         await asyncio.sleep(6)
         print("visitor alerts with nothing else running ...", flush=True)
-        alone = await urgent_latencies(base, site, alone_people, 0.5, pool)
+        alone = await urgent_latencies(base, site, alone_people, 0.5, pool, "Alone")
         from notifications.audience import Audience
         from workers.notify_jobs import enqueue_expand
 
@@ -618,7 +624,7 @@ async def urgent(args: argparse.Namespace, base: str) -> None:
         await enqueue_expand(pool, bulk_id)
         await asyncio.sleep(5)  # the announcement fills the provider's 20/s
         print("the same alerts during a bulk SMS announcement at 20/s ...", flush=True)
-        busy = await urgent_latencies(base, site, busy_people, 0.5, pool)
+        busy = await urgent_latencies(base, site, busy_people, 0.5, pool, "Busy")
         bulk_sent = (await ledger_statuses(bulk_id))["sent"]
         await pool.aclose()
     finally:
