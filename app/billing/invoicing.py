@@ -360,7 +360,8 @@ class CreditLine(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 class NewCreditNote(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A correction of an issued invoice. Without ``lines``: everything not credited yet (a cancellation)."""
 
-    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500), MULTI_LINE]
+    # Required; typed optional only so that another site's invoice is a 404 before the body is judged.
+    reason: Annotated[str, msgspec.Meta(max_length=500), MULTI_LINE] = ""
     lines: Annotated[list[CreditLine], msgspec.Meta(max_length=200)] | None = None
 
 
@@ -409,6 +410,8 @@ async def issue_credit_note(
     invoice = await Invoice.select().where((Invoice.site == site_id) & (Invoice.id == invoice_id)).first()
     if invoice is None:
         raise NotFound("invoice not found")
+    if not data.reason.strip():
+        raise InvalidInput.for_field("reason", "say why the invoice is corrected")
     issue_date = await site_today(site_id, now)
     async with write_transaction():
         await ledger.lock_unit(invoice["unit"])
