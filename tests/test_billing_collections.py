@@ -209,3 +209,48 @@ async def test_statement_json_and_csv(client: Any, world: World) -> None:
         await client.get(f"/api/billing/units/{other}/statement", headers=world.headers("occupant"))
     ).status_code == 404
     assert PERIOD == "2026-12"
+
+
+async def test_erasure_keeps_billing_records_pseudonymised_and_retention_carries_the_balance_forward(
+    client: Any, world: World, settings: Any, redis: Any
+) -> None:
+    from app.people.directory import directory_for
+    from app.privacy.registry import PersonScope, RetentionRun, load_registries
+    from app.privacy.retention import list_classes
+
+    await configure(world)
+    await monthly_run(world)
+    unit = world.unit_ids[0]
+    sections, classes = load_registries()
+    [invoice] = await Invoice.select().where(Invoice.unit == unit)
+    assert invoice["billed_to_name"] == "Occupant"
+    scope = PersonScope(
+        site_id=world.site_id,
+        person_id=world.people["occupant"],
+        settings=settings,
+        directory=directory_for(settings),
+        redis=redis,
+        identifiers=("Occupant",),
+    )
+    exported = await sections["billing"].export(scope)
+    assert [row["kind"] for row in exported] == ["invoice"]
+    outcome = await sections["billing"].erase(scope)
+    assert outcome.erased == 1 and any("retention period" in h for h in outcome.held)
+    row = await Invoice.select(Invoice.billed_to_name, Invoice.total_minor).where(Invoice.id == invoice["id"]).first()
+    assert row == {"billed_to_name": "[erased]", "total_minor": invoice["total_minor"]}  # kept, pseudonymised
+    assert "8 years" in (sections["billing"].legal_hold or "")
+    # Retention: 8 years by default, never below 5.
+    period = next(c for c in await list_classes(world.site_id) if c.name == "billing_records")
+    assert (period.default_days, period.min_days) == (2922, 1827)
+    # A purge after the period: the old entries go, the balance is carried forward unchanged.
+    await record_manual(principal(world, "fm_admin"), ManualPayment(unit_id=unit, amount_minor=100_000, method="cash"))
+    before = (await ledger.settlement_of(world.site_id, unit)).balance_minor
+    cutoff = dt.datetime.combine(dt.date.today() + dt.timedelta(days=1), dt.time(), dt.UTC)
+    removed = await classes["billing_records"].apply(
+        RetentionRun(site_id=world.site_id, cutoff=cutoff, settings=settings, redis=redis)
+    )
+    assert removed > 0
+    entries = await LedgerEntry.select(LedgerEntry.kind, LedgerEntry.amount_minor).where(LedgerEntry.unit == unit)
+    assert entries == [{"kind": "balance_forward", "amount_minor": before}]
+    assert (await ledger.settlement_of(world.site_id, unit)).balance_minor == before == 195_000
+    assert not await Invoice.exists().where(Invoice.id == invoice["id"])

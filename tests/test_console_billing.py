@@ -70,7 +70,9 @@ async def test_occupant_pays_through_the_checkout_and_the_control_room_sees_it_l
         await occupant.get_by_role("button", name="Pay INR 2,950.00").click()
         await occupant.wait_for_url(f"{server.http_url}/app?section=bills", timeout=15_000)
         await expect(occupant.locator("#dues")).to_have_attribute("data-outstanding", "0", timeout=10_000)
-        await expect(occupant.locator('#receipts [data-receipt-number="RCT/26-27/00001"]')).to_be_visible(timeout=10_000)
+        await expect(occupant.locator('#receipts [data-receipt-number="RCT/26-27/00001"]')).to_be_visible(
+            timeout=10_000
+        )
         await expect(row).to_have_attribute("data-status", "paid")
         receipt = occupant.locator('#receipts [data-receipt-number="RCT/26-27/00001"] a')
         assert (await receipt.get_attribute("href") or "").endswith("/pdf")

@@ -327,7 +327,8 @@ def checkout_page(fake: RazorpayFake, order: dict[str, Any], callback_url: str, 
     )
     cancel = f"<a href='{html.escape(cancel_url, quote=True)}'>Cancel</a>" if cancel_url else ""
     return (
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'><link rel='icon' href='data:,'><title>Razorpay Checkout (fake)</title></head>"
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'><link rel='icon' href='data:,'>"
+        "<title>Razorpay Checkout (fake)</title></head>"
         "<body><main><h1>Razorpay Checkout (local fake)</h1>"
         f"<p>{html.escape(name)}</p><p id='amount'>{_money(order['amount'])}</p>"
         f"<p>Order {html.escape(order['id'])}</p>"
@@ -343,7 +344,8 @@ def return_page(callback_url: str, fields: dict[str, str]) -> str:
         f"<input type='hidden' name='{k}' value='{html.escape(v, quote=True)}'>" for k, v in fields.items()
     )
     return (
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'><link rel='icon' href='data:,'><title>Returning to the merchant</title></head>"
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'><link rel='icon' href='data:,'>"
+        "<title>Returning to the merchant</title></head>"
         f"<body><form id='back' method='post' action='{html.escape(callback_url, quote=True)}'>{inputs}"
         "<button type='submit'>Return to the merchant</button></form>"
         "<script>document.getElementById('back').submit()</script></body></html>"
