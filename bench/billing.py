@@ -20,7 +20,7 @@ Method
   plain ``executemany`` in one transaction (``app.db.bulk_insert``): what writing the documents costs with
   no numbering, locking, idempotency or settlement. The run's time over the baseline's is their price.
 * **Statement**: one unit's statement (``ledger.statement``) and its CSV export, median of ``--repeat``,
-  against the baseline of a plain ``SELECT`` of the same entries.
+  against the baseline of a raw SQL ``SELECT`` of the same columns and rows (no statement built).
 """
 
 from __future__ import annotations
@@ -231,16 +231,20 @@ async def _main(args: argparse.Namespace) -> None:
             t1 = time.perf_counter()
             statement_csv(statement)
             t2 = time.perf_counter()
-            await LedgerEntry.select().where((LedgerEntry.site == site_id) & (LedgerEntry.unit == history_unit))
+            await LedgerEntry.raw(
+                "SELECT kind, amount_minor, entry_date, description, invoice, payment FROM billing_ledger_entry "
+                "WHERE site = {} AND unit = {} ORDER BY entry_date, created_at",
+                site_id,
+                history_unit,
+            )
             t3 = time.perf_counter()
             statement_times.append(t1 - t0)
             csv_times.append(t2 - t0)
             select_times.append(t3 - t2)
         baseline_seconds = await _baseline_insert(site_id)  # last: its copies must not join the statement
         database = "SQLite (WAL)" if is_sqlite() else "PostgreSQL"
-        print(
-            f"billing bench on {database}: {len(unit_ids)} units, {issued} invoices, statement of {entries} entries {kinds}"
-        )
+        print(f"billing bench on {database}: {len(unit_ids)} units, {issued} invoices")
+        print(f"statement of {entries} entries: {kinds}")
         print("| what | time | baseline | ratio |")
         print("|---|---|---|---|")
         print(
@@ -248,9 +252,10 @@ async def _main(args: argparse.Namespace) -> None:
             f"{run_seconds:.2f} s ({run_seconds / issued * 1000:.1f} ms/invoice) | "
             f"{baseline_seconds:.3f} s (executemany of the same rows) | {run_seconds / baseline_seconds:.0f}x |"
         )
+        statement_ms, select_ms = _median(statement_times), _median(select_times)
         print(
-            f"| one unit's statement ({entries} entries), JSON | {_median(statement_times):.2f} ms | "
-            f"{_median(select_times):.2f} ms (plain SELECT) | {_median(statement_times) / _median(select_times):.1f}x |"
+            f"| one unit's statement ({entries} entries), JSON | {statement_ms:.2f} ms | "
+            f"{select_ms:.2f} ms (raw SELECT of the same columns) | {statement_ms / select_ms:.1f}x |"
         )
         print(f"| the same statement as CSV | {_median(csv_times):.2f} ms | | |")
     finally:
