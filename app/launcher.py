@@ -141,7 +141,9 @@ def run(settings: Settings) -> int:
         for role, username, password in DEMO_LOGINS:
             print(f"  {role:<14} {username:<36} {password}")
         if dashboard:
-            print(f"Nothing leaves this machine: SMS, WhatsApp, push and email go to local fakes; see {dashboard}")
+            print(
+                f"Nothing leaves this machine: SMS, WhatsApp, push, email and payments go to local fakes; see {dashboard}"
+            )
         print()
         env.setdefault("HOST", settings.host)
         env.update(public_url_env(settings))
