@@ -142,7 +142,8 @@ def run(settings: Settings) -> int:
             print(f"  {role:<14} {username:<36} {password}")
         if dashboard:
             print(
-                f"Nothing leaves this machine: SMS, WhatsApp, push, email and payments go to local fakes; see {dashboard}"
+                "Nothing leaves this machine: SMS, WhatsApp, push, email and payments go to local fakes; "
+                f"see {dashboard}"
             )
         print()
         env.setdefault("HOST", settings.host)
