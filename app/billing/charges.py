@@ -36,7 +36,7 @@ class NewCharge(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     unit_price_minor: Annotated[int, msgspec.Meta(ge=1, le=MAX_AMOUNT)]
     quantity_milli: Annotated[int, msgspec.Meta(ge=1, le=10**7)] = QUANTITY_ONE
     kind: Literal["charge", "credit"] = "charge"
-    charge_type: Annotated[str, msgspec.Meta(max_length=32)] = "one_off"
+    charge_type: Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,31}$")] = "one_off"
 
 
 class ChargeView(msgspec.Struct, frozen=True, kw_only=True):

@@ -39,6 +39,7 @@ import msgspec
 from litestar import MediaType, Request, Response, Router, get, post
 from litestar.params import FromPath
 
+from app.security.compare import safe_equals
 from notifications.fakes._util import TaskGroupLite, control_routes, merge_into_struct
 
 DEFAULT_KEY_ID = "rzp_test_fakeKey000000"
@@ -139,7 +140,7 @@ class RazorpayFake:
             key_id, _, secret = base64.b64decode(header[6:]).decode().partition(":")
         except ValueError:
             raise RazorpayError(401, "The api key provided is invalid") from None
-        if key_id != self.key_id or not hmac.compare_digest(secret, self.key_secret):
+        if key_id != self.key_id or not safe_equals(secret, self.key_secret):
             raise RazorpayError(401, "The api key provided is invalid")
 
     # ---------------------------------------------------------------- the API

@@ -47,3 +47,40 @@ async def set_area(world: World, unit_id: UUID, area_sqft_centi: int) -> None:
 
 async def monthly_run(world: World, period: str = PERIOD, issue_date: dt.date = ISSUE_DAY) -> RunResult:
     return await run_invoices(world.site_id, period, issue_date=issue_date)
+
+
+async def seed_two_of_everything(world: World) -> UUID:
+    """Two rows behind every billing list (the API-shape test); returns an invoice with two credit notes."""
+    from app.billing.invoicing import CreditLine, NewCreditNote, NewRun, issue_credit_note, queue_run
+    from app.billing.payments import ManualPayment, record_manual
+    from schema.billing import Reconciliation
+    from tests.support.slots import principal
+
+    await configure(world)
+    await setup.set_rate(world.site_id, RateChange(unit_kind="commercial", basis="per_sqft", amount_minor=500))
+    units = world.unit_ids[:2]
+    october = await run_invoices(world.site_id, "2026-10", issue_date=dt.date(2026, 10, 1), unit_ids=units)
+    await run_invoices(world.site_id, "2026-11", issue_date=dt.date(2026, 11, 1), unit_ids=units)
+    first = next(i for i in october.issued if i.unit_id == units[0])
+    for taxable in (10_000, 20_000):
+        await issue_credit_note(
+            world.site_id,
+            first.invoice_id,
+            NewCreditNote(reason="Lift down", lines=[CreditLine(line_no=1, taxable_minor=taxable)]),
+        )
+    for amount in (50_000, 60_000):
+        await record_manual(
+            principal(world, "fm_admin"), ManualPayment(unit_id=units[0], amount_minor=amount, method="cash")
+        )
+    for period in ("2026-10", "2026-11"):
+        await queue_run(world.site_id, NewRun(period=period), None)
+    now = dt.datetime.now(dt.UTC)
+    for days in (1, 2):
+        await Reconciliation(
+            site=world.site_id,
+            provider="razorpay",
+            window_from=now - dt.timedelta(days=days),
+            window_to=now,
+            ran_at=now,
+        ).save()
+    return first.invoice_id
