@@ -244,7 +244,7 @@ async def run_invoices(
 
 
 class NewRun(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    period: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$")]
+    period: Annotated[str, msgspec.Meta(pattern=r"^2[0-9]{3}-(0[1-9]|1[0-2])$")]
     issue_date: dt.date | None = None  # default: today, site time
 
 

@@ -404,8 +404,8 @@ async def set_unit_profile(
 
 def valid_period(period: str) -> tuple[dt.date, dt.date]:
     """'2026-12' -> its first and last day; anything else is a 422 naming ``period``."""
-    if not re.fullmatch(r"[0-9]{4}-(0[1-9]|1[0-2])", period):
-        raise InvalidInput.for_field("period", "must be a month, YYYY-MM")
+    if not re.fullmatch(r"2[0-9]{3}-(0[1-9]|1[0-2])", period):
+        raise InvalidInput.for_field("period", "must be a month, YYYY-MM, from 2000 on")
     year, month = int(period[:4]), int(period[5:])
     first = dt.date(year, month, 1)
     following = dt.date(year + (month == 12), month % 12 + 1, 1)

@@ -139,8 +139,11 @@ def _invoice_view(row: dict[str, Any], lines: list[dict[str, Any]] | None = None
 
 async def _scope(principal: Principal, unit_id: UUID | None) -> list[UUID] | None:
     """The units a list may show: None for all of the site (staff), else the caller's units (or the one asked)."""
-    if unit_id is not None:
-        await visible_unit(principal, unit_id)
+    if unit_id is not None:  # a unit the caller may not see (or none) lists nothing
+        try:
+            await visible_unit(principal, unit_id)
+        except NotFound:
+            return []
         return [unit_id]
     return None if principal.has_any(STAFF) else await my_unit_ids(principal)
 
