@@ -44,6 +44,7 @@ DOCS_ASSETS = "/schema/assets"
 
 def route_handlers() -> list[ControllerRouterHandler]:
     """Every HTTP and websocket entry point of the hub, in one list."""
+    from app.billing.routes import ROUTES as BILLING_ROUTES
     from app.complaints.routes import ROUTES as COMPLAINT_ROUTES
     from app.occupants.controller import OccupantController
     from app.privacy.routes import ROUTES as PRIVACY_ROUTES
@@ -80,6 +81,7 @@ def route_handlers() -> list[ControllerRouterHandler]:
         *COMPLAINT_ROUTES,
         *SLOT_ROUTES,
         *PRIVACY_ROUTES,
+        *BILLING_ROUTES,
         *__import__("app.dashboard.routes", fromlist=["ROUTES"]).ROUTES,
         docs_assets_router(),
         static_router(),

@@ -158,6 +158,7 @@ async def seed_demo_site(settings: Settings, *, units_per_floor: int = 10, floor
     technician_ids = [pid for pid, person in zip(person_ids, people, strict=True) if Role.TECHNICIAN in person.roles]
     await seed_complaint_setup(site.id, technician_ids)
     await seed_bookable_resources(site.id)
+    await seed_billing(site.id, unit_ids[:12])
     return site.id
 
 
@@ -239,3 +240,62 @@ async def seed_bookable_resources(site_id: UUID) -> None:
             ),
         )
     await slot_resources.create_resource(site_id, NewResource(category="valet", code="VALET", name="Valet desk"))
+
+
+async def seed_billing(site_id: UUID, unit_ids: list[UUID]) -> None:
+    """Billing set up (18 % GST, INR 3,500 a month), last month's invoices for a few units, some of them
+    paid in full or in part at the office, so the control room shows collections, ageing and defaulters.
+    The monthly cron (``billing_monthly``) issues this month's invoices on the site's run day."""
+    import datetime as dt
+
+    from app.billing import setup as billing_setup
+    from app.billing.charges import NewCharge, add_charge
+    from app.billing.invoicing import issue_invoice
+    from app.billing.payments import ProviderPayment, record_capture
+
+    await billing_setup.ensure_site(site_id)
+    await billing_setup.change_settings(
+        site_id,
+        billing_setup.SettingsChange(
+            legal_name="Demo Residency Apartment Owners Association",
+            address="1 Demo Road, Bengaluru 560001",
+            gstin="29AABCD1234E1Z5",
+            state_code="29",
+        ),
+    )
+    await billing_setup.set_rate(
+        site_id, billing_setup.RateChange(unit_kind="residential", basis="per_unit", amount_minor=350_000)
+    )
+    today = await billing_setup.site_today(site_id)
+    last_month = (today.replace(day=1) - dt.timedelta(days=1)).replace(day=1)
+    for index, unit_id in enumerate(unit_ids):
+        await add_charge(
+            site_id,
+            NewCharge(
+                unit_id=unit_id,
+                description=f"Maintenance {last_month:%Y-%m}",
+                unit_price_minor=350_000,
+                charge_type="maintenance",
+            ),
+        )
+        issued = await issue_invoice(site_id, unit_id, last_month, period=last_month.strftime("%Y-%m"))
+        if issued is None or isinstance(issued, str) or index % 3 == 2:
+            continue  # every third unit has not paid
+        amount = issued.total_minor if index % 3 == 0 else issued.total_minor // 2
+        await record_capture(
+            "cash",
+            ProviderPayment(
+                id=f"manual:demo-{unit_id}",
+                order_id=None,
+                amount_minor=amount,
+                currency="INR",
+                status="captured",
+                method="cash",
+                refunded_minor=0,
+                created_at=0,
+            ),
+            site_id=site_id,
+            unit_id=unit_id,
+            method="cash",
+            paid_on=last_month + dt.timedelta(days=5),
+        )

@@ -17,6 +17,7 @@ APP_CONFIG = AppConfig(
             "schema.complaints",
             "schema.slots",
             "schema.privacy",
+            "schema.billing",
         ],
         exclude_imported=True,
     ),

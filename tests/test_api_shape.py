@@ -28,6 +28,7 @@ from app.slots.availability import AvailabilityFeed
 from app.visitors import approvals, gate
 from schema.jsonvalue import as_list
 from schema.visitors import VisitorApprovalStep, VisitorMessage, VisitorPass
+from tests.support import billing as billing_support
 from tests.support import complaints as complaint_support
 from tests.support import slots as slot_support
 from tests.support.routes import PARAM, Operation, operations
@@ -172,7 +173,12 @@ async def _seed(world: World, settings: Any, redis: Any, client: Any) -> dict[st
         assert made.status_code == 202, made.text
         await exports.build_export(settings, redis, directory_for(settings), UUID(made.json()["id"]))
 
+    # billing: two invoices of one unit and a second unit's (two defaulters), two receipts, two credit notes
+    # on one invoice, two runs, two rates, two reconciliations
+    invoice_id = await billing_support.seed_two_of_everything(world)
+
     return {
+        "invoice_id": str(invoice_id),
         "complaint_id": str(raised[0].id),
         "person_id": str(world.people["occupant"]),
         "approval_id": str(prompted),
@@ -461,7 +467,8 @@ async def test_every_csv_answers_text_csv_with_one_charset(app: Any, client: Any
         ]
         params = "&".join(f"{name}={query[name]}" for name in required)
         role = _caller(world, operation)
-        response = await client.get(f"{operation.path}?{params}", headers=world.headers(role))
+        path = operation.url({"unit_id": str(world.unit_ids[0])})
+        response = await client.get(f"{path}?{params}", headers=world.headers(role))
         assert response.status_code == 200, (operation.path, response.text)
         assert response.headers["content-type"] == "text/csv; charset=utf-8", operation.path
 

@@ -25,6 +25,8 @@ NOT_FREE_TEXT = {
     "daily_from", "daily_until", "currency", "voice_caller_id", "category", "subcategory", "skill",
     "subcategories[]", "skills[]", "stage", "class_name", "preview_id", "unit_id", "kind",
     "lane", "image_ref", "error_code", "info", "slot_code", "bay",
+    # billing: codes with a pattern of their own (a GSTIN, an HSN/SAC code, a month, a charge type)
+    "gstin", "customer_gstin", "state_code", "invoice_prefix", "hsn_sac", "unit_kind", "charge_type", "period",
 }  # fmt: skip
 # Checked by hand after decoding: the walk-in form (multipart, app.visitors.gate.register_walk_in) and
 # a person's name (app.occupants.service.clean_name, shared with the importer).

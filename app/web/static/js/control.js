@@ -1,11 +1,12 @@
 // The control room: complaints by status and SLA, the gate feed, guard consoles online, slot
-// availability, the announcement composer with live counters, and 30-day charts.
+// availability, collections (billing), the announcement composer with live counters, and 30-day charts.
 //
 // Each board starts from a REST snapshot and then follows the realtime topics: complaint and
 // visitor events, presence and announcement progress on site:{id}:control, availability on
 // site:{id}:slots. A `resync` (history gone, new epoch) refetches the snapshot.
 import { api, itemsOf, ApiError, NetworkError } from "./api.js";
 import { Announcements, wireComposer } from "./control-announce.js";
+import { loadCollections, onBillingEvent } from "./control-billing.js";
 import { drawCharts } from "./control-charts.js";
 import { t } from "./i18n.js";
 import { Realtime } from "./realtime.js";
@@ -358,6 +359,7 @@ function onControlEvent(event) {
   } else if (event.type.startsWith("visitor.")) onGateEvent(event);
   else if (event.type === "presence.changed") onPresenceChanged(event.data);
   else if (event.type === "announcement.progress") announcements.onProgress(event.data);
+  else if (event.type.startsWith("billing.")) onBillingEvent(event);
 }
 
 function reloadControl() {
@@ -365,6 +367,7 @@ function reloadControl() {
   loadGate();
   quietly(announcements.load());
   refreshCharts();
+  loadCollections();
 }
 
 const realtime = new ControlRealtime();

@@ -7,11 +7,12 @@ import * as feed from "./occupant-feed.js";
 import * as visitors from "./occupant-visitors.js";
 import * as complaints from "./occupant-complaints.js";
 import * as bookings from "./occupant-bookings.js";
+import * as bills from "./occupant-bills.js";
 import * as settings from "./occupant-settings.js";
 
 const realtime = new Realtime();
 showConnection(realtime);
-const sections = [feed, visitors, complaints, bookings, settings];
+const sections = [feed, visitors, complaints, bookings, bills, settings];
 const ctx = { config, realtime };
 for (const section of sections) section.init(ctx);
 
@@ -42,6 +43,10 @@ for (const tab of tabs) {
     }
   });
 }
+// A link may open a section: /app?section=bills (where the payment page sends the payer back).
+const asked = new URLSearchParams(location.search).get("section");
+const askedTab = tabs.find((candidate) => candidate.dataset.tab === asked);
+if (askedTab) select(askedTab);
 document.addEventListener("occupant:show", (event) => {
   const tab = tabs.find((candidate) => candidate.dataset.tab === event.detail);
   if (tab) select(tab);
