@@ -46,6 +46,7 @@ def route_handlers() -> list[ControllerRouterHandler]:
     """Every HTTP and websocket entry point of the hub, in one list."""
     from app.complaints.routes import ROUTES as COMPLAINT_ROUTES
     from app.occupants.controller import OccupantController
+    from app.permits.routes import ROUTES as PERMIT_ROUTES
     from app.privacy.routes import ROUTES as PRIVACY_ROUTES
     from app.sites.controller import SiteController
     from app.slots.routes import ROUTES as SLOT_ROUTES
@@ -71,6 +72,7 @@ def route_handlers() -> list[ControllerRouterHandler]:
         *COMPLAINT_ROUTES,
         *SLOT_ROUTES,
         *PRIVACY_ROUTES,
+        *PERMIT_ROUTES,
         *__import__("app.dashboard.routes", fromlist=["ROUTES"]).ROUTES,
         docs_assets_router(),
         static_router(),

@@ -17,6 +17,8 @@ APP_CONFIG = AppConfig(
             "schema.complaints",
             "schema.slots",
             "schema.privacy",
+            "schema.permits",
+            "schema.attendance",
         ],
         exclude_imported=True,
     ),

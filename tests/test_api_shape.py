@@ -27,9 +27,11 @@ from app.slots import valet
 from app.slots.availability import AvailabilityFeed
 from app.visitors import approvals, gate
 from schema.jsonvalue import as_list
+from schema.permits import PermitEntry
 from schema.visitors import VisitorApprovalStep, VisitorMessage, VisitorPass
 from tests.support import complaints as complaint_support
 from tests.support import slots as slot_support
+from tests.support.ids_permits import approved_vendor_permit
 from tests.support.routes import PARAM, Operation, operations
 from tests.support.visitors import add_occupant, deps_for, one_time_pass, principal_of
 from tests.support.world import World
@@ -172,7 +174,16 @@ async def _seed(world: World, settings: Any, redis: Any, client: Any) -> dict[st
         assert made.status_code == 202, made.text
         await exports.build_export(settings, redis, directory_for(settings), UUID(made.json()["id"]))
 
+    # permits: two approved vendor permits valid now (the gate's list for today), two entries under the first
+    permits = [
+        await approved_vendor_permit(world, settings, redis, start=now - dt.timedelta(hours=1), phone=phone)
+        for phone in ("+919800000011", "+919800000012")
+    ]
+    for _ in range(2):
+        await PermitEntry(site=world.site_id, permit=permits[0].id, checked_in_at=now).save()
+
     return {
+        "permit_id": str(permits[0].id),
         "complaint_id": str(raised[0].id),
         "person_id": str(world.people["occupant"]),
         "approval_id": str(prompted),
