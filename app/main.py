@@ -44,6 +44,7 @@ DOCS_ASSETS = "/schema/assets"
 
 def route_handlers() -> list[ControllerRouterHandler]:
     """Every HTTP and websocket entry point of the hub, in one list."""
+    from app.attendance.routes import ROUTES as ATTENDANCE_ROUTES
     from app.complaints.routes import ROUTES as COMPLAINT_ROUTES
     from app.occupants.controller import OccupantController
     from app.permits.routes import ROUTES as PERMIT_ROUTES
@@ -73,6 +74,7 @@ def route_handlers() -> list[ControllerRouterHandler]:
         *SLOT_ROUTES,
         *PRIVACY_ROUTES,
         *PERMIT_ROUTES,
+        *ATTENDANCE_ROUTES,
         *__import__("app.dashboard.routes", fromlist=["ROUTES"]).ROUTES,
         docs_assets_router(),
         static_router(),

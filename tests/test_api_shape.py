@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from litestar.routes import HTTPRoute
 
+from app.attendance import config as attendance_config
 from app.auth.roles import Role, is_framework_handler
 from app.people.directory import cipher_for, directory_for
 from app.privacy import exports
@@ -31,6 +32,7 @@ from schema.permits import PermitEntry
 from schema.visitors import VisitorApprovalStep, VisitorMessage, VisitorPass
 from tests.support import complaints as complaint_support
 from tests.support import slots as slot_support
+from tests.support.ids_attendance import staff_with_punches
 from tests.support.ids_permits import approved_vendor_permit
 from tests.support.routes import PARAM, Operation, operations
 from tests.support.visitors import add_occupant, deps_for, one_time_pass, principal_of
@@ -182,7 +184,11 @@ async def _seed(world: World, settings: Any, redis: Any, client: Any) -> dict[st
     for _ in range(2):
         await PermitEntry(site=world.site_id, permit=permits[0].id, checked_in_at=now).save()
 
+    # attendance: two shifts, two staff on the roster, each checked in and out this hour
+    staff_ids = await staff_with_punches(world, settings, redis, ("Savitri", "Kiran"))
+
     return {
+        "staff_id": str(staff_ids[0]),
         "permit_id": str(permits[0].id),
         "complaint_id": str(raised[0].id),
         "person_id": str(world.people["occupant"]),
@@ -466,13 +472,17 @@ async def test_every_csv_answers_text_csv_with_one_charset(app: Any, client: Any
         if operation.method == "GET" and any(kind.startswith("text/csv") for kind in content):
             csv_routes.append(operation)
     assert len(csv_routes) >= 5, [o.path for o in csv_routes]
+    member = await attendance_config.add_staff(
+        world.settings, world.site_id, attendance_config.StaffInput(name="Savitri", category="housekeeping")
+    )
+    path_values = {"staff_id": str(member.id)}  # per-person CSVs (the monthly attendance sheet)
     for operation in csv_routes:
         required = [
             p["name"] for p in operation.operation.get("parameters", []) if p.get("in") == "query" and p["required"]
         ]
         params = "&".join(f"{name}={query[name]}" for name in required)
         role = _caller(world, operation)
-        response = await client.get(f"{operation.path}?{params}", headers=world.headers(role))
+        response = await client.get(f"{operation.url(path_values)}?{params}", headers=world.headers(role))
         assert response.status_code == 200, (operation.path, response.text)
         assert response.headers["content-type"] == "text/csv; charset=utf-8", operation.path
 

@@ -33,6 +33,7 @@ SECTION_MODULES: Final = (
     "app.slots.personal_data",
     "app.privacy.personal_data",
     "app.permits.personal_data",
+    "app.attendance.personal_data",
 )
 
 
