@@ -1,12 +1,12 @@
 """The occupant app (``/app``): mobile-first, for the people who live or work in the units.
 
-The page is a server-rendered skeleton with five sections (Home, Visitors, Complaints, Bookings,
+The page is a server-rendered skeleton with six sections (Home, Visitors, Complaints, Permits, Bookings,
 Settings); ``occupant.js`` fills each from the existing APIs and keeps it live over ``/ws``
 (the person's ``user:`` and ``unit:`` topics, ``site:{id}:slots``, and ``complaint:{id}`` for the
 complaint being followed). Every rule stays on the server: the page shows what the APIs answer.
 
 DOM contract (other consoles' tests rely on it):
-- navigation: ``role="tab"`` buttons named Home, Visitors, Complaints, Bookings, Settings;
+- navigation: ``role="tab"`` buttons named Home, Visitors, Complaints, Permits, Bookings, Settings;
 - ``#unread-count``: the number of unread feed entries (inside the Home tab);
 - ``[data-approval-id][data-status]``: a visitor at the gate (pending | approved | denied | leave_at_gate),
   above the tabs so it shows whatever section is open; buttons Approve, Deny, Leave at gate while pending,
@@ -14,7 +14,9 @@ DOM contract (other consoles' tests rely on it):
 - ``[data-resource-id][data-free]``: "1" and "Free" when the resource is free for the chosen start and
   length (default: the earliest free start today), else "0" and "Taken";
 - ``[data-complaint-id][data-status]``: each of my complaints in the list (the API's status name); the
-  complaint open in detail is ``#complaint-detail[data-detail-id][data-detail-status]``.
+  complaint open in detail is ``#complaint-detail[data-detail-id][data-detail-status]``;
+- ``#permits li[data-permit-id][data-status]``: each of my permits (the API's status name); the one open
+  in detail is ``#permit-detail``, its history ``#permit-detail .steps li``.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 // The control room: complaints by status and SLA, the gate feed, guard consoles online, slot
-// availability, the announcement composer with live counters, and 30-day charts.
+// availability, the announcement composer with live counters, 30-day charts, and the operations
+// boards (the permit queue, staff attendance, the monthly sheet: control-operations.js).
 //
 // Each board starts from a REST snapshot and then follows the realtime topics: complaint and
 // visitor events, presence and announcement progress on site:{id}:control, availability on
@@ -7,6 +8,7 @@
 import { api, itemsOf, ApiError, NetworkError } from "./api.js";
 import { Announcements, wireComposer } from "./control-announce.js";
 import { drawCharts } from "./control-charts.js";
+import * as operations from "./control-operations.js";
 import { t } from "./i18n.js";
 import { Realtime } from "./realtime.js";
 import { age, clock, el, fill, showConnection, toast, when } from "./shell.js";
@@ -352,6 +354,7 @@ const announcements = new Announcements(document.getElementById("announcements")
 wireComposer(document.getElementById("announce-form"), announcements);
 
 function onControlEvent(event) {
+  if (operations.onEvent(event)) return;
   if (event.type.startsWith("complaint.")) {
     loadComplaints();
     if (event.type !== "complaint.note_added" && event.type !== "complaint.commented") refreshCharts();
@@ -361,12 +364,14 @@ function onControlEvent(event) {
 }
 
 function reloadControl() {
+  operations.reload();
   loadComplaints();
   loadGate();
   quietly(announcements.load());
   refreshCharts();
 }
 
+operations.init();
 const realtime = new ControlRealtime();
 realtime.on(CONTROL, onControlEvent, reloadControl);
 realtime.on(SLOTS, onSlotsEvent, loadAvailability);
