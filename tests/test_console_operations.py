@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,7 +22,7 @@ from app.attendance.alerts import check_attendance
 from schema.attendance import Punch
 from schema.permits import PermitEntry
 from tests.support.attendance import rostered
-from tests.support.browser import DESKTOP, PHONE, screenshot, signed_in_page
+from tests.support.browser import DESKTOP, PHONE, screenshot, serious_accessibility_violations, signed_in_page
 from tests.support.ids_permits import approved_vendor_permit
 from tests.support.servers import FAST, InProcessServer
 
@@ -94,6 +95,7 @@ async def test_the_guard_lets_a_vendor_in_only_inside_the_permits_window(
         await expect(card).to_contain_text("A-101")
         await expect(card).to_contain_text("Approved by Fm Admin (FM desk)")
         await screenshot(page, "guard-permit-valid")
+        assert await serious_accessibility_violations(page) == []
         await card.get_by_role("button", name="Let Anil Vendor in").click()
         await expect(result).to_have_attribute("data-outcome", "checked_in", timeout=3000)
         await expect(card.locator("li[data-inside='1']")).to_contain_text("Anil Vendor")
@@ -176,6 +178,7 @@ async def test_an_occupant_applies_follows_and_resubmits_a_permit(
         await expect(item).to_have_attribute("data-status", "approved", timeout=3000)
         await expect(page.locator("#permit-detail .steps li")).to_have_count(4, timeout=3000)
         await screenshot(page, "occupant-permit-360")
+        assert await serious_accessibility_violations(page) == []
         assert page.script_errors == []
     finally:
         await page.context.close()
@@ -206,6 +209,15 @@ async def test_the_control_room_decides_permits_and_sees_late_staff_live(
         row = page.locator(f"#attendance-board li[data-staff-id='{member}']")
         await expect(row).to_have_attribute("data-state", "not_arrived", timeout=5000)
         await expect(page.locator("#attendance-alerts li")).to_contain_text("Suresh Guard is late")
+        # The sheet of the month for them, from the page, with its CSV link.
+        await page.get_by_label("Staff member").select_option(str(member))
+        await page.get_by_role("button", name="Show the sheet").click()
+        await expect(page.locator("#sheet-rows tr")).not_to_have_count(0, timeout=3000)
+        await expect(page.locator("#sheet-csv")).to_have_attribute(
+            "href", re.compile(rf"/api/attendance/staff/{member}/sheet.csv\?month=\d{{4}}-\d\d")
+        )
+        await screenshot(page, "control-operations-1920")
+        assert await serious_accessibility_violations(page) == []
         assert page.script_errors == []
     finally:
         await page.context.close()
@@ -259,6 +271,7 @@ async def test_a_guard_checks_in_from_their_phone_only_inside_the_geofence(
         await expect(page.locator("#me-result .result-title")).to_have_text("Checked in", timeout=5000)
         await expect(page.locator("#me-status")).to_have_attribute("data-inside", "1")
         await expect(page.get_by_role("button", name="Check out here")).to_be_visible()
+        assert await serious_accessibility_violations(page) == []
         stored = await Punch.select(Punch.source, Punch.inside_geofence, Punch.accuracy_m).where(
             Punch.site == world.site_id
         )
