@@ -227,12 +227,14 @@ def constrain(prop: Schema, info: msgspec.inspect.Type) -> Schema:
         if item is not None and (prop.items is None or isinstance(prop.items, Schema)):
             prop.items = item
     elif isinstance(info, msgspec.inspect.DictType):
-        key = scalar_schema(info.key_type)
-        if key is not None:
-            prop.property_names = key
-        value = scalar_schema(info.value_type)
-        if value is not None and (prop.additional_properties is None or isinstance(prop.additional_properties, Schema)):
-            prop.additional_properties = value
+        key_schema = scalar_schema(info.key_type)
+        if key_schema is not None:
+            prop.property_names = key_schema
+        value_schema = scalar_schema(info.value_type)
+        if value_schema is not None and (
+            prop.additional_properties is None or isinstance(prop.additional_properties, Schema)
+        ):
+            prop.additional_properties = value_schema
     return prop
 
 
