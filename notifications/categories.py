@@ -52,7 +52,7 @@ DEFAULT_TTL_SECONDS: Final = {
     Category.BOOKING: 12 * 3600,
     Category.BILLING: 3 * 24 * 3600,
     Category.PERMIT: 24 * 3600,
-    Category.ATTENDANCE: 4 * 3600,  # a late guard matters now; by the next shift it is the sheet's business
+    Category.ATTENDANCE: 12 * 3600,  # held by the supervisor's quiet hours, still worth reading in the morning
     Category.ANNOUNCEMENT: 24 * 3600,
     Category.PROMOTIONAL: 24 * 3600,
 }
