@@ -30,11 +30,11 @@ from app.db import is_sqlite, write_transaction
 from app.errors import Conflict, FieldError, InvalidInput, NotFound
 from app.text import MULTI_LINE
 from app.visitors.gate import GateName
+from app.visitors.passes import site_zone_of
 from realtime.publish import Publisher
 from realtime.topics import site_topic
 from schema.attendance import Correction, Punch, StaffMember
 from schema.attendance_events import ATTENDANCE_CORRECTED, ATTENDANCE_PUNCHED, Corrected, Punched
-from schema.tables import Site
 
 logger = logging.getLogger("opshub.attendance")
 EARTH_RADIUS_M = 6_371_008.8
@@ -147,7 +147,7 @@ async def _record(
     accuracy: float | None = None,
     visit: UUID | None = None,
 ) -> dict[str, Any]:
-    zone = await _zone(staff["site"])
+    zone = await site_zone_of(staff["site"])
     punch = Punch(
         site=staff["site"],
         staff=staff["id"],
@@ -189,11 +189,6 @@ async def _record(
         gate=True,
     )
     return row
-
-
-async def _zone(site_id: UUID) -> ZoneInfo:
-    row = await Site.select(Site.timezone).where(Site.id == site_id).first()
-    return ZoneInfo(row["timezone"] if row and row["timezone"] else "Asia/Kolkata")
 
 
 async def publish(

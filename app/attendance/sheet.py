@@ -27,15 +27,13 @@ from app.attendance.duties import Duty, arrival, duties_on, minutes_between, sta
 from app.attendance.punches import PunchView, punch_view
 from app.config import Settings
 from app.errors import InvalidInput
+from app.visitors.passes import site_zone_of
 from schema.attendance import AttendanceAlert, Correction, Punch
-from schema.tables import Site
 
 DayStatus = Literal["present", "late", "absent", "upcoming", "off", "extra"]
 
 
-async def site_zone(site_id: UUID) -> ZoneInfo:
-    row = await Site.select(Site.timezone).where(Site.id == site_id).first()
-    return ZoneInfo(row["timezone"] if row and row["timezone"] else "Asia/Kolkata")
+site_zone = site_zone_of  # the site's wall clock, as the visitors module reads it
 
 
 @dataclass(frozen=True, slots=True)

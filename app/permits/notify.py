@@ -21,6 +21,7 @@ from app.auth.roles import Role
 from app.config import Settings
 from app.permits.lifecycle import Action, Status
 from app.permits.types import ChainStep, chain_of
+from app.visitors.passes import site_zone_of
 from notifications.audience import Audience
 from notifications.categories import Category, Channel, Urgency
 from notifications.service import NotificationRequest, create_notification
@@ -28,14 +29,12 @@ from realtime.publish import Publisher
 from realtime.topics import site_topic, unit_topic, user_topic
 from schema.permits import PermitType
 from schema.permits_events import PERMIT_CHANGED, PermitChanged
-from schema.tables import Person, Site, Unit
+from schema.tables import Person, Unit
 
 logger = logging.getLogger("opshub.permits")
 
 
-async def site_zone(site_id: UUID) -> ZoneInfo:
-    row = await Site.select(Site.timezone).where(Site.id == site_id).first()
-    return ZoneInfo(row["timezone"] if row and row["timezone"] else "Asia/Kolkata")
+site_zone = site_zone_of  # the site's wall clock, as the visitors module reads it
 
 
 def local_text(value: dt.datetime, zone: ZoneInfo) -> str:
