@@ -28,6 +28,12 @@ from tests.support.servers import FAST, InProcessServer
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
+# A moment (ms since the epoch) as a datetime-local input's value, in the browser's own clock.
+LOCAL_INPUT = """(ms) => {
+  const d = new Date(ms), p = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}`;
+}"""
+
 
 @pytest.fixture(scope="module")
 async def server(settings: Any) -> AsyncIterator[InProcessServer]:
@@ -216,6 +222,15 @@ async def test_the_control_room_decides_permits_and_sees_late_staff_live(
         await expect(page.locator("#sheet-csv")).to_have_attribute(
             "href", re.compile(rf"/api/attendance/staff/{member}/sheet.csv\?month=\d{{4}}-\d\d")
         )
+        # A supervisor adds the check-in the guard missed, with the reason; the record shows both.
+        await page.get_by_label("Reason for a correction").fill("Came by the service gate")
+        missed = (began + dt.timedelta(minutes=5)).timestamp() * 1000
+        await page.get_by_label("When").fill(await page.evaluate(LOCAL_INPUT, missed))
+        await page.get_by_role("button", name="Add the missed one").click()
+        added = page.locator("#sheet-punches li[data-source='correction']")
+        await expect(added).to_contain_text("Came by the service gate", timeout=3000)
+        stored = await Punch.select(Punch.source, Punch.kind).where(Punch.staff == member)
+        assert stored == [{"source": "correction", "kind": "in"}]
         await screenshot(page, "control-operations-1920")
         assert await serious_accessibility_violations(page) == []
         assert page.script_errors == []

@@ -170,8 +170,77 @@ function hours(minutes) {
   return `${Math.floor(minutes / 60)}:${String(minutes % 60).padStart(2, "0")}`;
 }
 
+const SOURCES = {
+  gate: t("at the gate"),
+  phone: t("from the phone"),
+  daily_help_pass: t("on the daily-help pass"),
+  correction: t("added by a supervisor"),
+};
+
+function kindWord(kind) {
+  return kind === "in" ? t("check-in") : t("check-out");
+}
+
+function correctionReason() {
+  const input = document.getElementById("correction-reason");
+  const reason = input.value.trim();
+  if (reason.length < 3) {
+    input.focus();
+    toast(t("Say why: every correction keeps its reason."), "bad");
+    return null;
+  }
+  return reason;
+}
+
+async function correct(staffId, body) {
+  try {
+    await api(`/api/attendance/staff/${staffId}/corrections`, { json: body });
+    document.getElementById("correction-reason").value = "";
+    await showSheet();
+  } catch (error) {
+    toast(error instanceof ApiError ? error.message : String(error), "bad");
+  }
+}
+
+async function showPunches(staffId, month) {
+  const punches = await allItems(`/api/attendance/staff/${staffId}/punches?month=${month}`);
+  fill(
+    "sheet-punches",
+    punches.length
+      ? punches.map((punch) =>
+          el(
+            "li",
+            { dataset: { punchId: punch.id, source: punch.source, voided: punch.voided_at ? "1" : "0" } },
+            el(
+              punch.voided_at ? "s" : "span",
+              { class: "grow" },
+              `${when(punch.at)} · ${punch.kind === "in" ? t("Check-in") : t("Check-out")} ${SOURCES[punch.source] || punch.source}`,
+            ),
+            punch.correction_reason ? el("span", { class: "muted" }, punch.correction_reason) : null,
+            punch.voided_at
+              ? null
+              : el(
+                  "button",
+                  {
+                    type: "button",
+                    class: "btn",
+                    "aria-label": t("Void the {what} of {time}", { what: kindWord(punch.kind), time: when(punch.at) }),
+                    onclick: () => {
+                      const reason = correctionReason();
+                      if (reason) correct(staffId, { action: "void", punch_id: punch.id, reason });
+                    },
+                  },
+                  t("Void"),
+                ),
+          ),
+        )
+      : [el("li", { class: "empty" }, t("No check-ins this month."))],
+  );
+  document.getElementById("corrections").hidden = false;
+}
+
 async function showSheet(event) {
-  event.preventDefault();
+  event?.preventDefault();
   const staffId = document.getElementById("sheet-staff").value;
   const month = document.getElementById("sheet-month").value;
   if (!staffId || !month) return;
@@ -203,6 +272,7 @@ async function showSheet(event) {
       ),
     );
     document.getElementById("sheet-table").hidden = false;
+    await showPunches(staffId, month);
   } catch (error) {
     toast(error instanceof ApiError ? error.message : String(error), "bad");
   }
@@ -241,6 +311,18 @@ export function init() {
     month.value = `${now.getFullYear()}-${String(now.getMonth() + 1).padStart(2, "0")}`;
   }
   document.getElementById("sheet-form").addEventListener("submit", showSheet);
+  document.getElementById("correction-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const staffId = document.getElementById("sheet-staff").value;
+    const at = document.getElementById("correction-at").value;
+    const reason = correctionReason();
+    if (!staffId || !reason) return;
+    if (!at) {
+      document.getElementById("correction-at").focus();
+      return;
+    }
+    correct(staffId, { action: "add", kind: document.getElementById("correction-kind").value, at: new Date(at).toISOString(), reason });
+  });
   renderAlerts();
   // States move with the clock (due -> not arrived) between events.
   setInterval(loadBoard, 60000);
