@@ -1,7 +1,8 @@
 """The demo site that `make run` seeds into an empty database.
 
 Two towers of 100 units each, two occupants per unit (owner and tenant/family), guards,
-technicians with skills, FM and site admins, amenities, EV chargers and parking slots.
+technicians with skills, FM and site admins, amenities, EV chargers and parking slots, two permits
+and the staff attendance roster.
 Only the demo logins get passwords (argon2 is deliberately slow; 400 hashes would not be).
 """
 
@@ -159,6 +160,8 @@ async def seed_demo_site(settings: Settings, *, units_per_floor: int = 10, floor
     await seed_complaint_setup(site.id, technician_ids)
     await seed_bookable_resources(site.id)
     await seed_billing(site.id, unit_ids[:12])
+    by_email = {person.email: pid for pid, person in zip(person_ids, people, strict=True) if person.email}
+    await seed_operations(settings, site.id, unit_ids[0], by_email)
     return site.id
 
 
@@ -299,3 +302,114 @@ async def seed_billing(site_id: UUID, unit_ids: list[UUID]) -> None:
             method="cash",
             paid_on=last_month + dt.timedelta(days=5),
         )
+
+
+async def seed_operations(settings: Settings, site_id: UUID, unit_id: UUID, by_email: dict[str, UUID]) -> None:
+    """Permits and staff attendance: the resident's fit-out waiting for the FM manager, a vendor's permit
+    approved for today (the guard can check +91 98111 00001 or KA05MN4321 at the gate), a geofence,
+    three shifts and four staff on the roster."""
+    import datetime as dt
+    import io
+
+    from PIL import Image
+
+    from app.attendance import config as attendance
+    from app.auth.principal import Principal
+    from app.permits import service as permits
+    from app.permits import types as permit_types
+    from app.redis import create_redis
+
+    def principal(email: str, role: Role) -> Principal:
+        return Principal(
+            person_id=by_email[email], site_id=site_id, roles=frozenset({role}), token_id="seed", expires_at=0
+        )
+
+    resident = principal("resident@demo.opshub.test", Role.OCCUPANT)
+    fm = principal("fm@demo.opshub.test", Role.FM_ADMIN)
+    now = dt.datetime.now(dt.UTC)
+    drawing = io.BytesIO()
+    Image.new("RGB", (320, 200), (235, 235, 225)).save(drawing, format="JPEG")
+    await permit_types.ensure_defaults(site_id)
+    redis = create_redis(settings)
+    try:
+        fit_out = await permits.apply(
+            settings,
+            redis,
+            resident,
+            permits.PermitInput(
+                type="fit_out",
+                title="Kitchen remodel",
+                unit_id=unit_id,
+                valid_from=now + dt.timedelta(days=2),
+                valid_until=now + dt.timedelta(days=9),
+                values={
+                    "scope_of_work": "New counter top, wall tiles and two power points",
+                    "contractor": "Sharma Interiors",
+                    "structural_changes": False,
+                    "debris": "contractor removes daily",
+                },
+                declarations=["hours", "structure", "damage"],
+                people=[permits.PersonInput(name="Ravi Kumar", phone="+919811100002")],
+            ),
+        )
+        await permits.add_attachment(settings, resident, fit_out.id, "drawing", drawing.getvalue())
+        await permits.submit(settings, redis, resident, fit_out.id, permits.VersionInput())
+        vendor = await permits.apply(
+            settings,
+            redis,
+            resident,
+            permits.PermitInput(
+                type="vendor_access",
+                title="AC servicing",
+                unit_id=unit_id,
+                valid_from=now - dt.timedelta(hours=1),
+                valid_until=now + dt.timedelta(hours=10),
+                values={"vendor": "CoolAir", "purpose": "Service the two split ACs"},
+                declarations=["escort"],
+                people=[permits.PersonInput(name="Anil (CoolAir)", phone="+919811100001")],
+                vehicles=[permits.VehicleInput(plate="KA05MN4321", description="CoolAir van")],
+            ),
+        )
+        await permits.submit(settings, redis, resident, vendor.id, permits.VersionInput())
+        await permits.decide(settings, redis, fm, vendor.id, permits.DecisionInput(decision="approve"))
+    finally:
+        await redis.aclose()
+
+    await attendance.save_settings(
+        site_id,
+        attendance.SettingsInput(
+            geofence=attendance.Geofence(latitude=12.9716, longitude=77.5946, radius_m=250),
+            supervisor_id=fm.person_id,
+        ),
+    )
+    shifts = {
+        code: await attendance.add_shift(site_id, attendance.ShiftInput(code=code, name=name, start=start, end=end))
+        for code, name, start, end in (
+            ("morning", "Morning", "06:00", "14:00"),
+            ("evening", "Evening", "14:00", "22:00"),
+            ("night", "Night", "22:00", "06:00"),
+        )
+    }
+    staff = [
+        ("Guard 1", "guard", by_email["guard1@demo.opshub.test"], None, "morning", range(7)),
+        ("Guard 2", "guard", by_email["guard2@demo.opshub.test"], None, "evening", range(7)),
+        ("Guard 3", "guard", by_email["guard3@demo.opshub.test"], None, "night", range(7)),
+        ("Lakshmi", "housekeeping", None, "+919811100003", "morning", range(6)),
+    ]
+    for name, category, person, phone, shift, days in staff:
+        member = await attendance.add_staff(
+            settings,
+            site_id,
+            attendance.StaffInput(name=name, category=category, person_id=person, phone=phone),  # type: ignore[arg-type]
+        )
+        await attendance.put_roster(
+            site_id,
+            member.id,
+            attendance.RosterInput(entries=[attendance.RosterItem(weekday=d, shift_id=shifts[shift].id) for d in days]),
+        )
+    # The first technician's roster is their complaint shifts (days), read by attendance as they are.
+    await attendance.add_staff(
+        settings,
+        site_id,
+        attendance.StaffInput(name="Technician 1", category="technician", person_id=by_email["tech1@demo.opshub.test"]),
+    )

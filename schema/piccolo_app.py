@@ -18,6 +18,8 @@ APP_CONFIG = AppConfig(
             "schema.slots",
             "schema.privacy",
             "schema.billing",
+            "schema.permits",
+            "schema.attendance",
         ],
         exclude_imported=True,
     ),

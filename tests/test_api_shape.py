@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from litestar.routes import HTTPRoute
 
+from app.attendance import config as attendance_config
 from app.auth.roles import Role, is_framework_handler
 from app.people.directory import cipher_for, directory_for
 from app.privacy import exports
@@ -27,10 +28,13 @@ from app.slots import valet
 from app.slots.availability import AvailabilityFeed
 from app.visitors import approvals, gate
 from schema.jsonvalue import as_list
+from schema.permits import PermitEntry
 from schema.visitors import VisitorApprovalStep, VisitorMessage, VisitorPass
 from tests.support import billing as billing_support
 from tests.support import complaints as complaint_support
 from tests.support import slots as slot_support
+from tests.support.ids_attendance import staff_with_punches
+from tests.support.ids_permits import approved_vendor_permit
 from tests.support.routes import PARAM, Operation, operations
 from tests.support.visitors import add_occupant, deps_for, one_time_pass, principal_of
 from tests.support.world import World
@@ -177,8 +181,21 @@ async def _seed(world: World, settings: Any, redis: Any, client: Any) -> dict[st
     # on one invoice, two runs, two rates, two reconciliations
     invoice_id = await billing_support.seed_two_of_everything(world)
 
+    # permits: two approved vendor permits valid now (the gate's list for today), two entries under the first
+    permits = [
+        await approved_vendor_permit(world, settings, redis, start=now - dt.timedelta(hours=1), phone=phone)
+        for phone in ("+919800000011", "+919800000012")
+    ]
+    for _ in range(2):
+        await PermitEntry(site=world.site_id, permit=permits[0].id, checked_in_at=now).save()
+
+    # attendance: two shifts, two staff on the roster, each checked in and out this hour
+    staff_ids = await staff_with_punches(world, settings, redis, ("Savitri", "Kiran"))
+
     return {
         "invoice_id": str(invoice_id),
+        "staff_id": str(staff_ids[0]),
+        "permit_id": str(permits[0].id),
         "complaint_id": str(raised[0].id),
         "person_id": str(world.people["occupant"]),
         "approval_id": str(prompted),
@@ -461,14 +478,18 @@ async def test_every_csv_answers_text_csv_with_one_charset(app: Any, client: Any
         if operation.method == "GET" and any(kind.startswith("text/csv") for kind in content):
             csv_routes.append(operation)
     assert len(csv_routes) >= 5, [o.path for o in csv_routes]
+    member = await attendance_config.add_staff(
+        world.settings, world.site_id, attendance_config.StaffInput(name="Savitri", category="housekeeping")
+    )
+    # per-unit and per-person CSVs (a unit's statement, the monthly attendance sheet)
+    path_values = {"unit_id": str(world.unit_ids[0]), "staff_id": str(member.id)}
     for operation in csv_routes:
         required = [
             p["name"] for p in operation.operation.get("parameters", []) if p.get("in") == "query" and p["required"]
         ]
         params = "&".join(f"{name}={query[name]}" for name in required)
         role = _caller(world, operation)
-        path = operation.url({"unit_id": str(world.unit_ids[0])})
-        response = await client.get(f"{path}?{params}", headers=world.headers(role))
+        response = await client.get(f"{operation.url(path_values)}?{params}", headers=world.headers(role))
         assert response.status_code == 200, (operation.path, response.text)
         assert response.headers["content-type"] == "text/csv; charset=utf-8", operation.path
 

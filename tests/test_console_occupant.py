@@ -522,7 +522,7 @@ async def test_every_section_passes_axe_at_phone_and_desktop_widths(
             )
             await expect(page.locator(f"[data-complaint-id='{raised.json()['id']}']")).to_have_count(1)
             await screenshot(page, name)
-            for section in ("Home", "Visitors", "Complaints", "Bookings", "Settings"):
+            for section in ("Home", "Visitors", "Complaints", "Permits", "Bookings", "Settings"):
                 await tab(page, section)
                 if section == "Complaints":
                     await page.locator(f"[data-complaint-id='{raised.json()['id']}']").get_by_role("button").click()
@@ -531,6 +531,8 @@ async def test_every_section_passes_axe_at_phone_and_desktop_widths(
                     await expect(page.locator("#resources [data-resource-id]")).to_have_count(1)
                 if section == "Settings":
                     await expect(page.locator("#prefs input")).not_to_have_count(0)
+                if section == "Permits":
+                    await expect(page.locator("#p-type option")).to_have_count(6)
                 await screenshot(page, f"{name}-{section.lower()}")
                 assert await serious_accessibility_violations(page) == [], (name, section)
                 # Nothing wider than the phone: no sideways scrolling.

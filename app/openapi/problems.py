@@ -179,6 +179,8 @@ def _bounds(info: msgspec.inspect.Type) -> dict[str, Any]:
 
 def scalar_schema(info: msgspec.inspect.Type) -> Schema | None:
     """The schema of a constrained scalar or a fixed set of values; None when there is nothing to add."""
+    if isinstance(info, msgspec.inspect.Metadata):  # a Meta with a description wraps the constrained type
+        return scalar_schema(info.type)
     if isinstance(info, msgspec.inspect.IntType):
         return Schema(type=OpenAPIType.INTEGER, **_bounds(info)) if _bounds(info) else None
     if isinstance(info, msgspec.inspect.FloatType):
@@ -200,6 +202,8 @@ def _is_upload(info: msgspec.inspect.Type) -> bool:
 
 def constrain(prop: Schema, info: msgspec.inspect.Type) -> Schema:
     """Add what msgspec enforces on a field's items, keys and values to Litestar's schema of it."""
+    if isinstance(info, msgspec.inspect.Metadata):
+        info = info.type
     if isinstance(info, msgspec.inspect.UnionType):
         members = [t for t in info.types if not isinstance(t, msgspec.inspect.NoneType)]
         if len(members) != 1:

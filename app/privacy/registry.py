@@ -33,6 +33,8 @@ SECTION_MODULES: Final = (
     "app.slots.personal_data",
     "app.billing.personal_data",
     "app.privacy.personal_data",
+    "app.permits.personal_data",
+    "app.attendance.personal_data",
 )
 
 

@@ -1,13 +1,13 @@
 """The occupant app (``/app``): mobile-first, for the people who live or work in the units.
 
-The page is a server-rendered skeleton with six sections (Home, Visitors, Complaints, Bookings, Bills,
+The page is a server-rendered skeleton with seven sections (Home, Visitors, Complaints, Permits, Bookings, Bills,
 Settings); ``occupant.js`` fills each from the existing APIs and keeps it live over ``/ws``
 (the person's ``user:`` and ``unit:`` topics, ``site:{id}:slots``, and ``complaint:{id}`` for the
 complaint being followed). Every rule stays on the server: the page shows what the APIs answer.
 
 DOM contract (other consoles' tests rely on it):
-- navigation: ``role="tab"`` buttons named Home, Visitors, Complaints, Bookings, Bills, Settings; ``/app?section=bills``
-  opens with that section;
+- navigation: ``role="tab"`` buttons named Home, Visitors, Complaints, Permits, Bookings, Bills, Settings;
+  ``/app?section=bills`` opens with that section;
 - ``#unread-count``: the number of unread feed entries (inside the Home tab);
 - ``[data-approval-id][data-status]``: a visitor at the gate (pending | approved | denied | leave_at_gate),
   above the tabs so it shows whatever section is open; buttons Approve, Deny, Leave at gate while pending,
@@ -17,7 +17,9 @@ DOM contract (other consoles' tests rely on it):
 - ``[data-complaint-id][data-status]``: each of my complaints in the list (the API's status name); the
   complaint open in detail is ``#complaint-detail[data-detail-id][data-detail-status]``;
 - ``#dues[data-outstanding]`` (paise) with ``#pay-dues``; ``#invoices [data-invoice-id][data-status]``;
-  ``#receipts [data-receipt-id][data-receipt-number]``.
+  ``#receipts [data-receipt-id][data-receipt-number]``;
+- ``#permits li[data-permit-id][data-status]``: each of my permits (the API's status name); the one open
+  in detail is ``#permit-detail``, its history ``#permit-detail .steps li``.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 // The control room: complaints by status and SLA, the gate feed, guard consoles online, slot
-// availability, collections (billing), the announcement composer with live counters, and 30-day charts.
+// availability, collections (billing), the announcement composer with live counters, 30-day charts, and
+// the operations boards (the permit queue, staff attendance, the monthly sheet: control-operations.js).
 //
 // Each board starts from a REST snapshot and then follows the realtime topics: complaint and
 // visitor events, presence and announcement progress on site:{id}:control, availability on
@@ -8,6 +9,7 @@ import { api, itemsOf, ApiError, NetworkError } from "./api.js";
 import { Announcements, wireComposer } from "./control-announce.js";
 import { loadCollections, onBillingEvent } from "./control-billing.js";
 import { drawCharts } from "./control-charts.js";
+import * as operations from "./control-operations.js";
 import { t } from "./i18n.js";
 import { Realtime } from "./realtime.js";
 import { age, clock, el, fill, showConnection, toast, when } from "./shell.js";
@@ -353,6 +355,7 @@ const announcements = new Announcements(document.getElementById("announcements")
 wireComposer(document.getElementById("announce-form"), announcements);
 
 function onControlEvent(event) {
+  if (operations.onEvent(event)) return;
   if (event.type.startsWith("complaint.")) {
     loadComplaints();
     if (event.type !== "complaint.note_added" && event.type !== "complaint.commented") refreshCharts();
@@ -363,6 +366,7 @@ function onControlEvent(event) {
 }
 
 function reloadControl() {
+  operations.reload();
   loadComplaints();
   loadGate();
   quietly(announcements.load());
@@ -370,6 +374,7 @@ function reloadControl() {
   loadCollections();
 }
 
+operations.init();
 const realtime = new ControlRealtime();
 realtime.on(CONTROL, onControlEvent, reloadControl);
 realtime.on(SLOTS, onSlotsEvent, loadAvailability);

@@ -1,5 +1,5 @@
-// The occupant app: five sections in one page (Home, Visitors, Complaints, Bookings, Settings), each
-// filled from the API and kept live over /ws. Each section is a module with init(ctx) and load().
+// The occupant app: seven sections in one page (Home, Visitors, Complaints, Permits, Bookings, Bills,
+// Settings), each filled from the API and kept live over /ws. Each section is a module with init(ctx) and load().
 import { Realtime } from "./realtime.js";
 import { showConnection } from "./shell.js";
 import { config, report } from "./occupant-common.js";
@@ -7,12 +7,13 @@ import * as feed from "./occupant-feed.js";
 import * as visitors from "./occupant-visitors.js";
 import * as complaints from "./occupant-complaints.js";
 import * as bookings from "./occupant-bookings.js";
+import * as permits from "./occupant-permits.js";
 import * as bills from "./occupant-bills.js";
 import * as settings from "./occupant-settings.js";
 
 const realtime = new Realtime();
 showConnection(realtime);
-const sections = [feed, visitors, complaints, bookings, bills, settings];
+const sections = [feed, visitors, complaints, permits, bookings, bills, settings];
 const ctx = { config, realtime };
 for (const section of sections) section.init(ctx);
 
