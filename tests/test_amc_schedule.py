@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import itertools
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -46,7 +47,7 @@ def test_schedule_matches_a_naive_walk(frequency: Frequency, first: dt.date, yea
     got = visit_dates(frequency, first, until)
     assert got == expected
     assert got[0] == first
-    assert all(a < b for a, b in zip(got, got[1:], strict=False))
+    assert all(a < b for a, b in itertools.pairwise(got))
 
 
 @settings(max_examples=200, deadline=None)
