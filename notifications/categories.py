@@ -21,6 +21,7 @@ class Category(StrEnum):
     COMPLAINT = "complaint"
     BOOKING = "booking"
     BILLING = "billing"
+    MAINTENANCE = "maintenance"  # service visits and contract expiry (AMC), for the FM team
     ANNOUNCEMENT = "announcement"
     PROMOTIONAL = "promotional"
 
@@ -49,6 +50,7 @@ DEFAULT_TTL_SECONDS: Final = {
     Category.COMPLAINT: 24 * 3600,
     Category.BOOKING: 12 * 3600,
     Category.BILLING: 3 * 24 * 3600,
+    Category.MAINTENANCE: 3 * 24 * 3600,
     Category.ANNOUNCEMENT: 24 * 3600,
     Category.PROMOTIONAL: 24 * 3600,
 }

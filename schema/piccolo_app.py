@@ -17,6 +17,8 @@ APP_CONFIG = AppConfig(
             "schema.complaints",
             "schema.slots",
             "schema.privacy",
+            "schema.amc",
+            "schema.places",
         ],
         exclude_imported=True,
     ),

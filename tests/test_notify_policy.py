@@ -63,7 +63,7 @@ def test_decision_matrix(consent: bool, dnd: str, category: Category, channel: C
 
 
 def test_matrix_covers_every_cell() -> None:
-    assert len(CELLS) == 2 * 3 * len(Category) * len(Channel) == 240
+    assert len(CELLS) == 2 * 3 * len(Category) * len(Channel) == 270
 
 
 def _facts(**overrides: object) -> Facts:
