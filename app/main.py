@@ -44,8 +44,11 @@ DOCS_ASSETS = "/schema/assets"
 
 def route_handlers() -> list[ControllerRouterHandler]:
     """Every HTTP and websocket entry point of the hub, in one list."""
+    from app.amc.routes import ROUTES as AMC_ROUTES
     from app.complaints.routes import ROUTES as COMPLAINT_ROUTES
     from app.occupants.controller import OccupantController
+    from app.places.routes import PAGE_ROUTES as PLACE_PAGES
+    from app.places.routes import ROUTES as PLACE_ROUTES
     from app.privacy.routes import ROUTES as PRIVACY_ROUTES
     from app.sites.controller import SiteController
     from app.slots.routes import ROUTES as SLOT_ROUTES
@@ -71,10 +74,12 @@ def route_handlers() -> list[ControllerRouterHandler]:
         *COMPLAINT_ROUTES,
         *SLOT_ROUTES,
         *PRIVACY_ROUTES,
+        *AMC_ROUTES,
+        *PLACE_ROUTES,
         *__import__("app.dashboard.routes", fromlist=["ROUTES"]).ROUTES,
         docs_assets_router(),
         static_router(),
-        pages_router([*guard.ROUTES, *occupant.ROUTES, *control.ROUTES]),
+        pages_router([*guard.ROUTES, *occupant.ROUTES, *control.ROUTES, *PLACE_PAGES]),
         realtime_gateway,
     ]
 

@@ -215,8 +215,8 @@ def constrain(prop: Schema, info: msgspec.inspect.Type) -> Schema:
     bounds = _bounds(info)
     if bounds and prop.type is not None:
         # Litestar drops a bound that is falsy (ge=0, gt=0.0): msgspec's own is the truth.
-        for key, value in bounds.items():
-            setattr(prop, key, value)
+        for bound, limit in bounds.items():
+            setattr(prop, bound, limit)
         return prop
     if isinstance(info, msgspec.inspect.ListType | msgspec.inspect.SetType | msgspec.inspect.FrozenSetType):
         item = scalar_schema(info.item_type)
