@@ -80,9 +80,11 @@ class PlaceController(Controller):
         return await service.set_active(settings, principal.site_id, place_id, True)
 
     @get("/{place_id:uuid}/scans", opt=MANAGERS)
-    async def scans(self, principal: Caller, place_id: FromPath[UUID]) -> list[service.ScanDay]:
-        """Scans per day (site calendar), the last 30 days with any, newest first."""
-        return await service.scan_days(principal.site_id, place_id)
+    async def scans(
+        self, principal: Caller, place_id: FromPath[UUID], limit: Limit = DEFAULT_LIMIT, offset: Offset = 0
+    ) -> Page[service.ScanDay]:
+        """Scans per day (site calendar), newest first. Nothing about who scanned is kept."""
+        return await service.scan_days(principal.site_id, place_id, limit=limit, offset=offset)
 
     @get("/{place_id:uuid}/qr.png", opt=MANAGERS, media_type="image/png")
     async def qr_png(self, principal: Caller, settings: SettingsDep, place_id: FromPath[UUID]) -> Response[bytes]:

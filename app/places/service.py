@@ -426,15 +426,18 @@ async def count_scan(code_row: dict[str, Any], now: dt.datetime | None = None) -
         )
 
 
-async def scan_days(site_id: UUID, place_id: UUID, days: int = 30) -> list[ScanDay]:
+async def scan_days(site_id: UUID, place_id: UUID, *, limit: int, offset: int) -> Page[ScanDay]:
+    """Scans per day of the site's calendar, newest first (days without a scan have no row)."""
     await load(site_id, place_id)
+    total = await PlaceScanDay.count().where(PlaceScanDay.place == place_id)
     rows = (
         await PlaceScanDay.select(PlaceScanDay.day, PlaceScanDay.scans)
         .where(PlaceScanDay.place == place_id)
         .order_by(PlaceScanDay.day, ascending=False)
-        .limit(days)
+        .limit(limit)
+        .offset(offset)
     )
-    return [ScanDay(day=r["day"], scans=r["scans"]) for r in rows]
+    return page_of([ScanDay(day=r["day"], scans=r["scans"]) for r in rows], total=total, limit=limit, offset=offset)
 
 
 class PublicPlace(msgspec.Struct, frozen=True, kw_only=True):
