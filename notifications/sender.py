@@ -23,6 +23,7 @@ from notifications.channels.base import ChannelAdapter, Outcome, Outgoing, Recip
 from notifications.contacts import mark_contact
 from notifications.context import NotifyContext
 from notifications.facts import PersonFacts, load_facts, load_site_policy
+from notifications.lanes import Lane, lane_of
 from notifications.ledger import (
     MAX_ATTEMPTS,
     Claimed,
@@ -36,7 +37,6 @@ from notifications.ledger import (
     record_suppressed,
 )
 from notifications.policy import Action, Reason, decide
-from notifications.lanes import Lane, lane_of
 from notifications.ratelimit import RateLimiter
 from schema.jsonvalue import as_dict
 from schema.notifications import Delivery, Notification
