@@ -53,7 +53,7 @@ def route_handlers() -> list[ControllerRouterHandler]:
     from app.sites.controller import SiteController
     from app.slots.routes import ROUTES as SLOT_ROUTES
     from app.visitors.routes import ROUTES as VISITOR_ROUTES
-    from app.web import control, guard, occupant
+    from app.web import control, control_assets, guard, occupant
     from app.web.pages import pages_router, static_router
     from notifications.api import AnnouncementController, FeedController, NcprController, PreferenceController
     from notifications.webhooks import TwilioWebhookController
@@ -79,7 +79,7 @@ def route_handlers() -> list[ControllerRouterHandler]:
         *__import__("app.dashboard.routes", fromlist=["ROUTES"]).ROUTES,
         docs_assets_router(),
         static_router(),
-        pages_router([*guard.ROUTES, *occupant.ROUTES, *control.ROUTES, *PLACE_PAGES]),
+        pages_router([*guard.ROUTES, *occupant.ROUTES, *control.ROUTES, *control_assets.ROUTES, *PLACE_PAGES]),
         realtime_gateway,
     ]
 

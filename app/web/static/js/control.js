@@ -7,6 +7,7 @@
 import { api, itemsOf, ApiError, NetworkError } from "./api.js";
 import { Announcements, wireComposer } from "./control-announce.js";
 import { drawCharts } from "./control-charts.js";
+import { MaintenanceBoard } from "./control-maintenance.js";
 import { t } from "./i18n.js";
 import { Realtime } from "./realtime.js";
 import { age, clock, el, fill, showConnection, toast, when } from "./shell.js";
@@ -348,6 +349,7 @@ const refreshCharts = debounce(async () => {
 
 // ------------------------------------------------------------------------------ wiring
 
+const maintenance = new MaintenanceBoard();
 const announcements = new Announcements(document.getElementById("announcements"), { onFinal: () => refreshCharts() });
 wireComposer(document.getElementById("announce-form"), announcements);
 
@@ -358,10 +360,12 @@ function onControlEvent(event) {
   } else if (event.type.startsWith("visitor.")) onGateEvent(event);
   else if (event.type === "presence.changed") onPresenceChanged(event.data);
   else if (event.type === "announcement.progress") announcements.onProgress(event.data);
+  else if (event.type.startsWith("amc.")) maintenance.onEvent(event);
 }
 
 function reloadControl() {
   loadComplaints();
+  maintenance.load();
   loadGate();
   quietly(announcements.load());
   refreshCharts();
@@ -386,4 +390,5 @@ setInterval(() => {
   if (boardClock) boardClock.textContent = when(new Date());
 }, 1000);
 setInterval(loadComplaints, BOARD_REFRESH_MS);
+setInterval(() => maintenance.load(), CHART_REFRESH_MS); // days late grow with the calendar
 setInterval(refreshCharts, CHART_REFRESH_MS);
