@@ -403,3 +403,14 @@ async def test_amc_board_route_is_staff_only(client: Any, world: World) -> None:
     assert (await client.get("/api/amc/board", headers=world.headers("guard"))).status_code == 403
     await assets.list_assets(world.settings, world.site_id, limit=1, offset=0)
     assert contracts.contract_state  # the module's names stay importable for the pages
+
+
+async def test_the_demo_seed_shows_an_overdue_visit_and_an_ending_contract(world: World) -> None:
+    from app.seed import seed_maintenance
+
+    await seed_maintenance(world.settings, world.site_id)
+    snapshot = await board.amc_board(world.site_id)
+    assert [v.asset_code for v in snapshot.overdue] == ["LIFT-A1"]
+    assert {c.asset_code for c in snapshot.expiring} == {"LIFT-A1", "DG-1"}
+    listed = await assets.list_assets(world.settings, world.site_id, limit=50, offset=0)
+    assert listed.total == 5 and all(a.qr_code for a in listed.items)

@@ -188,11 +188,11 @@ def _check_dates(data: NewContract) -> dt.date:
     return first
 
 
-async def create_contract(
-    settings: Settings, redis: Redis, principal: Principal, data: NewContract, now: dt.datetime | None = None
-) -> ContractView:
+async def write_contract(
+    site_id: UUID, created_by: UUID | None, data: NewContract, now: dt.datetime | None = None
+) -> UUID:
+    """The contract and its whole schedule, in one transaction (nothing published: see create_contract)."""
     now = now or now_utc()
-    site_id = principal.site_id
     first = _check_dates(data)
     try:
         asset = await assets.load(site_id, data.asset_id)
@@ -215,7 +215,7 @@ async def create_contract(
         sla_visit_grace_days=data.sla_visit_grace_days,
         status="active",
         notes=data.notes,
-        created_by=principal.person_id,
+        created_by=created_by,
         created_at=now,
         updated_at=now,
     )
@@ -237,8 +237,16 @@ async def create_contract(
         ]
         for start in range(0, len(rows), INSERT_CHUNK):  # within SQLite's bound variables per statement
             await ServiceVisit.insert(*rows[start : start + INSERT_CHUNK])
-    await board.board_changed(settings, redis, site_id, "contract_created")
-    return await get_contract(site_id, contract.id, now)
+    return contract.id
+
+
+async def create_contract(
+    settings: Settings, redis: Redis, principal: Principal, data: NewContract, now: dt.datetime | None = None
+) -> ContractView:
+    now = now or now_utc()
+    contract_id = await write_contract(principal.site_id, principal.person_id, data, now)
+    await board.board_changed(settings, redis, principal.site_id, "contract_created")
+    return await get_contract(principal.site_id, contract_id, now)
 
 
 async def cancel_contract(
