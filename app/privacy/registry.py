@@ -31,6 +31,7 @@ SECTION_MODULES: Final = (
     "app.visitors.personal_data",
     "app.complaints.personal_data",
     "app.slots.personal_data",
+    "app.amc.personal_data",
     "app.privacy.personal_data",
 )
 
