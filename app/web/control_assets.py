@@ -26,6 +26,7 @@ from app.amc import assets, board, common, contracts, history, visits
 from app.amc.schedule import Frequency
 from app.auth.principal import Principal
 from app.auth.roles import STAFF, Role
+from app.errors import NotFound
 from app.places import service as places
 from app.web.pages import page_access, render
 from schema.tables import Building, Resource
@@ -57,7 +58,7 @@ def rupees(paise: int) -> str:
     digits = str(whole)
     if len(digits) > 3:
         head, tail = digits[:-3], digits[-3:]
-        groups = []
+        groups: list[str] = []
         while len(head) > 2:
             groups.insert(0, head[-2:])
             head = head[:-2]
@@ -113,10 +114,16 @@ async def assets_page(request: Request[Any, Any, Any]) -> Template:
     )
 
 
-@get("/control/assets/{asset_id:uuid}", opt=page_access(Role.TECHNICIAN, *STAFF), name="control-asset")
-async def asset_page(request: Request[Any, Any, Any], asset_id: FromPath[UUID]) -> Template:
+# The id is taken as text and parsed here: a path that is not a UUID is this page's own 404 page, not
+# the router's JSON 404 (a page answers in HTML, as its document says).
+@get("/control/assets/{asset_id:str}", opt=page_access(Role.TECHNICIAN, *STAFF), name="control-asset")
+async def asset_page(request: Request[Any, Any, Any], asset_id: FromPath[str]) -> Template:
     principal = _principal(request)
-    story = await history.asset_history(request.app.state.settings, principal.site_id, asset_id)
+    try:
+        parsed = UUID(asset_id)
+    except ValueError:
+        raise NotFound("asset not found") from None
+    story = await history.asset_history(request.app.state.settings, principal.site_id, parsed)
     return render(
         request,
         "control/asset.html",
