@@ -414,3 +414,56 @@ async def test_the_demo_seed_shows_an_overdue_visit_and_an_ending_contract(world
     assert {c.asset_code for c in snapshot.expiring} == {"LIFT-A1", "DG-1"}
     listed = await assets.list_assets(world.settings, world.site_id, limit=50, offset=0)
     assert listed.total == 5 and all(a.qr_code for a in listed.items)
+
+
+async def test_two_people_recording_one_visit_at_once_one_wins(world: World, redis: Any) -> None:
+    import asyncio
+
+    from app.errors import Conflict
+
+    asset = await lift(world)
+    made = await contract(
+        world, redis, asset.id, starts_on=D - dt.timedelta(days=20), ends_on=D, first_visit_on=D - dt.timedelta(days=5)
+    )
+    visit_id = (
+        (await visits.list_visits(world.site_id, contract_id=made.id, which="all", limit=1, offset=0)).items[0].id
+    )
+    now = at(D, 12)
+    results = await asyncio.gather(
+        *[
+            visits.complete_visit(
+                world.settings, redis, principal(world, name), visit_id, visits.VisitReport(notes=name), now=now
+            )
+            for name in ("technician", "fm_admin", "site_admin")
+        ],
+        return_exceptions=True,
+    )
+    assert sum(isinstance(r, visits.VisitView) for r in results) == 1
+    assert sum(isinstance(r, Conflict) for r in results) == 2
+    row = await ServiceVisit.select(ServiceVisit.notes, ServiceVisit.status).where(ServiceVisit.id == visit_id).first()
+    winner = next(r for r in results if isinstance(r, visits.VisitView))
+    assert row == {"notes": winner.notes, "status": "done"}
+
+
+async def test_two_reminder_runs_at_once_send_each_reminder_once(world: World, redis: Any) -> None:
+    import asyncio
+
+    await put_reminder_settings(world.site_id, ReminderSettings(visit_lead_days=[7, 1], expiry_lead_days=[30]))
+    for name in ("Lift E1", "Lift E2", "Lift E3"):
+        asset = await lift(world, name=name)
+        await contract(
+            world,
+            redis,
+            asset.id,
+            starts_on=D - dt.timedelta(days=300),
+            ends_on=D + dt.timedelta(days=20),
+            frequency=Frequency.YEARLY,
+            first_visit_on=D,
+        )
+    clock = at(D - dt.timedelta(days=7), 9, 30)
+    sent = await asyncio.gather(
+        *[reminders.run(world.settings, redis, now=clock, site_ids=[world.site_id]) for _ in range(4)]
+    )
+    assert sum(sent) == 6  # per lift a visit and an expiry reminder, by whichever run got there first
+    keys = [n["idempotency_key"] for n in await _maintenance_notifications(world)]
+    assert len(keys) == len(set(keys)) == 6

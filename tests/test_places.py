@@ -230,3 +230,18 @@ async def test_the_public_page_is_rate_limited_per_address(limited: Any, client:
     assert over.status_code == 429 and over.json()["extra"]["limit"] == "place-page"
     # Refused scans are not counted: the limit also caps how fast a count can be inflated.
     assert (await client.get(f"/api/places/{place['id']}", headers=world.headers("fm_admin"))).json()["scans"] == limit
+
+
+async def test_concurrent_scans_are_all_counted(client: Any, world: World) -> None:
+    import asyncio
+
+    from app.places import service as place_service
+
+    place = await new_place(client, world)
+    state, row = await place_service.resolve_code(place["code"])
+    assert state == "active" and row is not None
+    await asyncio.gather(*[place_service.count_scan(row) for _ in range(20)])
+    view = await place_service.get_place(world.settings, world.site_id, place["id"])
+    assert view.scans == 20
+    days = await PlaceScanDay.select(PlaceScanDay.scans).where(PlaceScanDay.place == place["id"])
+    assert [d["scans"] for d in days] == [20]
