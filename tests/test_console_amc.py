@@ -177,3 +177,38 @@ async def test_a_scanned_code_opens_the_place_and_a_report_names_it(
         assert errors == []
     finally:
         await context.close()
+
+
+async def test_places_are_added_printed_and_their_codes_replaced(
+    server: InProcessServer, world: World, browser: Any
+) -> None:
+    page = await signed_in_page(browser, server.http_url, world, "fm_admin", "/control/places", viewport=DESKTOP)
+    page.on("dialog", lambda dialog: dialog.accept())
+    try:
+        form = page.locator('form[data-action="create-place"]')
+        await form.locator('[name="name"]').fill("Rooftop garden")
+        await form.locator('[name="floor"]').fill("Roof")
+        await form.locator('[name="directions"]').fill("Lift A1 to the top, then one flight up")
+        await form.locator('[name="opens"]').fill("06:00")
+        await form.locator('[name="closes"]').fill("21:00")
+        await form.get_by_role("button", name="Add place and code").click()
+        row = page.locator("#place-table tr", has_text="Rooftop garden")
+        await expect(row).to_have_count(1, timeout=5000)
+        first_code = await row.get_attribute("data-code")
+        assert first_code
+        sheet = await page.request.get(
+            f"{server.http_url}/api/places/sheet.pdf?place_id={await row.get_attribute('data-place-id')}"
+        )
+        assert sheet.headers["content-type"] == "application/pdf"
+        await row.get_by_role("button", name="Replace code").click()
+        await expect(row).not_to_have_attribute("data-code", first_code, timeout=5000)
+        await expect(row).to_contain_text("1 revoked")
+        gone = await page.request.get(f"{server.http_url}/q/{first_code}")
+        assert gone.status == 410
+        assert await serious_accessibility_violations(page) == []
+        await page.goto("/control/assets")
+        assert await serious_accessibility_violations(page) == []
+        assert page.script_errors == []  # type: ignore[attr-defined]
+        await screenshot(page, "control-assets-1280")
+    finally:
+        await page.context.close()
