@@ -493,7 +493,7 @@ async def public_place(code_row: dict[str, Any], now: dt.datetime | None = None)
     zone = await site_zone(row["site"])
     bookable = row["resource"]
     if bookable is not None and not await Resource.exists().where(
-        (Resource.id == bookable) & (Resource.is_active == True)  # noqa: E712 - Piccolo builds SQL from ==
+        (Resource.id == bookable) & Resource.is_active.eq(True)
     ):
         bookable = None
     return PublicPlace(
