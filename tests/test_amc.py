@@ -467,3 +467,17 @@ async def test_two_reminder_runs_at_once_send_each_reminder_once(world: World, r
     assert sum(sent) == 6  # per lift a visit and an expiry reminder, by whichever run got there first
     keys = [n["idempotency_key"] for n in await _maintenance_notifications(world)]
     assert len(keys) == len(set(keys)) == 6
+
+
+async def test_a_technician_opens_an_assets_page_and_its_code(client: Any, world: World) -> None:
+    asset = await lift(world)
+    headers = world.headers("technician")
+    page = await client.get(f"/control/assets/{asset.id}", headers=headers)
+    assert page.status_code == 200 and asset.name in page.text
+    assert "sheet.pdf" not in page.text  # printing is for the FM team
+    image = await client.get(f"/api/places/{asset.place_id}/qr.svg", headers=headers)
+    assert image.status_code == 200
+    assert (await client.get("/control/places", headers=headers)).status_code == 403
+    assert (await client.get(f"/control/assets/{asset.id}", headers=world.headers("occupant"))).status_code == 403
+    missing = await client.get("/control/assets/not-a-uuid", headers=world.headers("fm_admin"))
+    assert missing.status_code == 404 and missing.headers["content-type"].startswith("text/html")

@@ -245,3 +245,13 @@ async def test_concurrent_scans_are_all_counted(client: Any, world: World) -> No
     assert view.scans == 20
     days = await PlaceScanDay.select(PlaceScanDay.scans).where(PlaceScanDay.place == place["id"])
     assert [d["scans"] for d in days] == [20]
+
+
+async def test_the_public_page_speaks_hindi(client: Any, world: World) -> None:
+    place = await new_place(client, world, kind="shop", name="Pharmacy")
+    page = await client.get(f"/q/{place['code']}", headers={"accept-language": "hi-IN,hi;q=0.9"})
+    assert page.status_code == 200 and '<html lang="hi">' in page.text
+    for hindi in ("दुकान", "कहाँ", "टावर", "मंज़िल", "खुलने का समय", "सोमवार", "समस्या बताएँ"):
+        assert hindi in page.text, hindi
+    for english in ("Where", "Opening hours", "Monday", "Report a problem", "Shop"):
+        assert f">{english}<" not in page.text, english

@@ -23,6 +23,8 @@ from schema.complaints import ComplaintCategory
 from schema.tables import Site
 
 MANAGERS = allow(*STAFF)
+# Technicians see an asset's code on its page (app.web.control_assets): they may fetch its image.
+CODE_READERS = allow(Role.TECHNICIAN, *STAFF)
 KIND_WORDS = {"amenity": "Amenity", "shop": "Shop", "facility": "Facility", "asset": "Equipment"}
 REPORTERS = (Role.OCCUPANT, Role.GUARD, *STAFF)
 PlaceIds = Annotated[list[UUID] | None, QueryParameter(name="place_id", max_items=qr.MAX_SHEET_CODES)]
@@ -86,12 +88,12 @@ class PlaceController(Controller):
         """Scans per day (site calendar), newest first. Nothing about who scanned is kept."""
         return await service.scan_days(principal.site_id, place_id, limit=limit, offset=offset)
 
-    @get("/{place_id:uuid}/qr.png", opt=MANAGERS, media_type="image/png")
+    @get("/{place_id:uuid}/qr.png", opt=CODE_READERS, media_type="image/png")
     async def qr_png(self, principal: Caller, settings: SettingsDep, place_id: FromPath[UUID]) -> Response[bytes]:
         url = await _active_url(settings, principal.site_id, place_id)
         return Response(qr.png(url), media_type="image/png", headers=_download("png", place_id))
 
-    @get("/{place_id:uuid}/qr.svg", opt=MANAGERS, media_type="image/svg+xml")
+    @get("/{place_id:uuid}/qr.svg", opt=CODE_READERS, media_type="image/svg+xml")
     async def qr_svg(self, principal: Caller, settings: SettingsDep, place_id: FromPath[UUID]) -> Response[bytes]:
         url = await _active_url(settings, principal.site_id, place_id)
         return Response(qr.svg(url), media_type="image/svg+xml", headers=_download("svg", place_id))
