@@ -481,3 +481,46 @@ async def test_a_technician_opens_an_assets_page_and_its_code(client: Any, world
     assert (await client.get(f"/control/assets/{asset.id}", headers=world.headers("occupant"))).status_code == 403
     missing = await client.get("/control/assets/not-a-uuid", headers=world.headers("fm_admin"))
     assert missing.status_code == 404 and missing.headers["content-type"].startswith("text/html")
+
+
+async def test_a_renewal_continues_the_cadence_and_ends_expiry_reminders(client: Any, world: World, redis: Any) -> None:
+    await put_reminder_settings(world.site_id, ReminderSettings(visit_lead_days=[], expiry_lead_days=[30, 7]))
+    asset = await lift(world)
+    old = await contract(
+        world,
+        redis,
+        asset.id,
+        starts_on=dt.date(2026, 7, 1),
+        ends_on=dt.date(2027, 6, 30),
+        frequency=Frequency.MONTHLY,
+        first_visit_on=dt.date(2026, 7, 31),
+    )
+    clock = at(dt.date(2027, 6, 30) - dt.timedelta(days=30), 10)
+    await reminders.run(world.settings, redis, now=clock, site_ids=[world.site_id])  # (and overdue visits)
+
+    async def expiry_leads() -> list[int]:
+        rows = await AmcReminder.select(AmcReminder.lead_days).where(
+            (AmcReminder.kind == "expiry") & (AmcReminder.subject == old.id)
+        )
+        return sorted(r["lead_days"] for r in rows)
+
+    assert await expiry_leads() == [30]
+    headers = world.headers("fm_admin")
+    renewed = await client.post(f"/api/amc/contracts/{old.id}/renew", json={"cost_paise": 13_000_000}, headers=headers)
+    assert renewed.status_code == 201, renewed.text
+    view = renewed.json()
+    assert (view["starts_on"], view["ends_on"], view["first_visit_on"]) == ("2027-07-01", "2028-06-29", "2027-07-31")
+    assert view["cost_paise"] == 13_000_000 and view["vendor"] == old.vendor and view["visits_total"] == 11
+    schedule = await client.get("/api/amc/visits", params={"contract_id": view["id"], "limit": 3}, headers=headers)
+    assert [v["due_on"] for v in schedule.json()["items"]] == ["2027-07-31", "2027-08-31", "2027-09-30"]
+    # Renewed: no 7-day expiry reminder for the old contract, and it leaves the board's "ending" list.
+    week_before = at(dt.date(2027, 6, 30) - dt.timedelta(days=7), 10)
+    await reminders.run(world.settings, redis, now=week_before, site_ids=[world.site_id])
+    assert await expiry_leads() == [30]
+    assert (await board.amc_board(world.site_id, now=week_before)).expiring == []
+    cancelled = await client.post(f"/api/amc/contracts/{view['id']}/cancel", json={}, headers=headers)
+    assert cancelled.status_code == 200
+    again = await client.post(f"/api/amc/contracts/{view['id']}/renew", json={}, headers=headers)
+    assert again.status_code == 409
+    early = await client.post(f"/api/amc/contracts/{old.id}/renew", json={"ends_on": "2027-01-01"}, headers=headers)
+    assert early.status_code == 422 and early.json()["errors"][0]["field"] == "ends_on"

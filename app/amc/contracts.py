@@ -50,6 +50,16 @@ class Cancellation(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     reason: Short = ""
 
 
+class Renewal(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The next contract on the same terms, from the day after this one ends. Each field left out keeps
+    this contract's value; ``ends_on`` defaults to the same length again."""
+
+    ends_on: dt.date | None = None
+    cost_paise: Paise | None = None
+    vendor: Name | None = None
+    reference: Annotated[str, msgspec.Meta(max_length=64), ONE_LINE] | None = None
+
+
 class ContractView(msgspec.Struct, frozen=True, kw_only=True):
     id: UUID
     asset_id: UUID
@@ -275,3 +285,42 @@ async def cancel_contract(
         )
     await board.board_changed(settings, redis, site_id, "contract_cancelled")
     return await get_contract(site_id, contract_id, now)
+
+
+async def renew_contract(
+    settings: Settings,
+    redis: Redis,
+    principal: Principal,
+    contract_id: UUID,
+    data: Renewal,
+    now: dt.datetime | None = None,
+) -> ContractView:
+    """The next contract from the day after this one ends. Its visits continue this contract's cadence
+    (monthly on the 31st stays on month ends), so the first one is the next date of the old schedule."""
+    now = now or now_utc()
+    row = await load(principal.site_id, contract_id)
+    if row["status"] == "cancelled":
+        raise Conflict("a cancelled contract is not renewed: add a new one")
+    starts_on = row["ends_on"] + dt.timedelta(days=1)
+    ends_on = data.ends_on or starts_on + (row["ends_on"] - row["starts_on"])
+    if ends_on < starts_on:
+        raise InvalidInput.for_field("ends_on", f"must be on or after {starts_on.isoformat()}")
+    frequency = Frequency(row["frequency"])
+    cadence = visit_dates(frequency, row["first_visit_on"], ends_on)
+    first = next((day for day in cadence if day >= starts_on), starts_on)
+    renewal = NewContract(
+        asset_id=row["asset"],
+        vendor=data.vendor or row["vendor"],
+        reference=row["reference"] if data.reference is None else data.reference,
+        starts_on=starts_on,
+        ends_on=ends_on,
+        frequency=frequency,
+        first_visit_on=first,
+        cost_paise=row["cost_paise"] if data.cost_paise is None else data.cost_paise,
+        currency=row["currency"],
+        sla_response_hours=row["sla_response_hours"],
+        sla_visit_grace_days=row["sla_visit_grace_days"],
+    )
+    new_id = await write_contract(principal.site_id, principal.person_id, renewal, now)
+    await board.board_changed(settings, redis, principal.site_id, "contract_created")
+    return await get_contract(principal.site_id, new_id, now)

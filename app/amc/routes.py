@@ -114,6 +114,18 @@ class ContractController(Controller):
     ) -> contracts.ContractView:
         return await contracts.cancel_contract(settings, redis, principal.site_id, contract_id, data)
 
+    @post("/{contract_id:uuid}/renew", opt=MANAGERS)
+    async def renew(
+        self,
+        principal: Caller,
+        settings: SettingsDep,
+        redis: RedisDep,
+        contract_id: FromPath[UUID],
+        data: JSONBody[contracts.Renewal],
+    ) -> contracts.ContractView:
+        """The next contract on the same terms from the day after this one ends, its visits on the same cadence."""
+        return await contracts.renew_contract(settings, redis, principal, contract_id, data)
+
 
 class VisitController(Controller):
     path = "/api/amc/visits"

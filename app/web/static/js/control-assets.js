@@ -57,6 +57,7 @@ const ACTIONS = {
   "create-asset": (form) => api("/api/amc/assets", { json: body(form) }),
   "create-contract": (form) => api("/api/amc/contracts", { json: body(form) }),
   "reminder-settings": (form) => api("/api/amc/settings", { method: "PUT", json: body(form) }),
+  "renew-contract": (form) => api(`/api/amc/contracts/${form.dataset.contractId}/renew`, { json: body(form) }),
   "cancel-contract": (form) => api(`/api/amc/contracts/${form.dataset.contractId}/cancel`, { json: {} }),
   "complete-visit": async (form) => {
     const visitId = form.dataset.visitId;
