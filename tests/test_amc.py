@@ -524,3 +524,25 @@ async def test_a_renewal_continues_the_cadence_and_ends_expiry_reminders(client:
     assert again.status_code == 409
     early = await client.post(f"/api/amc/contracts/{old.id}/renew", json={"ends_on": "2027-01-01"}, headers=headers)
     assert early.status_code == 422 and early.json()["errors"][0]["field"] == "ends_on"
+
+
+async def test_the_worker_runs_the_reminders_as_a_cron(world: World, redis: Any) -> None:
+    from workers import amc_jobs
+    from workers.main import WorkerSettings
+
+    assert any(job.coroutine is amc_jobs.amc_reminders for job in WorkerSettings.cron_jobs)
+    await put_reminder_settings(world.site_id, ReminderSettings(visit_lead_days=[1], expiry_lead_days=[]))
+    asset = await lift(world)
+    await contract(
+        world,
+        redis,
+        asset.id,
+        starts_on=D - dt.timedelta(days=20),
+        ends_on=D + dt.timedelta(days=100),
+        frequency=Frequency.YEARLY,
+        first_visit_on=D,
+    )
+    ctx = {"settings": world.settings, "redis": redis}
+    clock = at(D - dt.timedelta(days=1), 9, 5)
+    assert await amc_jobs.amc_reminders(ctx, now=clock) >= 1  # every site with an active contract
+    assert await amc_jobs.amc_reminders(ctx, now=clock) == 0  # arq ran it again: nothing more
