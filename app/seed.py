@@ -162,6 +162,7 @@ async def seed_demo_site(settings: Settings, *, units_per_floor: int = 10, floor
     await seed_billing(site.id, unit_ids[:12])
     by_email = {person.email: pid for pid, person in zip(person_ids, people, strict=True) if person.email}
     await seed_operations(settings, site.id, unit_ids[0], by_email)
+    await seed_maintenance(settings, site.id)
     return site.id
 
 
@@ -413,3 +414,159 @@ async def seed_operations(settings: Settings, site_id: UUID, unit_id: UUID, by_e
         site_id,
         attendance.StaffInput(name="Technician 1", category="technician", person_id=by_email["tech1@demo.opshub.test"]),
     )
+
+
+async def seed_maintenance(settings: Settings, site_id: UUID) -> None:
+    """A few assets under contract (one visit overdue, one contract about to end, past visits recorded),
+    an EV charger linked from SLOTS, and places with QR codes: the control room's maintenance screens
+    and the public place pages have something to show."""
+    import datetime as dt
+
+    from app.amc import assets, contracts
+    from app.amc.schedule import Frequency
+    from app.places import service as places
+    from schema.amc import ServiceVisit
+    from schema.tables import Resource
+
+    towers = {
+        row["code"]: row["id"]
+        for row in await Building.select(Building.id, Building.code).where(Building.site == site_id)
+    }
+    charger = await Resource.select(Resource.id).where((Resource.site == site_id) & (Resource.code == "EV1")).first()
+    today = dt.datetime.now(dt.UTC).date()
+    year_ago = today - dt.timedelta(days=365)
+    made: dict[str, UUID] = {}
+    for code, name, kind, tower, floor, where in (
+        ("LIFT-A1", "Lift A1", "lift", "A", "G", "Main lobby, left"),
+        ("LIFT-B1", "Lift B1", "lift", "B", "G", "Main lobby, right"),
+        ("DG-1", "DG set 1 (500 kVA)", "dg_set", "B", "B1", "Behind the STP"),
+        ("FIRE-P1", "Fire pump room", "fire_system", "A", "B2", "Next to the water tank"),
+        ("CCTV-NVR", "CCTV recorder", "cctv", "A", "G", "Security room"),
+    ):
+        view = await assets.create_asset(
+            settings,
+            site_id,
+            assets.NewAsset(code=code, name=name, kind=kind, building_id=towers[tower], floor=floor, location=where),  # type: ignore[arg-type]
+        )
+        made[code] = view.id
+    if charger is not None:
+        view = await assets.create_asset(
+            settings,
+            site_id,
+            assets.NewAsset(code="EVC-1", name="EV charger 1", kind="ev_charger", charger_id=charger["id"], floor="B1"),
+        )
+        made["EVC-1"] = view.id
+    plans = [
+        (
+            "LIFT-A1",
+            "Otis Elevator Co.",
+            Frequency.MONTHLY,
+            year_ago + dt.timedelta(days=30),
+            today + dt.timedelta(days=30),
+            14_400_000,
+        ),
+        (
+            "LIFT-B1",
+            "Otis Elevator Co.",
+            Frequency.MONTHLY,
+            year_ago + dt.timedelta(days=40),
+            today + dt.timedelta(days=300),
+            14_400_000,
+        ),
+        (
+            "DG-1",
+            "Cummins Sales & Service",
+            Frequency.QUARTERLY,
+            year_ago + dt.timedelta(days=20),
+            today + dt.timedelta(days=20),
+            9_000_000,
+        ),
+        (
+            "FIRE-P1",
+            "SafeGuard Fire Systems",
+            Frequency.HALF_YEARLY,
+            today - dt.timedelta(days=100),
+            today + dt.timedelta(days=265),
+            6_500_000,
+        ),
+        (
+            "EVC-1",
+            "ChargeGrid Services",
+            Frequency.QUARTERLY,
+            today - dt.timedelta(days=10),
+            today + dt.timedelta(days=355),
+            2_400_000,
+        ),
+    ]
+    for code, vendor, frequency, starts, ends, cost in plans:
+        if code not in made:
+            continue
+        contract_id = await contracts.write_contract(
+            site_id,
+            None,
+            contracts.NewContract(
+                asset_id=made[code],
+                vendor=vendor,
+                starts_on=starts,
+                ends_on=ends,
+                frequency=frequency,
+                cost_paise=cost,
+                sla_response_hours=4,
+                sla_visit_grace_days=3,
+            ),
+        )
+        # Past visits were done on their day, except the lift A1's most recent one: overdue on the board.
+        past = (
+            await ServiceVisit.select(ServiceVisit.id, ServiceVisit.due_on)
+            .where((ServiceVisit.contract == contract_id) & (ServiceVisit.due_on < today - dt.timedelta(days=3)))
+            .order_by(ServiceVisit.due_on)
+        )
+        keep_open = past[-1]["id"] if code == "LIFT-A1" and past else None
+        for visit in past:
+            if visit["id"] == keep_open:
+                continue
+            await ServiceVisit.update(
+                {
+                    ServiceVisit.status: "done",
+                    ServiceVisit.completed_on: visit["due_on"],
+                    ServiceVisit.completed_at: dt.datetime.combine(visit["due_on"], dt.time(6), tzinfo=dt.UTC),
+                    ServiceVisit.notes: "Routine service; all checks passed.",
+                    ServiceVisit.checklist: [{"item": "Functional test", "ok": True, "remark": ""}],
+                }
+            ).where(ServiceVisit.id == visit["id"])
+    club = await Resource.select(Resource.id).where((Resource.site == site_id) & (Resource.code == "CLUB")).first()
+    gym_hours = {str(day): [["05:30", "10:00"], ["16:00", "22:00"]] for day in range(7)}
+    for new in (
+        places.NewPlace(
+            kind="amenity",
+            name="Clubhouse hall",
+            building_id=towers["A"],
+            floor="G",
+            directions="Past the pool, first door on the left",
+            opening_hours={str(day): [["08:00", "22:00"]] for day in range(7)},
+            resource_id=club["id"] if club else None,
+        ),
+        places.NewPlace(
+            kind="amenity",
+            name="Gym",
+            building_id=towers["B"],
+            floor="2",
+            directions="Lift B1 to floor 2, turn right",
+            opening_hours=gym_hours,
+        ),
+        places.NewPlace(
+            kind="shop",
+            name="Pharmacy",
+            floor="G",
+            directions="Shopping arcade, shop 4",
+            opening_hours={str(day): [["09:00", "21:00"]] for day in range(6)},
+        ),
+        places.NewPlace(
+            kind="facility",
+            name="Sewage treatment plant",
+            floor="B1",
+            directions="Service road behind Tower B",
+            description="Staff only beyond the gate.",
+        ),
+    ):
+        await places.create_place(settings, site_id, new)

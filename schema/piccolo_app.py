@@ -20,6 +20,8 @@ APP_CONFIG = AppConfig(
             "schema.billing",
             "schema.permits",
             "schema.attendance",
+            "schema.amc",
+            "schema.places",
         ],
         exclude_imported=True,
     ),

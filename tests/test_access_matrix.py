@@ -135,6 +135,7 @@ async def _resource_ids(world: World) -> dict[str, str]:
     )
     await delivery.save()
     from tests.support import (
+        ids_amc,
         ids_attendance,
         ids_billing,
         ids_complaints,
@@ -145,7 +146,16 @@ async def _resource_ids(world: World) -> dict[str, str]:
     )
 
     module_ids: dict[str, str] = {}
-    for module in (ids_visitors, ids_complaints, ids_slots, ids_privacy, ids_billing, ids_permits, ids_attendance):
+    for module in (
+        ids_visitors,
+        ids_complaints,
+        ids_slots,
+        ids_privacy,
+        ids_billing,
+        ids_permits,
+        ids_attendance,
+        ids_amc,
+    ):
         module_ids.update(await module.resource_ids(world))
     return module_ids | {
         "site_id": str(world.site_id),

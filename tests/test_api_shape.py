@@ -150,6 +150,27 @@ async def _seed(world: World, settings: Any, redis: Any, client: Any) -> dict[st
             redis, settings, slot_support.principal(world, "occupant"), valet.NewValet(plate=plate)
         )
 
+    # AMC and QR: two assets with a contract each (quarterly: four visits), two places, two days of scans
+    from app.amc.schedule import Frequency
+    from app.places import service as place_service
+    from schema.places import PlaceScanDay
+    from tests.support import amc as amc_support
+
+    for name in ("Lift A1", "Lift B1"):
+        asset = await amc_support.lift(world, name=name)
+        await amc_support.contract(
+            world,
+            redis,
+            asset.id,
+            starts_on=dt.date(2026, 1, 1),
+            ends_on=dt.date(2026, 12, 31),
+            frequency=Frequency.QUARTERLY,
+        )
+    gym = await place_service.create_place(settings, world.site_id, place_service.NewPlace(kind="amenity", name="Gym"))
+    await place_service.create_place(settings, world.site_id, place_service.NewPlace(kind="shop", name="Pharmacy"))
+    for day in (dt.date(2026, 12, 1), dt.date(2026, 12, 2)):
+        await PlaceScanDay.insert(PlaceScanDay(site=world.site_id, place=gym.id, day=day, scans=3))
+
     # notifications: two announcements (scheduled later: nothing is sent), two consent changes
     later = (now + dt.timedelta(hours=2)).isoformat()
     for title in ("Water", "Power"):
@@ -199,6 +220,7 @@ async def _seed(world: World, settings: Any, redis: Any, client: Any) -> dict[st
         "complaint_id": str(raised[0].id),
         "person_id": str(world.people["occupant"]),
         "approval_id": str(prompted),
+        "place_id": str(gym.id),
     }
 
 

@@ -28,6 +28,7 @@ from app.db import (
 from app.observability.jobs import deserialize_job, on_job_start, serialize_job
 from app.observability.logs import configure_logging
 from workers import (
+    amc_jobs,
     attendance_jobs,
     billing_jobs,
     complaint_jobs,
@@ -40,7 +41,7 @@ from workers import (
 
 logger = logging.getLogger(__name__)
 
-MODULE_JOBS = (visitor_jobs, complaint_jobs, slot_jobs, privacy_jobs, billing_jobs, attendance_jobs)
+MODULE_JOBS = (visitor_jobs, complaint_jobs, slot_jobs, privacy_jobs, billing_jobs, attendance_jobs, amc_jobs)
 
 
 def queue_name(settings: Settings) -> str:

@@ -52,6 +52,8 @@ document.addEventListener("occupant:show", (event) => {
   const tab = tabs.find((candidate) => candidate.dataset.tab === event.detail);
   if (tab) select(tab);
 });
+// "Book it" on a place's public page (its QR code) lands here with ?book=<resource id>: open Bookings.
+if (new URLSearchParams(location.search).get("book")) select(tabs.find((tab) => tab.dataset.tab === "bookings") || tabs[0]);
 
 // ---- first load once the live connection is up, so nothing published in between is missed
 // (later drops resume from the last seq per topic; a resync refetches that section).
