@@ -17,7 +17,14 @@ from app.devredis import free_port
 from notifications.fakes import RunningFakes, running_fakes
 from schema.billing import Payment
 from tests.support.billing import configure, monthly_run
-from tests.support.browser import PHONE, WALL, screenshot, serious_accessibility_violations, signed_in_page
+from tests.support.browser import (
+    PHONE,
+    WALL,
+    open_occupant_section,
+    screenshot,
+    serious_accessibility_violations,
+    signed_in_page,
+)
 from tests.support.servers import FAST, InProcessServer
 from tests.test_billing_payments import billing_settings
 
@@ -55,7 +62,7 @@ async def test_occupant_pays_through_the_checkout_and_the_control_room_sees_it_l
         ageing = control.locator('#billing-ageing [data-bucket="not_due"]')
         await expect(ageing).to_have_attribute("data-amount", str(295_000 * len(result.issued)), timeout=5000)
 
-        await occupant.get_by_role("tab", name="Bills").click()
+        await open_occupant_section(occupant, "Bills")
         await expect(occupant.locator("#dues")).to_have_attribute("data-outstanding", "295000", timeout=5000)
         row = occupant.locator(f'#invoices [data-invoice-id="{invoice.invoice_id}"]')
         await expect(row).to_have_attribute("data-status", "open")

@@ -22,7 +22,14 @@ from app.attendance.alerts import check_attendance
 from schema.attendance import Punch
 from schema.permits import PermitEntry
 from tests.support.attendance import rostered
-from tests.support.browser import DESKTOP, PHONE, screenshot, serious_accessibility_violations, signed_in_page
+from tests.support.browser import (
+    DESKTOP,
+    PHONE,
+    open_occupant_section,
+    screenshot,
+    serious_accessibility_violations,
+    signed_in_page,
+)
 from tests.support.ids_permits import approved_vendor_permit
 from tests.support.servers import FAST, InProcessServer
 
@@ -144,7 +151,7 @@ async def test_an_occupant_applies_follows_and_resubmits_a_permit(
     page = await signed_in_page(browser, server.http_url, world, "occupant", "/app", viewport=PHONE)
     try:
         await expect(page.locator("#conn-state")).to_have_attribute("data-state", "online", timeout=5000)
-        await page.get_by_role("tab", name="Permits").click()
+        await open_occupant_section(page, "Permits")
         form = page.locator("form#permit-form")
         await form.get_by_label("Permit type").select_option("vendor_access")
         await form.get_by_label("What is it for").fill("AC servicing")
