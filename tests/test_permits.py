@@ -539,7 +539,8 @@ async def _move_out(world: World, settings: Any, redis: Any) -> service.PermitVi
 async def test_move_out_needs_dues_cleared_before_approval(world: World, settings: Any, redis: Any) -> None:
     fm = principal(world, "fm_admin")
     approve = service.DecisionInput(decision="approve")
-    # Until billing exists, nobody can say: the approver confirms by hand, and the history says so.
+    # A site that does not bill through the hub: nobody can say; the approver confirms by hand, and the
+    # history says so.
     unknown = await _move_out(world, settings, redis)
     assert unknown.requires_dues_cleared
     with pytest.raises(InvalidInput) as unconfirmed:
@@ -571,6 +572,32 @@ async def test_move_out_needs_dues_cleared_before_approval(world: World, setting
         assert (await service.get_permit(settings, fm, owing.id)).steps[-1].detail == {"dues": "cleared_per_billing"}
     finally:
         dues.register_dues_checker(previous)
+
+
+async def test_move_out_asks_billing_whether_the_units_dues_are_cleared(
+    world: World, settings: Any, redis: Any
+) -> None:
+    """Billing's ledger answers for a site that bills through the hub: an unpaid invoice (not yet due
+    counts too) refuses the final approval; once it is paid the approval goes through on billing's word."""
+    from app.billing.payments import ManualPayment, record_manual
+    from tests.support import billing
+
+    fm = principal(world, "fm_admin")
+    approve = service.DecisionInput(decision="approve")
+    await billing.configure(world)
+    issued = await billing.monthly_run(world)
+    invoice = next(i for i in issued.issued if i.unit_id == world.unit_ids[0])
+    assert await dues.dues_status(world.site_id, world.unit_ids[0]) is dues.DuesStatus.OUTSTANDING
+    owing = await _move_out(world, settings, redis)
+    with pytest.raises(Conflict, match="dues outstanding"):
+        await service.decide(
+            settings, redis, fm, owing.id, service.DecisionInput(decision="approve", dues_confirmed=True), now=T0
+        )
+    await record_manual(fm, ManualPayment(unit_id=world.unit_ids[0], amount_minor=invoice.total_minor, method="cash"))
+    assert await dues.dues_status(world.site_id, world.unit_ids[0]) is dues.DuesStatus.CLEARED
+    paid = await service.decide(settings, redis, fm, owing.id, approve, now=T0)
+    assert paid.status == "approved"
+    assert (await service.get_permit(settings, fm, owing.id)).steps[-1].detail == {"dues": "cleared_per_billing"}
 
 
 # ------------------------------------------------------------------------------ attachments

@@ -1,17 +1,11 @@
 """Whether a unit's dues are cleared: the seam between permits and BILLING.
 
 A move-out type can require cleared dues before its final approval. Billing is the module that
-knows; until it exists (or on a site where it is not used) the answer is ``UNKNOWN``, and the last
-approver of such a permit must confirm by hand that the dues are cleared (``dues_confirmed``),
-which the permit's history records with their name. When billing lands it registers its check::
-
-    from app.permits.dues import DuesStatus, register_dues_checker
-
-    async def dues_of(site_id: UUID, unit_id: UUID) -> DuesStatus: ...
-    register_dues_checker(dues_of)
-
-and from then on ``OUTSTANDING`` blocks the approval and ``CLEARED`` lets it through with no
-confirmation needed (the history records that billing said so).
+knows: its check (``app.billing.clearance.dues_of``) is the default one. ``OUTSTANDING`` blocks the
+approval, ``CLEARED`` lets it through with no confirmation needed (the history records that billing
+said so), and ``UNKNOWN`` (a site that does not bill through the hub) means the last approver must
+confirm by hand that the dues are cleared (``dues_confirmed``), which the history records with their
+name. Tests put another check in place with ``register_dues_checker``.
 """
 
 from __future__ import annotations
@@ -30,18 +24,21 @@ class DuesStatus(StrEnum):
 DuesChecker = Callable[[UUID, UUID], Awaitable[DuesStatus]]
 
 
-async def unknown_until_billing(site_id: UUID, unit_id: UUID) -> DuesStatus:
-    return DuesStatus.UNKNOWN
+async def billing_dues(site_id: UUID, unit_id: UUID) -> DuesStatus:
+    """Billing's answer (imported here, when asked: billing imports this module for DuesStatus)."""
+    from app.billing.clearance import dues_of
+
+    return await dues_of(site_id, unit_id)
 
 
-_checker: DuesChecker = unknown_until_billing
+_checker: DuesChecker = billing_dues
 
 
 def register_dues_checker(checker: DuesChecker | None) -> DuesChecker:
-    """Install billing's check (None restores the default); returns the previous one."""
+    """Install another check (None restores billing's); returns the previous one."""
     global _checker
     previous = _checker
-    _checker = checker if checker is not None else unknown_until_billing
+    _checker = checker if checker is not None else billing_dues
     return previous
 
 

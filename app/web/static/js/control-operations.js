@@ -94,7 +94,7 @@ function queueItem(permit) {
             "label",
             { class: "check" },
             el("input", { type: "checkbox", id: duesId }),
-            ` ${t("Dues checked (billing cannot tell yet)")}`,
+            ` ${t("Dues checked by hand (when billing cannot tell)")}`,
           )
         : null,
       el(
