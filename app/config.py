@@ -99,6 +99,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # A visitor ladder rung started this long ago and not finished (its worker died) is taken again.
     visitor_rung_lease_seconds: int = 30
     notify_policy_version: str = "2026-11"
+    # Payments (Razorpay): the key pair of the account and the secret its webhooks are signed with.
+    razorpay_key_id: str = "rzp_test_fakeKey000000"
+    razorpay_key_secret: str = "fake-razorpay-key-secret"
+    razorpay_webhook_secret: str = "fake-razorpay-webhook-secret"
+    razorpay_base_url: str | None = None
+    # Where the payer's browser opens Razorpay's hosted checkout (None: the API's base URL).
+    razorpay_checkout_url: str | None = None
     # `make run` starts the local provider fakes unless provider URLs are given.
     start_fakes: bool = True
 
@@ -200,6 +207,11 @@ ENV_VARS: dict[str, str] = {
     "notify_expansion_part_size": "OPSHUB_NOTIFY_PART_SIZE",
     "visitor_rung_lease_seconds": "OPSHUB_VISITOR_RUNG_LEASE_SECONDS",
     "notify_policy_version": "OPSHUB_NOTIFY_POLICY_VERSION",
+    "razorpay_key_id": "RAZORPAY_KEY_ID",
+    "razorpay_key_secret": "RAZORPAY_KEY_SECRET",
+    "razorpay_webhook_secret": "RAZORPAY_WEBHOOK_SECRET",
+    "razorpay_base_url": "RAZORPAY_BASE_URL",
+    "razorpay_checkout_url": "RAZORPAY_CHECKOUT_URL",
     "start_fakes": "OPSHUB_START_FAKES",
 }
 

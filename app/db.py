@@ -114,6 +114,8 @@ class PooledSQLiteConnection(aiosqlite.Connection):
         await self._engine.release(self)
 
     async def discard(self) -> None:
+        if not self._running:  # stopped: its thread has ended and nothing would answer a close
+            return
         await aiosqlite.Connection.close(self)
 
 
@@ -220,19 +222,23 @@ async def write_transaction() -> AsyncIterator[None]:
             async with transaction:
                 yield
         finally:
-            _stop_if_left_open(transaction)
+            _stop_if_left_open(transaction, engine)
     else:
         async with engine.transaction():
             yield
 
 
-def _stop_if_left_open(transaction: Any) -> None:
+def _stop_if_left_open(transaction: Any, engine: SQLiteEngine) -> None:
     """Piccolo's SQLite transaction opens its connection before BEGIN and closes it only on a
     normal exit: a task cancelled while waiting for the write lock (an arq job timeout or a
     shutdown) would leave the connection and its non-daemon thread behind, and the process
     could never exit. Stopping an already closed connection does nothing."""
     connection = getattr(transaction, "connection", None)  # unset for a nested transaction
     if isinstance(connection, aiosqlite.Connection) and connection._running:
+        # A transaction that ended normally gave its connection back to the pool: it is not left open, and
+        # stopping it would leave a dead connection in the idle list (close_database then waited for ever).
+        if isinstance(engine, PooledSQLiteEngine) and connection in engine.idle_connections():
+            return
         connection.stop()
 
 

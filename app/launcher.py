@@ -42,7 +42,7 @@ def migrate() -> None:
 
 
 def start_provider_fakes(settings: Settings, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
-    """The local Twilio/FCM/SMTP fakes, so the demo sends nothing real and shows what it 'sent'."""
+    """The local Twilio/FCM/SMTP/Razorpay fakes, so the demo sends and charges nothing real and shows what it did."""
     import httpx
 
     from app.devredis import free_port
@@ -66,6 +66,14 @@ def start_provider_fakes(settings: Settings, env: dict[str, str]) -> tuple[subpr
             settings.fcm_project_id,
             "--fcm-access-token",
             fcm_token,
+            "--razorpay-key-id",
+            settings.razorpay_key_id,
+            "--razorpay-key-secret",
+            settings.razorpay_key_secret,
+            "--razorpay-webhook-secret",
+            settings.razorpay_webhook_secret,
+            "--razorpay-webhook-url",
+            settings.public_link("/api/webhooks/razorpay"),
         ],
         cwd=ROOT,
         env=env,
@@ -90,6 +98,7 @@ def start_provider_fakes(settings: Settings, env: dict[str, str]) -> tuple[subpr
             "FCM_ACCESS_TOKEN": fcm_token,
             "SMTP_HOST": "127.0.0.1",
             "SMTP_PORT": str(smtp_port),
+            "RAZORPAY_BASE_URL": f"{base}/razorpay",
         }
     )
     return process, f"{base}/_fake/"
@@ -120,7 +129,9 @@ def run(settings: Settings) -> int:
         subprocess.run([sys.executable, "-m", "app.launcher", "migrate"], cwd=ROOT, env=env, check=True)
         subprocess.run([sys.executable, "-m", "app.launcher", "seed"], cwd=ROOT, env=env, check=True)
         dashboard = None
-        if settings.start_fakes and not (settings.twilio_base_url or settings.fcm_base_url):
+        if settings.start_fakes and not (
+            settings.twilio_base_url or settings.fcm_base_url or settings.razorpay_base_url
+        ):
             fakes, dashboard = start_provider_fakes(settings, env)
         url = settings.public_url.rstrip("/")
         print(
@@ -130,7 +141,10 @@ def run(settings: Settings) -> int:
         for role, username, password in DEMO_LOGINS:
             print(f"  {role:<14} {username:<36} {password}")
         if dashboard:
-            print(f"Nothing leaves this machine: SMS, WhatsApp, push and email go to local fakes; see {dashboard}")
+            print(
+                "Nothing leaves this machine: SMS, WhatsApp, push, email and payments go to local fakes; "
+                f"see {dashboard}"
+            )
         print()
         env.setdefault("HOST", settings.host)
         env.update(public_url_env(settings))

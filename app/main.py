@@ -44,13 +44,19 @@ DOCS_ASSETS = "/schema/assets"
 
 def route_handlers() -> list[ControllerRouterHandler]:
     """Every HTTP and websocket entry point of the hub, in one list."""
+    from app.amc.routes import ROUTES as AMC_ROUTES
+    from app.attendance.routes import ROUTES as ATTENDANCE_ROUTES
+    from app.billing.routes import ROUTES as BILLING_ROUTES
     from app.complaints.routes import ROUTES as COMPLAINT_ROUTES
     from app.occupants.controller import OccupantController
+    from app.permits.routes import ROUTES as PERMIT_ROUTES
+    from app.places.routes import PAGE_ROUTES as PLACE_PAGES
+    from app.places.routes import ROUTES as PLACE_ROUTES
     from app.privacy.routes import ROUTES as PRIVACY_ROUTES
     from app.sites.controller import SiteController
     from app.slots.routes import ROUTES as SLOT_ROUTES
     from app.visitors.routes import ROUTES as VISITOR_ROUTES
-    from app.web import control, guard, occupant
+    from app.web import control, control_assets, guard, occupant, staff
     from app.web.pages import pages_router, static_router
     from notifications.api import (
         AnnouncementController,
@@ -80,10 +86,17 @@ def route_handlers() -> list[ControllerRouterHandler]:
         *COMPLAINT_ROUTES,
         *SLOT_ROUTES,
         *PRIVACY_ROUTES,
+        *BILLING_ROUTES,
+        *PERMIT_ROUTES,
+        *ATTENDANCE_ROUTES,
+        *AMC_ROUTES,
+        *PLACE_ROUTES,
         *__import__("app.dashboard.routes", fromlist=["ROUTES"]).ROUTES,
         docs_assets_router(),
         static_router(),
-        pages_router([*guard.ROUTES, *occupant.ROUTES, *control.ROUTES]),
+        pages_router(
+            [*guard.ROUTES, *occupant.ROUTES, *control.ROUTES, *control_assets.ROUTES, *staff.ROUTES, *PLACE_PAGES]
+        ),
         realtime_gateway,
     ]
 

@@ -1,7 +1,8 @@
 """The demo site that `make run` seeds into an empty database.
 
 Two towers of 100 units each, two occupants per unit (owner and tenant/family), guards,
-technicians with skills, FM and site admins, amenities, EV chargers and parking slots.
+technicians with skills, FM and site admins, amenities, EV chargers and parking slots, two permits
+and the staff attendance roster.
 Only the demo logins get passwords (argon2 is deliberately slow; 400 hashes would not be).
 """
 
@@ -158,6 +159,10 @@ async def seed_demo_site(settings: Settings, *, units_per_floor: int = 10, floor
     technician_ids = [pid for pid, person in zip(person_ids, people, strict=True) if Role.TECHNICIAN in person.roles]
     await seed_complaint_setup(site.id, technician_ids)
     await seed_bookable_resources(site.id)
+    await seed_billing(site.id, unit_ids[:12])
+    by_email = {person.email: pid for pid, person in zip(person_ids, people, strict=True) if person.email}
+    await seed_operations(settings, site.id, unit_ids[0], by_email)
+    await seed_maintenance(settings, site.id)
     return site.id
 
 
@@ -239,3 +244,329 @@ async def seed_bookable_resources(site_id: UUID) -> None:
             ),
         )
     await slot_resources.create_resource(site_id, NewResource(category="valet", code="VALET", name="Valet desk"))
+
+
+async def seed_billing(site_id: UUID, unit_ids: list[UUID]) -> None:
+    """Billing set up (18 % GST, INR 3,500 a month), last month's invoices for a few units, some of them
+    paid in full or in part at the office, so the control room shows collections, ageing and defaulters.
+    The monthly cron (``billing_monthly``) issues this month's invoices on the site's run day."""
+    import datetime as dt
+
+    from app.billing import setup as billing_setup
+    from app.billing.charges import NewCharge, add_charge
+    from app.billing.invoicing import issue_invoice
+    from app.billing.payments import ProviderPayment, record_capture
+
+    await billing_setup.ensure_site(site_id)
+    await billing_setup.change_settings(
+        site_id,
+        billing_setup.SettingsChange(
+            legal_name="Demo Residency Apartment Owners Association",
+            address="1 Demo Road, Bengaluru 560001",
+            gstin="29AABCD1234E1Z5",
+            state_code="29",
+        ),
+    )
+    await billing_setup.set_rate(
+        site_id, billing_setup.RateChange(unit_kind="residential", basis="per_unit", amount_minor=350_000)
+    )
+    today = await billing_setup.site_today(site_id)
+    last_month = (today.replace(day=1) - dt.timedelta(days=1)).replace(day=1)
+    for index, unit_id in enumerate(unit_ids):
+        await add_charge(
+            site_id,
+            NewCharge(
+                unit_id=unit_id,
+                description=f"Maintenance {last_month:%Y-%m}",
+                unit_price_minor=350_000,
+                charge_type="maintenance",
+            ),
+        )
+        issued = await issue_invoice(site_id, unit_id, last_month, period=last_month.strftime("%Y-%m"))
+        if issued is None or isinstance(issued, str) or index % 3 == 2:
+            continue  # every third unit has not paid
+        amount = issued.total_minor if index % 3 == 0 else issued.total_minor // 2
+        await record_capture(
+            "cash",
+            ProviderPayment(
+                id=f"manual:demo-{unit_id}",
+                order_id=None,
+                amount_minor=amount,
+                currency="INR",
+                status="captured",
+                method="cash",
+                refunded_minor=0,
+                created_at=0,
+            ),
+            site_id=site_id,
+            unit_id=unit_id,
+            method="cash",
+            paid_on=last_month + dt.timedelta(days=5),
+        )
+
+
+async def seed_operations(settings: Settings, site_id: UUID, unit_id: UUID, by_email: dict[str, UUID]) -> None:
+    """Permits and staff attendance: the resident's fit-out waiting for the FM manager, a vendor's permit
+    approved for today (the guard can check +91 98111 00001 or KA05MN4321 at the gate), a geofence,
+    three shifts and four staff on the roster."""
+    import datetime as dt
+    import io
+
+    from PIL import Image
+
+    from app.attendance import config as attendance
+    from app.auth.principal import Principal
+    from app.permits import service as permits
+    from app.permits import types as permit_types
+    from app.redis import create_redis
+
+    def principal(email: str, role: Role) -> Principal:
+        return Principal(
+            person_id=by_email[email], site_id=site_id, roles=frozenset({role}), token_id="seed", expires_at=0
+        )
+
+    resident = principal("resident@demo.opshub.test", Role.OCCUPANT)
+    fm = principal("fm@demo.opshub.test", Role.FM_ADMIN)
+    now = dt.datetime.now(dt.UTC)
+    drawing = io.BytesIO()
+    Image.new("RGB", (320, 200), (235, 235, 225)).save(drawing, format="JPEG")
+    await permit_types.ensure_defaults(site_id)
+    redis = create_redis(settings)
+    try:
+        fit_out = await permits.apply(
+            settings,
+            redis,
+            resident,
+            permits.PermitInput(
+                type="fit_out",
+                title="Kitchen remodel",
+                unit_id=unit_id,
+                valid_from=now + dt.timedelta(days=2),
+                valid_until=now + dt.timedelta(days=9),
+                values={
+                    "scope_of_work": "New counter top, wall tiles and two power points",
+                    "contractor": "Sharma Interiors",
+                    "structural_changes": False,
+                    "debris": "contractor removes daily",
+                },
+                declarations=["hours", "structure", "damage"],
+                people=[permits.PersonInput(name="Ravi Kumar", phone="+919811100002")],
+            ),
+        )
+        await permits.add_attachment(settings, resident, fit_out.id, "drawing", drawing.getvalue())
+        await permits.submit(settings, redis, resident, fit_out.id, permits.VersionInput())
+        vendor = await permits.apply(
+            settings,
+            redis,
+            resident,
+            permits.PermitInput(
+                type="vendor_access",
+                title="AC servicing",
+                unit_id=unit_id,
+                valid_from=now - dt.timedelta(hours=1),
+                valid_until=now + dt.timedelta(hours=10),
+                values={"vendor": "CoolAir", "purpose": "Service the two split ACs"},
+                declarations=["escort"],
+                people=[permits.PersonInput(name="Anil (CoolAir)", phone="+919811100001")],
+                vehicles=[permits.VehicleInput(plate="KA05MN4321", description="CoolAir van")],
+            ),
+        )
+        await permits.submit(settings, redis, resident, vendor.id, permits.VersionInput())
+        await permits.decide(settings, redis, fm, vendor.id, permits.DecisionInput(decision="approve"))
+    finally:
+        await redis.aclose()
+
+    await attendance.save_settings(
+        site_id,
+        attendance.SettingsInput(
+            geofence=attendance.Geofence(latitude=12.9716, longitude=77.5946, radius_m=250),
+            supervisor_id=fm.person_id,
+        ),
+    )
+    shifts = {
+        code: await attendance.add_shift(site_id, attendance.ShiftInput(code=code, name=name, start=start, end=end))
+        for code, name, start, end in (
+            ("morning", "Morning", "06:00", "14:00"),
+            ("evening", "Evening", "14:00", "22:00"),
+            ("night", "Night", "22:00", "06:00"),
+        )
+    }
+    staff = [
+        ("Guard 1", "guard", by_email["guard1@demo.opshub.test"], None, "morning", range(7)),
+        ("Guard 2", "guard", by_email["guard2@demo.opshub.test"], None, "evening", range(7)),
+        ("Guard 3", "guard", by_email["guard3@demo.opshub.test"], None, "night", range(7)),
+        ("Lakshmi", "housekeeping", None, "+919811100003", "morning", range(6)),
+    ]
+    for name, category, person, phone, shift, days in staff:
+        member = await attendance.add_staff(
+            settings,
+            site_id,
+            attendance.StaffInput(name=name, category=category, person_id=person, phone=phone),  # type: ignore[arg-type]
+        )
+        await attendance.put_roster(
+            site_id,
+            member.id,
+            attendance.RosterInput(entries=[attendance.RosterItem(weekday=d, shift_id=shifts[shift].id) for d in days]),
+        )
+    # The first technician's roster is their complaint shifts (days), read by attendance as they are.
+    await attendance.add_staff(
+        settings,
+        site_id,
+        attendance.StaffInput(name="Technician 1", category="technician", person_id=by_email["tech1@demo.opshub.test"]),
+    )
+
+
+async def seed_maintenance(settings: Settings, site_id: UUID) -> None:
+    """A few assets under contract (one visit overdue, one contract about to end, past visits recorded),
+    an EV charger linked from SLOTS, and places with QR codes: the control room's maintenance screens
+    and the public place pages have something to show."""
+    import datetime as dt
+
+    from app.amc import assets, contracts
+    from app.amc.schedule import Frequency
+    from app.places import service as places
+    from schema.amc import ServiceVisit
+    from schema.tables import Resource
+
+    towers = {
+        row["code"]: row["id"]
+        for row in await Building.select(Building.id, Building.code).where(Building.site == site_id)
+    }
+    charger = await Resource.select(Resource.id).where((Resource.site == site_id) & (Resource.code == "EV1")).first()
+    today = dt.datetime.now(dt.UTC).date()
+    year_ago = today - dt.timedelta(days=365)
+    made: dict[str, UUID] = {}
+    for code, name, kind, tower, floor, where in (
+        ("LIFT-A1", "Lift A1", "lift", "A", "G", "Main lobby, left"),
+        ("LIFT-B1", "Lift B1", "lift", "B", "G", "Main lobby, right"),
+        ("DG-1", "DG set 1 (500 kVA)", "dg_set", "B", "B1", "Behind the STP"),
+        ("FIRE-P1", "Fire pump room", "fire_system", "A", "B2", "Next to the water tank"),
+        ("CCTV-NVR", "CCTV recorder", "cctv", "A", "G", "Security room"),
+    ):
+        view = await assets.create_asset(
+            settings,
+            site_id,
+            assets.NewAsset(code=code, name=name, kind=kind, building_id=towers[tower], floor=floor, location=where),  # type: ignore[arg-type]
+        )
+        made[code] = view.id
+    if charger is not None:
+        view = await assets.create_asset(
+            settings,
+            site_id,
+            assets.NewAsset(code="EVC-1", name="EV charger 1", kind="ev_charger", charger_id=charger["id"], floor="B1"),
+        )
+        made["EVC-1"] = view.id
+    plans = [
+        (
+            "LIFT-A1",
+            "Otis Elevator Co.",
+            Frequency.MONTHLY,
+            year_ago + dt.timedelta(days=30),
+            today + dt.timedelta(days=30),
+            14_400_000,
+        ),
+        (
+            "LIFT-B1",
+            "Otis Elevator Co.",
+            Frequency.MONTHLY,
+            year_ago + dt.timedelta(days=40),
+            today + dt.timedelta(days=300),
+            14_400_000,
+        ),
+        (
+            "DG-1",
+            "Cummins Sales & Service",
+            Frequency.QUARTERLY,
+            year_ago + dt.timedelta(days=20),
+            today + dt.timedelta(days=20),
+            9_000_000,
+        ),
+        (
+            "FIRE-P1",
+            "SafeGuard Fire Systems",
+            Frequency.HALF_YEARLY,
+            today - dt.timedelta(days=100),
+            today + dt.timedelta(days=265),
+            6_500_000,
+        ),
+        (
+            "EVC-1",
+            "ChargeGrid Services",
+            Frequency.QUARTERLY,
+            today - dt.timedelta(days=10),
+            today + dt.timedelta(days=355),
+            2_400_000,
+        ),
+    ]
+    for code, vendor, frequency, starts, ends, cost in plans:
+        if code not in made:
+            continue
+        contract_id = await contracts.write_contract(
+            site_id,
+            None,
+            contracts.NewContract(
+                asset_id=made[code],
+                vendor=vendor,
+                starts_on=starts,
+                ends_on=ends,
+                frequency=frequency,
+                cost_paise=cost,
+                sla_response_hours=4,
+                sla_visit_grace_days=3,
+            ),
+        )
+        # Past visits were done on their day, except the lift A1's most recent one: overdue on the board.
+        past = (
+            await ServiceVisit.select(ServiceVisit.id, ServiceVisit.due_on)
+            .where((ServiceVisit.contract == contract_id) & (ServiceVisit.due_on < today - dt.timedelta(days=3)))
+            .order_by(ServiceVisit.due_on)
+        )
+        keep_open = past[-1]["id"] if code == "LIFT-A1" and past else None
+        for visit in past:
+            if visit["id"] == keep_open:
+                continue
+            await ServiceVisit.update(
+                {
+                    ServiceVisit.status: "done",
+                    ServiceVisit.completed_on: visit["due_on"],
+                    ServiceVisit.completed_at: dt.datetime.combine(visit["due_on"], dt.time(6), tzinfo=dt.UTC),
+                    ServiceVisit.notes: "Routine service; all checks passed.",
+                    ServiceVisit.checklist: [{"item": "Functional test", "ok": True, "remark": ""}],
+                }
+            ).where(ServiceVisit.id == visit["id"])
+    club = await Resource.select(Resource.id).where((Resource.site == site_id) & (Resource.code == "CLUB")).first()
+    gym_hours = {str(day): [["05:30", "10:00"], ["16:00", "22:00"]] for day in range(7)}
+    for new in (
+        places.NewPlace(
+            kind="amenity",
+            name="Clubhouse hall",
+            building_id=towers["A"],
+            floor="G",
+            directions="Past the pool, first door on the left",
+            opening_hours={str(day): [["08:00", "22:00"]] for day in range(7)},
+            resource_id=club["id"] if club else None,
+        ),
+        places.NewPlace(
+            kind="amenity",
+            name="Gym",
+            building_id=towers["B"],
+            floor="2",
+            directions="Lift B1 to floor 2, turn right",
+            opening_hours=gym_hours,
+        ),
+        places.NewPlace(
+            kind="shop",
+            name="Pharmacy",
+            floor="G",
+            directions="Shopping arcade, shop 4",
+            opening_hours={str(day): [["09:00", "21:00"]] for day in range(6)},
+        ),
+        places.NewPlace(
+            kind="facility",
+            name="Sewage treatment plant",
+            floor="B1",
+            directions="Service road behind Tower B",
+            description="Staff only beyond the gate.",
+        ),
+    ):
+        await places.create_place(settings, site_id, new)

@@ -17,7 +17,9 @@ import asyncio
 import errno
 import io
 import os
+import re
 import uuid
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -150,16 +152,22 @@ def clean_image(content: bytes, settings: Settings, field: str = "photo") -> Cle
 def store_image(
     content: bytes, settings: Settings, *, site_id: uuid.UUID, kind: str, field: str = "photo"
 ) -> StoredUpload:
-    """Check, re-encode and store an image; returns its key. Written to a temporary name, then
-    renamed, so a crash never leaves a half-written photo under a real key."""
+    """Check, re-encode and store an image; returns its key."""
     image = clean_image(content, settings, field)
-    key = f"{site_id}/{kind}/{uuid.uuid4()}.{image.extension}"
+    return _store(image.content, image.extension, image.media_type, settings, site_id=site_id, kind=kind, field=field)
+
+
+def _store(
+    content: bytes, extension: str, media_type: str, settings: Settings, *, site_id: uuid.UUID, kind: str, field: str
+) -> StoredUpload:
+    """Written to a temporary name, then renamed, so a crash never leaves a half-written file under a real key."""
+    key = f"{site_id}/{kind}/{uuid.uuid4()}.{extension}"
     path = path_for(key, settings)
     partial = path.with_suffix(path.suffix + ".part")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(partial, "wb") as handle:
-            handle.write(image.content)
+            handle.write(content)
             handle.flush()
             os.fsync(handle.fileno())
     except OSError as exc:
@@ -168,7 +176,7 @@ def store_image(
             raise StorageFull.for_field(field) from exc
         raise
     os.replace(partial, path)
-    return StoredUpload(key=key, media_type=image.media_type, size=len(image.content))
+    return StoredUpload(key=key, media_type=media_type, size=len(content))
 
 
 async def save_image(
@@ -176,6 +184,126 @@ async def save_image(
 ) -> StoredUpload:
     """``store_image`` off the event loop: decoding and re-encoding a phone photo takes a while."""
     return await asyncio.to_thread(store_image, content, settings, site_id=site_id, kind=kind, field=field)
+
+
+# ------------------------------------------------------------------------------ PDF documents
+#
+# A PDF cannot be re-encoded the way a photo is without a PDF library that renders it, so it is checked
+# instead, and served so that a browser never runs it: as a download (``attachment``), never sniffed,
+# under ``Content-Security-Policy: sandbox``. Refused: anything that does not start as a PDF and end
+# with ``%%EOF``; encrypted files (they cannot be checked); and any file naming active content (scripts,
+# launch actions, embedded files, forms that submit, rich media), looked for in the file's own bytes and
+# inside every compressed stream (where object streams hide dictionaries), names' ``#xx`` escapes undone.
+
+PDF_MEDIA_TYPE: Final = "application/pdf"
+_NOT_A_PDF: Final = "is not a PDF document"
+_ACTIVE_NAMES: Final = frozenset(
+    {
+        b"JavaScript",
+        b"JS",
+        b"Launch",
+        b"EmbeddedFile",
+        b"EmbeddedFiles",
+        b"RichMedia",
+        b"XFA",
+        b"SubmitForm",
+        b"ImportData",
+        b"GoToE",
+    }
+)
+_PDF_NAME: Final = re.compile(rb"/([^\s/<>\[\]()%{}]+)")
+_PDF_STREAM: Final = re.compile(rb"(?<!end)stream\r?\n")
+_INFLATED_LIMIT: Final = 64 * 1024 * 1024  # in all: a compression bomb stops here
+
+
+def _names(data: bytes) -> set[bytes]:
+    found = set()
+    for match in _PDF_NAME.finditer(data):
+        name = match.group(1)
+        if b"#" in name:
+            name = re.sub(rb"#([0-9A-Fa-f]{2})", lambda m: bytes([int(m.group(1), 16)]), name)
+        found.add(name)
+    return found
+
+
+def _streams(content: bytes) -> list[tuple[bytes, bytes]]:
+    """(the dictionary before it, its raw bytes) for each stream of the file."""
+    result = []
+    for match in _PDF_STREAM.finditer(content):
+        end = content.find(b"endstream", match.end())
+        if end < 0:
+            break
+        head = content[max(0, match.start() - 2048) : match.start()]
+        # From the object's start: a nested dictionary (DecodeParms) must not hide its Filter.
+        result.append((head[head.rfind(b"obj") :] if b"obj" in head else head, content[match.end() : end]))
+    return result
+
+
+def check_pdf(content: bytes, settings: Settings, field: str = "file") -> None:
+    """A problem naming ``field`` unless ``content`` is a PDF without active content (see above)."""
+    if not content:
+        raise InvalidInput.for_field(field, "is empty")
+    if len(content) > settings.upload_max_bytes:
+        raise InvalidInput.for_field(field, f"is larger than {settings.upload_max_bytes} bytes")
+    if not content.startswith(b"%PDF-") or b"%%EOF" not in content[-1024:]:
+        raise InvalidInput.for_field(field, _NOT_A_PDF)
+    names = _names(content)
+    if b"Encrypt" in names:
+        raise InvalidInput.for_field(field, "is a password-protected PDF, which cannot be checked: send it unlocked")
+    inflated = 0
+    for head, raw in _streams(content):
+        head_names = _names(head)
+        filters = head_names & {
+            b"FlateDecode",
+            b"Fl",
+            b"LZWDecode",
+            b"ASCII85Decode",
+            b"ASCIIHexDecode",
+            b"RunLengthDecode",
+        }
+        if b"ObjStm" in head_names and filters - {b"FlateDecode", b"Fl"}:
+            raise InvalidInput.for_field(field, "uses a compression of objects that cannot be checked")
+        if not filters & {b"FlateDecode", b"Fl"}:
+            continue
+        try:
+            data = zlib.decompressobj().decompress(raw.rstrip(b"\r\n"), _INFLATED_LIMIT - inflated)
+        except zlib.error:
+            if b"ObjStm" in head_names:
+                raise InvalidInput.for_field(field, _NOT_A_PDF) from None
+            continue  # a broken image stream shows as a broken image, and runs nothing
+        inflated += len(data)
+        if inflated >= _INFLATED_LIMIT:
+            raise InvalidInput.for_field(field, "expands to too much data")
+        names |= _names(data)
+    active = sorted(name.decode("latin-1") for name in names & _ACTIVE_NAMES)
+    if active:
+        raise InvalidInput.for_field(
+            field, f"holds active content ({', '.join(active)}); send a plain PDF (print it to PDF again)"
+        )
+
+
+def store_pdf(
+    content: bytes, settings: Settings, *, site_id: uuid.UUID, kind: str, field: str = "file"
+) -> StoredUpload:
+    check_pdf(content, settings, field)
+    return _store(content, "pdf", PDF_MEDIA_TYPE, settings, site_id=site_id, kind=kind, field=field)
+
+
+def looks_like_pdf(content: bytes) -> bool:
+    return content.startswith(b"%PDF-")
+
+
+async def save_document(
+    content: bytes, settings: Settings, *, site_id: uuid.UUID, kind: str, accept: str = "any", field: str = "file"
+) -> StoredUpload:
+    """An image (re-encoded) or a PDF (checked), as ``accept`` allows (image | pdf | any), off the event loop."""
+    if looks_like_pdf(content):
+        if accept == "image":
+            raise InvalidInput.for_field(field, "must be a photo (JPEG, PNG or WebP), not a PDF")
+        return await asyncio.to_thread(store_pdf, content, settings, site_id=site_id, kind=kind, field=field)
+    if accept == "pdf":
+        raise InvalidInput.for_field(field, _NOT_A_PDF)
+    return await save_image(content, settings, site_id=site_id, kind=kind, field=field)
 
 
 def path_for(key: str, settings: Settings) -> Path:
@@ -204,18 +332,25 @@ def media_type_for(key: str) -> str:
     for ext, media_type in ACCEPTED_FORMATS.values():
         if ext == extension:
             return media_type
+    if extension == "pdf":
+        return PDF_MEDIA_TYPE
     return "application/octet-stream"
 
 
 def download_headers(media_type: str, name: str) -> dict[str, str]:
     """Headers for serving a stored file of ``media_type`` (recorded from its stored format, never the
     client's word): never sniffed, shown inline when it is an image we store, under a safe file name
-    (RFC 6266: an ASCII ``filename`` and the exact ``filename*``)."""
+    (RFC 6266: an ASCII ``filename`` and the exact ``filename*``). A PDF is always a download, and
+    sandboxed should a browser open it anyway."""
     extension = next((ext for ext, known in ACCEPTED_FORMATS.values() if known == media_type), None)
-    filename = f"{name}.{extension}" if extension else name
+    is_pdf = media_type == PDF_MEDIA_TYPE
+    filename = f"{name}.{extension}" if extension else (f"{name}.pdf" if is_pdf else name)
     ascii_name = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-_.") else "_" for ch in filename)
     disposition = "inline" if extension else "attachment"
-    return {
+    headers = {
         "X-Content-Type-Options": "nosniff",
         "Content-Disposition": f"{disposition}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}",
     }
+    if is_pdf:
+        headers["Content-Security-Policy"] = "sandbox; default-src 'none'"
+    return headers

@@ -556,8 +556,11 @@ class NotifyRatesController(Controller):
     path = "/api/platform/notify/rates"
 
     @get("", opt=PLATFORM_ONLY)
-    async def read(self, settings: SettingsDep, redis: RedisDep) -> list[rates.ChannelRate]:
-        return await rates.current(redis, settings)
+    async def read(
+        self, settings: SettingsDep, redis: RedisDep, limit: Limit = DEFAULT_LIMIT, offset: Offset = 0
+    ) -> Page[rates.ChannelRate]:
+        """One row per channel with a provider rate: a page, like every list (a PUT answers them all)."""
+        return window(await rates.current(redis, settings), limit=limit, offset=offset)
 
     @put("", opt=PLATFORM_ONLY)
     async def write(

@@ -21,6 +21,9 @@ class Category(StrEnum):
     COMPLAINT = "complaint"
     BOOKING = "booking"
     BILLING = "billing"
+    PERMIT = "permit"  # a permit's steps, to its applicant and its approvers
+    ATTENDANCE = "attendance"  # late and absent staff, to their supervisor
+    MAINTENANCE = "maintenance"  # service visits and contract expiry (AMC), for the FM team
     ANNOUNCEMENT = "announcement"
     PROMOTIONAL = "promotional"
 
@@ -49,6 +52,9 @@ DEFAULT_TTL_SECONDS: Final = {
     Category.COMPLAINT: 24 * 3600,
     Category.BOOKING: 12 * 3600,
     Category.BILLING: 3 * 24 * 3600,
+    Category.PERMIT: 24 * 3600,
+    Category.ATTENDANCE: 12 * 3600,  # held by the supervisor's quiet hours, still worth reading in the morning
+    Category.MAINTENANCE: 3 * 24 * 3600,
     Category.ANNOUNCEMENT: 24 * 3600,
     Category.PROMOTIONAL: 24 * 3600,
 }

@@ -22,7 +22,9 @@ class Lane(StrEnum):
     BULK = "bulk"
 
 
-BULK_CATEGORIES: Final = frozenset({Category.ANNOUNCEMENT, Category.PROMOTIONAL, Category.BILLING})
+BULK_CATEGORIES: Final = frozenset(
+    {Category.ANNOUNCEMENT, Category.PROMOTIONAL, Category.BILLING, Category.MAINTENANCE}
+)
 
 # arq picks due jobs in ascending score (the time they are due, in ms). An urgent job is scored this far
 # in the past, so it is read before every bulk job already queued, however many there are.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Final
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -73,10 +73,15 @@ class DigestRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 
 # Critical, time-bound categories (emergency, security, visitor) are never digested, and promotional
 # messages never join service ones (India's DLT approves their texts in separate template classes).
+# Every other category is a service update that quiet hours may hold: those held go out as one digest.
+NEVER_DIGESTED: Final = frozenset({Category.EMERGENCY, Category.SECURITY, Category.VISITOR, Category.PROMOTIONAL})
 DEFAULT_DIGEST: dict[Category, DigestRule] = {
     Category.COMPLAINT: DigestRule(dnd=True, burst_minutes=10),
     Category.BOOKING: DigestRule(dnd=True),
     Category.BILLING: DigestRule(dnd=True),
+    Category.PERMIT: DigestRule(dnd=True),
+    Category.ATTENDANCE: DigestRule(dnd=True),
+    Category.MAINTENANCE: DigestRule(dnd=True),
     Category.ANNOUNCEMENT: DigestRule(dnd=True),
 }
 

@@ -82,6 +82,9 @@ class Complaint(Table, tablename="complaint"):
     subcategory = Varchar(length=64, null=True, default=None)
     unit = ForeignKey(references=Unit, on_delete=OnDelete.set_null, null=True, default=None, index=True)
     location = Varchar(length=200, null=True, default=None)  # common area, when there is no unit
+    # What it is about, when raised from a QR code (no foreign key: see migration 0019a).
+    asset = UUID(null=True, default=None)  # an amc_asset
+    place = UUID(null=True, default=None)  # a place
     description = Text()
     priority = Varchar(length=16, default="normal")
     status = Varchar(length=16, default="open", index=True)

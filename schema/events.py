@@ -24,6 +24,8 @@ VISITOR_APPROVAL_REQUESTED: Final = "visitor.approval_requested"
 SLOT_AVAILABILITY_CHANGED: Final = "slot.availability_changed"
 ANNOUNCEMENT_PROGRESS: Final = "announcement.progress"
 PRESENCE_CHANGED: Final = "presence.changed"
+PERMIT_CHANGED: Final = "permit.changed"  # and permit.entered, permit.left, permit.gate_refused
+ATTENDANCE_PUNCHED: Final = "attendance.punched"  # and attendance.late, .absent, .corrected
 
 
 # ---------------------------------------------------------------------------- server -> client

@@ -134,10 +134,28 @@ async def _resource_ids(world: World) -> dict[str, str]:
         status="sent",
     )
     await delivery.save()
-    from tests.support import ids_complaints, ids_privacy, ids_slots, ids_visitors
+    from tests.support import (
+        ids_amc,
+        ids_attendance,
+        ids_billing,
+        ids_complaints,
+        ids_permits,
+        ids_privacy,
+        ids_slots,
+        ids_visitors,
+    )
 
     module_ids: dict[str, str] = {}
-    for module in (ids_visitors, ids_complaints, ids_slots, ids_privacy):
+    for module in (
+        ids_visitors,
+        ids_complaints,
+        ids_slots,
+        ids_privacy,
+        ids_billing,
+        ids_permits,
+        ids_attendance,
+        ids_amc,
+    ):
         module_ids.update(await module.resource_ids(world))
     return module_ids | {
         "site_id": str(world.site_id),

@@ -16,8 +16,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
+from notifications.fakes import running_fakes
 from tests.support.servers import FAST, InProcessServer
 from tests.support.world import build_world
 
@@ -37,10 +39,20 @@ CONFIG = Path(__file__).with_name("schemathesis.toml")
 
 @pytest.fixture(scope="module")
 async def server(settings: Any) -> AsyncIterator[InProcessServer]:
-    running = InProcessServer(settings, FAST)
-    await running.start()
-    yield running
-    await running.stop()
+    # Online payments start an order at the provider while the request waits: the fake Razorpay answers.
+    async with running_fakes() as fakes:
+        running = InProcessServer(
+            msgspec.structs.replace(
+                settings,
+                razorpay_base_url=fakes.razorpay_url,
+                razorpay_key_id=fakes.razorpay.key_id,
+                razorpay_key_secret=fakes.razorpay.key_secret,
+            ),
+            FAST,
+        )
+        await running.start()
+        yield running
+        await running.stop()
 
 
 def schemathesis_command(base_url: str, token: str, report: Path) -> list[str]:

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from litestar.routes import HTTPRoute
 
+from app.attendance import config as attendance_config
 from app.auth.roles import Role, is_framework_handler
 from app.people.directory import cipher_for, directory_for
 from app.privacy import exports
@@ -27,16 +28,20 @@ from app.slots import valet
 from app.slots.availability import AvailabilityFeed
 from app.visitors import approvals, gate
 from schema.jsonvalue import as_list
+from schema.permits import PermitEntry
 from schema.visitors import VisitorApprovalStep, VisitorMessage, VisitorPass
+from tests.support import billing as billing_support
 from tests.support import complaints as complaint_support
 from tests.support import slots as slot_support
+from tests.support.ids_attendance import staff_with_punches
+from tests.support.ids_permits import approved_vendor_permit
 from tests.support.routes import PARAM, Operation, operations
 from tests.support.visitors import add_occupant, deps_for, one_time_pass, principal_of
 from tests.support.world import World
 
 PAGE_FIELDS = {"items", "total", "limit", "offset"}
 # Whom to ask when several roles may call a list: the one that sees the seeded rows.
-ROLE_ORDER = ("site_admin", "fm_admin", "guard", "technician", "occupant")
+ROLE_ORDER = ("site_admin", "fm_admin", "guard", "technician", "occupant", "platform_admin")
 # Lists whose rows the seeded site cannot have: retention runs come from the purge cron. Their page
 # shape and the echo of limit/offset are still checked.
 UNSEEDED = {"/api/privacy/retention/runs", "/api/me/notifications"}
@@ -145,6 +150,27 @@ async def _seed(world: World, settings: Any, redis: Any, client: Any) -> dict[st
             redis, settings, slot_support.principal(world, "occupant"), valet.NewValet(plate=plate)
         )
 
+    # AMC and QR: two assets with a contract each (quarterly: four visits), two places, two days of scans
+    from app.amc.schedule import Frequency
+    from app.places import service as place_service
+    from schema.places import PlaceScanDay
+    from tests.support import amc as amc_support
+
+    for name in ("Lift A1", "Lift B1"):
+        asset = await amc_support.lift(world, name=name)
+        await amc_support.contract(
+            world,
+            redis,
+            asset.id,
+            starts_on=dt.date(2026, 1, 1),
+            ends_on=dt.date(2026, 12, 31),
+            frequency=Frequency.QUARTERLY,
+        )
+    gym = await place_service.create_place(settings, world.site_id, place_service.NewPlace(kind="amenity", name="Gym"))
+    await place_service.create_place(settings, world.site_id, place_service.NewPlace(kind="shop", name="Pharmacy"))
+    for day in (dt.date(2026, 12, 1), dt.date(2026, 12, 2)):
+        await PlaceScanDay.insert(PlaceScanDay(site=world.site_id, place=gym.id, day=day, scans=3))
+
     # notifications: two announcements (scheduled later: nothing is sent), two consent changes
     later = (now + dt.timedelta(hours=2)).isoformat()
     for title in ("Water", "Power"):
@@ -172,10 +198,29 @@ async def _seed(world: World, settings: Any, redis: Any, client: Any) -> dict[st
         assert made.status_code == 202, made.text
         await exports.build_export(settings, redis, directory_for(settings), UUID(made.json()["id"]))
 
+    # billing: two invoices of one unit and a second unit's (two defaulters), two receipts, two credit notes
+    # on one invoice, two runs, two rates, two reconciliations
+    invoice_id = await billing_support.seed_two_of_everything(world)
+
+    # permits: two approved vendor permits valid now (the gate's list for today), two entries under the first
+    permits = [
+        await approved_vendor_permit(world, settings, redis, start=now - dt.timedelta(hours=1), phone=phone)
+        for phone in ("+919800000011", "+919800000012")
+    ]
+    for _ in range(2):
+        await PermitEntry(site=world.site_id, permit=permits[0].id, checked_in_at=now).save()
+
+    # attendance: two shifts, two staff on the roster, each checked in and out this hour
+    staff_ids = await staff_with_punches(world, settings, redis, ("Savitri", "Kiran"))
+
     return {
+        "invoice_id": str(invoice_id),
+        "staff_id": str(staff_ids[0]),
+        "permit_id": str(permits[0].id),
         "complaint_id": str(raised[0].id),
         "person_id": str(world.people["occupant"]),
         "approval_id": str(prompted),
+        "place_id": str(gym.id),
     }
 
 
@@ -455,13 +500,18 @@ async def test_every_csv_answers_text_csv_with_one_charset(app: Any, client: Any
         if operation.method == "GET" and any(kind.startswith("text/csv") for kind in content):
             csv_routes.append(operation)
     assert len(csv_routes) >= 5, [o.path for o in csv_routes]
+    member = await attendance_config.add_staff(
+        world.settings, world.site_id, attendance_config.StaffInput(name="Savitri", category="housekeeping")
+    )
+    # per-unit and per-person CSVs (a unit's statement, the monthly attendance sheet)
+    path_values = {"unit_id": str(world.unit_ids[0]), "staff_id": str(member.id)}
     for operation in csv_routes:
         required = [
             p["name"] for p in operation.operation.get("parameters", []) if p.get("in") == "query" and p["required"]
         ]
         params = "&".join(f"{name}={query[name]}" for name in required)
         role = _caller(world, operation)
-        response = await client.get(f"{operation.path}?{params}", headers=world.headers(role))
+        response = await client.get(f"{operation.url(path_values)}?{params}", headers=world.headers(role))
         assert response.status_code == 200, (operation.path, response.text)
         assert response.headers["content-type"] == "text/csv; charset=utf-8", operation.path
 

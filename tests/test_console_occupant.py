@@ -7,6 +7,7 @@ guards and technicians act through the HTTP API, as their own consoles would.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
@@ -27,7 +28,14 @@ from notifications.live import feed_announcer
 from notifications.providers import Providers
 from schema.privacy import DataExport
 from schema.visitors import VisitorApproval
-from tests.support.browser import DESKTOP, PHONE, screenshot, serious_accessibility_violations, signed_in_page
+from tests.support.browser import (
+    DESKTOP,
+    PHONE,
+    open_occupant_section,
+    screenshot,
+    serious_accessibility_violations,
+    signed_in_page,
+)
 from tests.support.complaints import ALL_DAY
 from tests.support.servers import FAST, InProcessServer
 from tests.support.slots import next_free_times
@@ -68,7 +76,7 @@ async def open_app(
 
 
 async def tab(page: Any, name: str) -> None:
-    await page.get_by_role("tab", name=name).click()
+    await open_occupant_section(page, name)
 
 
 def no_errors(*pages: Any) -> None:
@@ -522,8 +530,9 @@ async def test_every_section_passes_axe_at_phone_and_desktop_widths(
             )
             await expect(page.locator(f"[data-complaint-id='{raised.json()['id']}']")).to_have_count(1)
             await screenshot(page, name)
-            for section in ("Home", "Visitors", "Complaints", "Bookings", "Settings"):
+            for section in ("Home", "Visitors", "Complaints", "Bookings", "Permits", "Bills", "Settings"):
                 await tab(page, section)
+                await expect(page.locator(f"#panel-{section.lower()}")).to_be_visible()
                 if section == "Complaints":
                     await page.locator(f"[data-complaint-id='{raised.json()['id']}']").get_by_role("button").click()
                     await expect(page.locator("#complaint-detail")).to_be_visible()
@@ -531,13 +540,142 @@ async def test_every_section_passes_axe_at_phone_and_desktop_widths(
                     await expect(page.locator("#resources [data-resource-id]")).to_have_count(1)
                 if section == "Settings":
                     await expect(page.locator("#prefs input")).not_to_have_count(0)
+                if section == "Permits":
+                    await expect(page.locator("#p-type option")).to_have_count(6)
                 await screenshot(page, f"{name}-{section.lower()}")
                 assert await serious_accessibility_violations(page) == [], (name, section)
                 # Nothing wider than the phone: no sideways scrolling.
                 assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), (name, section)
+            if viewport is PHONE:  # the sheet of the sections behind "More", open
+                await page.locator("#occ-more").click()
+                await expect(page.locator("#occ-extra")).to_be_visible()
+                await screenshot(page, f"{name}-more")
+                assert await serious_accessibility_violations(page) == [], (name, "More")
             no_errors(page)
         finally:
             await page.context.close()
+
+
+SECTIONS = ("home", "visitors", "complaints", "bookings", "permits", "bills", "settings")
+BEHIND_MORE = ("permits", "bills", "settings")
+
+# Each visible tab (and More): inside the screen, at least 44 px square, its label on one line (no word
+# broken in two) and not cut or overflowing.
+BAR_FITS = """() => [...document.querySelectorAll('.occ-bar [role="tab"], #occ-more')].map((item) => {
+  const box = item.getBoundingClientRect();
+  const label = item.querySelector(".occ-label");
+  const text = document.createRange();
+  text.selectNodeContents(label);
+  const lines = new Set([...text.getClientRects()].filter((r) => r.width > 0).map((r) => Math.round(r.top)));
+  const edge = label.getBoundingClientRect();
+  return {
+    id: item.id,
+    text: label.textContent,
+    inside: box.left >= 0 && box.right <= window.innerWidth + 0.5,
+    big: box.width >= 44 && box.height >= 44,
+    label: lines.size === 1 && edge.left >= box.left - 0.5 && edge.right <= box.right + 0.5
+      && item.scrollWidth <= item.clientWidth,
+  };
+})"""
+
+
+@pytest.mark.parametrize("locale", ["en-IN", "hi-IN"])
+async def test_seven_sections_on_a_360_px_phone_a_bar_of_four_and_more(
+    server: InProcessServer, world: Any, browser: Any, locale: str
+) -> None:
+    """On a 360 px phone, in English and in Hindi: a bar of four tabs and More that fit without cutting a
+    label; More opens the other three and then names the one open; every section opens from its link
+    (?section=) and the address follows the open section; the keyboard reaches every section; axe finds
+    nothing serious with the sheet open. From 900 px all seven are tabs and More is gone."""
+    from playwright.async_api import expect
+
+    page = await signed_in_page(browser, server.http_url, world, "occupant", "/app", viewport=PHONE, locale=locale)
+    try:
+        await expect(page.locator("html")).to_have_attribute("lang", locale[:2])
+        more, sheet = page.locator("#occ-more"), page.locator("#occ-extra")
+        tab = {key: page.locator(f'[role="tab"][data-tab="{key}"]') for key in SECTIONS}
+        assert await page.locator('[role="tablist"] [role="tab"]').count() == len(SECTIONS)
+        for key in SECTIONS:
+            await expect(tab[key]).to_be_visible(visible=key not in BEHIND_MORE)
+        fits = await page.evaluate(BAR_FITS)
+        assert len(fits) == 5 and all(item["inside"] and item["big"] and item["label"] for item in fits), fits
+        await screenshot(page, f"occupant-360-{locale}-bar")
+
+        # every section from its link; the sheet's sections are named on More
+        for key in SECTIONS:
+            await page.goto(f"/app?section={key}")
+            await expect(tab[key]).to_have_attribute("aria-selected", "true")
+            await expect(page.locator(f"#panel-{key}")).to_be_visible()
+            assert await page.locator(".occ-panel:not([hidden])").count() == 1, key
+            label = await tab[key].locator(".occ-label").text_content()
+            if key in BEHIND_MORE:
+                await expect(more).to_have_class("occ-more current")
+                await expect(more).to_contain_text(label or "")
+                fits = await page.evaluate(BAR_FITS)  # More names the section now: still one line
+                assert all(item["label"] for item in fits), fits
+            else:
+                await expect(more).not_to_have_class("occ-more current")
+        assert page.url.endswith("?section=settings")
+
+        # More opens the sheet; a tab there opens its section, closes the sheet and More names it
+        await page.goto("/app")
+        await expect(sheet).to_be_hidden()
+        await more.click()
+        await expect(more).to_have_attribute("aria-expanded", "true")
+        await expect(sheet).to_be_visible()
+        await tab["bills"].click()
+        await expect(sheet).to_be_hidden()
+        await expect(page.locator("#panel-bills")).to_be_visible()
+        await expect(more).to_contain_text(await tab["bills"].locator(".occ-label").text_content() or "")
+        assert page.url.endswith("?section=bills")
+        # a tap outside closes it
+        await more.click()
+        await expect(sheet).to_be_visible()
+        await page.locator(".occ-title").click()
+        await expect(sheet).to_be_hidden()
+
+        # the keyboard: arrows walk all seven tabs, opening and closing the sheet on the way; Escape closes
+        await tab["bookings"].click()
+        await tab["bookings"].press("ArrowRight")
+        await expect(tab["permits"]).to_be_focused()
+        await expect(tab["permits"]).to_have_attribute("aria-selected", "true")
+        await expect(more).to_have_attribute("aria-expanded", "true")
+        await tab["permits"].press("ArrowDown")
+        await expect(tab["bills"]).to_be_focused()
+        await tab["bills"].press("Escape")
+        await expect(sheet).to_be_hidden()
+        await expect(more).to_be_focused()
+        await more.press("ArrowUp")
+        await expect(tab["bills"]).to_be_focused()
+        await tab["bills"].press("End")
+        await expect(tab["settings"]).to_have_attribute("aria-selected", "true")
+        await tab["settings"].press("ArrowRight")
+        await expect(tab["home"]).to_be_focused()
+        await expect(sheet).to_be_hidden()
+        await expect(page.locator("#panel-home")).to_be_visible()
+
+        await more.click()
+        await screenshot(page, f"occupant-360-{locale}-more")
+        assert await serious_accessibility_violations(page) == [], locale
+        assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+        await page.set_viewport_size(DESKTOP)
+        await expect(more).to_be_hidden()
+        for key in SECTIONS:
+            await expect(tab[key]).to_be_visible()
+        row = await page.evaluate(
+            """() => [...document.querySelectorAll('[role="tab"]')].map((item) => {
+              const box = item.getBoundingClientRect();
+              return [box.left, box.right, box.top, item.scrollWidth <= item.clientWidth];
+            })"""
+        )
+        # one row, in order, none overlapping the next, no label overflowing its tab
+        assert all(fits for *_, fits in row), row
+        assert all(a[1] <= b[0] + 0.5 and a[2] == b[2] for a, b in itertools.pairwise(row)), row
+        await screenshot(page, f"occupant-1280-{locale}-tabs")
+        no_errors(page)
+    finally:
+        await page.context.close()
 
 
 async def test_a_visitor_who_arrived_before_the_app_opened_is_waiting_there_and_only_for_the_unit(

@@ -133,6 +133,22 @@ async def test_a_lent_sqlite_connection_comes_back_outside_any_transaction(setti
     assert not await Site.exists().where(Site.slug == "x-db01")
 
 
+async def test_a_finished_write_transaction_gives_a_live_connection_back_to_the_pool(settings: Any) -> None:
+    """The connection a write transaction used goes back to the idle list alive, and closing the idle
+    connections ends (a stopped one left in the list made close_database wait for ever)."""
+    if not is_sqlite():
+        pytest.skip("SQLite only")
+    engine = current_engine()
+    assert isinstance(engine, PooledSQLiteEngine)
+    await engine.close_idle_connections()
+    async with write_transaction():
+        await Site.exists()
+    idle = engine.idle_connections()
+    assert idle and all(c._running for c in idle)
+    async with asyncio.timeout(10):
+        await engine.close_idle_connections()
+
+
 async def test_a_cancelled_sqlite_query_never_lends_its_connection_again(settings: Any) -> None:
     if not is_sqlite():
         pytest.skip("SQLite only")

@@ -25,6 +25,10 @@ NOT_FREE_TEXT = {
     "daily_from", "daily_until", "currency", "voice_caller_id", "category", "subcategory", "skill",
     "subcategories[]", "skills[]", "stage", "class_name", "preview_id", "unit_id", "kind",
     "lane", "image_ref", "error_code", "info", "slot_code", "bay",
+    # billing: codes with a pattern of their own (a GSTIN, an HSN/SAC code, a month, a charge type)
+    "gstin", "customer_gstin", "state_code", "invoice_prefix", "hsn_sac", "unit_kind", "charge_type", "period",
+    # permits and attendance: keys, type codes, declarations, daily hours, references
+    "key", "type", "declarations[]", "daily_start", "daily_end", "reference",
 }  # fmt: skip
 # Checked by hand after decoding: the walk-in form (multipart, app.visitors.gate.register_walk_in) and
 # a person's name (app.occupants.service.clean_name, shared with the importer).
@@ -34,6 +38,8 @@ CHECKED_BY_HAND = {
     ("POST", "/api/occupants", "full_name"),
     ("PATCH", "/api/occupants/{occupant_id:uuid}", "full_name"),
     ("PATCH", "/api/me/data", "full_name"),
+    # Must be one of the permit type's attachment keys (app.permits.service.add_attachment).
+    ("POST", "/api/permits/{permit_id:uuid}/attachments", "slot"),
 }
 
 

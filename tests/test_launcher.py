@@ -55,6 +55,13 @@ def test_launcher_serves_ready_and_a_demo_login(tmp_dir: Path) -> None:
         assert {r["category"] for r in resources} == {"amenity", "ev_connector", "parking_slot", "valet"}
         categories = httpx.get(f"{base}/api/complaints/config/categories", headers=auth, timeout=10).json()["items"]
         assert {c["code"] for c in categories} >= {"plumbing", "electrical", "lift"}
+        # A fit-out waiting for the FM manager, a vendor approved for today, staff on the roster.
+        queue = httpx.get(f"{base}/api/permits?awaiting_me=true", headers=auth, timeout=10).json()["items"]
+        assert [p["type_code"] for p in queue] == ["fit_out"]
+        today = httpx.get(f"{base}/api/permits/gate/today", headers=auth, timeout=10).json()["items"]
+        assert [p["people"][0]["name"] for p in today] == ["Anil (CoolAir)"]
+        board = httpx.get(f"{base}/api/attendance/board", headers=auth, timeout=10).json()
+        assert {row["name"] for row in board["items"]} >= {"Guard 1", "Lakshmi", "Technician 1"}
     finally:
         os.killpg(process.pid, signal.SIGINT)
         try:

@@ -9,7 +9,18 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from notifications.categories import Category, Channel, Urgency
-from notifications.policy import Action, Decision, DndSettings, Facts, QuietWindow, Reason, SitePolicy, decide
+from notifications.policy import (
+    DEFAULT_DIGEST,
+    NEVER_DIGESTED,
+    Action,
+    Decision,
+    DndSettings,
+    Facts,
+    QuietWindow,
+    Reason,
+    SitePolicy,
+    decide,
+)
 
 IST = ZoneInfo("Asia/Kolkata")
 # Wednesday 2026-11-25, 23:00 in Kolkata: inside 22:00-07:00 quiet hours, outside 09-21 promotional hours.
@@ -63,7 +74,10 @@ def test_decision_matrix(consent: bool, dnd: str, category: Category, channel: C
 
 
 def test_matrix_covers_every_cell() -> None:
-    assert len(CELLS) == 2 * 3 * len(Category) * len(Channel) == 240
+    # Counted from the enums, not a literal: every category a module adds joins the matrix by itself.
+    assert len(set(CELLS)) == len(CELLS) == 2 * len(DND_STATES) * len(Category) * len(Channel)
+    assert {category for _, _, category, _ in CELLS} == set(Category)
+    assert {channel for *_, channel in CELLS} == set(Channel)
 
 
 def _facts(**overrides: object) -> Facts:
@@ -146,3 +160,11 @@ def test_quiet_hours_use_the_persons_own_timezone() -> None:
     london_night = DndSettings(timezone="Europe/London", windows=NIGHTLY)
     # 23:00 in Kolkata is 17:30 in London: not quiet there.
     assert decide(_facts(dnd=london_night), SITE).action is Action.SEND
+
+
+def test_every_category_is_digested_by_default_or_never() -> None:
+    # Modules add categories (permits, attendance, maintenance): each is a service update that quiet hours
+    # hold and release as one digest, unless it is on the never-digested list.
+    assert set(DEFAULT_DIGEST) | NEVER_DIGESTED == set(Category)
+    assert not set(DEFAULT_DIGEST) & NEVER_DIGESTED
+    assert all(DEFAULT_DIGEST[c].dnd for c in (Category.PERMIT, Category.ATTENDANCE, Category.MAINTENANCE))

@@ -240,4 +240,6 @@ async def test_a_live_rate_set_by_the_platform_operator_replaces_the_configured_
     assert sms["live"] is None and sms["in_force"] == sms["configured"]
     refused = await client.put("/api/platform/notify/rates", json={"sms": -1}, headers=headers)
     assert refused.status_code == 400 and "sms" in refused.text
+    page = await client.get("/api/platform/notify/rates", headers=headers)
+    assert page.status_code == 200 and {r["channel"] for r in page.json()["items"]} >= {"sms"}, page.text
     assert (await client.get("/api/platform/notify/rates", headers=world.headers("fm_admin"))).status_code == 403

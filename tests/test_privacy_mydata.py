@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from notifications.categories import Category, Channel
 from schema.notifications import ConsentEvent
 from schema.tables import ContactPoint
 from tests.support.privacy import make_subject
@@ -21,7 +22,10 @@ async def test_view_and_correct_my_data(client: Any, world: World, settings: Any
     assert [u["unit_id"] for u in data["units"]] == [str(world.unit_ids[0])]
     assert {c["value"] for c in data["contact_points"]} == {subject.mobile, subject.secondary_mobile, subject.email}
     assert [v["plate"] for v in data["vehicles"]] == [subject.plate]
-    assert len(data["consents"]) == 5 * 8 and data["links"]["consent_history"] == "/api/me/consent-history"
+    assert (
+        len(data["consents"]) == len(Channel) * len(Category)
+        and data["links"]["consent_history"] == "/api/me/consent-history"
+    )
 
     corrected = await client.patch(
         "/api/me/data",
@@ -67,7 +71,7 @@ async def test_withdraw_and_grant_in_one_call_with_history(client: Any, world: W
     assert withdrawn.status_code == 200, withdrawn.text
     assert all(not p["enabled"] for p in withdrawn.json())
     events = await ConsentEvent.count().where(ConsentEvent.person == person)
-    assert events == 5 * 8
+    assert events == len(Channel) * len(Category)
     again = await client.post("/api/me/consents", json={"granted": False}, headers=headers)
     assert again.status_code == 200
     assert (
@@ -84,6 +88,6 @@ async def test_withdraw_and_grant_in_one_call_with_history(client: Any, world: W
     mine = (await client.get("/api/me/data", headers=headers)).json()
     assert mine["consent_history"][0]["granted"] is True and mine["consent_history"][0]["source"] == "web"
     history = await client.get("/api/me/consent-history?limit=100", headers=headers)
-    assert history.json()["total"] == 5 * 8 + 4
+    assert history.json()["total"] == len(Channel) * len(Category) + 4
     empty = await client.post("/api/me/consents", json={"granted": True, "channels": []}, headers=headers)
     assert empty.status_code == 422 and empty.json()["errors"][0]["field"] == "channels"

@@ -27,11 +27,21 @@ from app.db import (
 )
 from app.observability.jobs import deserialize_job, on_job_start, serialize_job
 from app.observability.logs import configure_logging
-from workers import complaint_jobs, maintenance, notify_jobs, privacy_jobs, slot_jobs, visitor_jobs
+from workers import (
+    amc_jobs,
+    attendance_jobs,
+    billing_jobs,
+    complaint_jobs,
+    maintenance,
+    notify_jobs,
+    privacy_jobs,
+    slot_jobs,
+    visitor_jobs,
+)
 
 logger = logging.getLogger(__name__)
 
-MODULE_JOBS = (visitor_jobs, complaint_jobs, slot_jobs, privacy_jobs)
+MODULE_JOBS = (visitor_jobs, complaint_jobs, slot_jobs, privacy_jobs, billing_jobs, attendance_jobs, amc_jobs)
 
 
 def queue_name(settings: Settings) -> str:

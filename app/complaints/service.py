@@ -75,6 +75,10 @@ class NewComplaint(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     location: Location | None = None
     on_behalf_of: UUID | None = None
     work_order: bool = False
+    # What it is about, when raised from a QR code: an AMC asset and/or a place (QR mapping). Either one
+    # stands for the unit an occupant would otherwise name, and gives the location when none is sent.
+    asset_id: UUID | None = None
+    place_id: UUID | None = None
 
 
 # Bodies of routes on one complaint have no required members, so that a complaint the caller
@@ -161,6 +165,8 @@ class ComplaintView(msgspec.Struct, frozen=True, kw_only=True):
     created_at: dt.datetime
     updated_at: dt.datetime
     allowed_moves: list[str]  # what the caller may move it to now
+    asset_id: UUID | None = None  # the AMC asset it is about
+    place_id: UUID | None = None  # the place (QR code) it was raised from
 
 
 class ComplaintDetail(msgspec.Struct, frozen=True, kw_only=True):
@@ -323,6 +329,8 @@ async def views(
                 created_at=row["created_at"],
                 updated_at=row["updated_at"],
                 allowed_moves=[str(s) for s in allowed_moves(status, actors_of(principal, row))],
+                asset_id=row.get("asset"),
+                place_id=row.get("place"),
             )
         )
     return result
@@ -475,11 +483,42 @@ async def _check_raise(principal: Principal, data: NewComplaint) -> tuple[UUID |
         if data.location is None:
             raise InvalidInput.for_field("location", "name the common area")
         return None, "raiser"
+    if Role.OCCUPANT in principal.roles and (data.asset_id is not None or data.place_id is not None):
+        return None, "raiser"  # about a common asset or place (from its QR code): no unit needed
     if Role.OCCUPANT in principal.roles:
         raise InvalidInput.for_field("unit_id", "is required: the unit you occupy")
     if Role.GUARD in principal.roles:
         raise InvalidInput.for_field("unit_id", "guards raise complaints for common areas only")
     raise InvalidInput.for_field("on_behalf_of", "staff raise for an occupant (with unit_id) or open a work_order")
+
+
+async def about_subject(site_id: UUID, data: NewComplaint) -> NewComplaint:
+    """Check the asset and place a complaint names; fill in the asset of a place and, when no location was
+    sent, the place's (or asset's) name as the location."""
+    from schema.amc import Asset
+    from schema.places import Place
+
+    if data.asset_id is None and data.place_id is None:
+        return data
+    asset_id, location = data.asset_id, data.location
+    if data.place_id is not None:
+        place = (
+            await Place.select(Place.name, Place.asset, Place.is_active)
+            .where((Place.site == site_id) & (Place.id == data.place_id))
+            .first()
+        )
+        if place is None or not place["is_active"]:
+            raise InvalidInput.for_field("place_id", "no such place in use on this site")
+        if asset_id is not None and place["asset"] not in (None, asset_id):
+            raise InvalidInput.for_field("asset_id", "is not the asset of that place")
+        asset_id = asset_id or place["asset"]
+        location = location or place["name"][:200]
+    if asset_id is not None:
+        asset = await Asset.select(Asset.name).where((Asset.site == site_id) & (Asset.id == asset_id)).first()
+        if asset is None:
+            raise InvalidInput.for_field("asset_id", "no such asset on this site")
+        location = location or asset["name"][:200]
+    return msgspec.structs.replace(data, asset_id=asset_id, location=location)
 
 
 async def raise_complaint(
@@ -490,6 +529,7 @@ async def raise_complaint(
     subcategories = [str(s) for s in as_list(category["subcategories"])]
     if data.subcategory is not None and subcategories and data.subcategory not in subcategories:
         raise InvalidInput.for_field("subcategory", f"must be one of {', '.join(subcategories)}")
+    data = await about_subject(principal.site_id, data)
     raised_for, visibility = await _check_raise(principal, data)
     response_minutes, resolution_minutes = await windows_for(principal.site_id, category["id"], data.priority)
     complaint = Complaint(
@@ -499,6 +539,8 @@ async def raise_complaint(
         subcategory=data.subcategory,
         unit=data.unit_id,
         location=data.location,
+        asset=data.asset_id,
+        place=data.place_id,
         description=data.description,
         priority=str(data.priority),
         status=str(Status.OPEN),

@@ -36,6 +36,8 @@ OWN_AUTH: Final[dict[str, str]] = {
     "signed_link": "the expires and signature query parameters of the link the export was issued with",
     "signed_path": "the signed token in the path of the link the visitor or occupant was sent",
     "metrics_token": "a bearer token equal to OPSHUB_METRICS_TOKEN, or a platform admin's token or session",
+    "razorpay_signature": "Razorpay's X-Razorpay-Signature, the HMAC-SHA256 of the raw body with the webhook secret",
+    "razorpay_checkout": "the razorpay_signature the hosted checkout returns over its order and payment ids",
 }
 
 SECURITY_SCHEMES: Final[dict[str, SecurityScheme]] = {
@@ -56,6 +58,12 @@ SECURITY_SCHEMES: Final[dict[str, SecurityScheme]] = {
     ),
     "device_token": SecurityScheme(
         type="apiKey", name="X-Device-Token", security_scheme_in="header", description=OWN_AUTH["device_token"]
+    ),
+    "razorpay_signature": SecurityScheme(
+        type="apiKey",
+        name="X-Razorpay-Signature",
+        security_scheme_in="header",
+        description=OWN_AUTH["razorpay_signature"],
     ),
     "metrics_token": SecurityScheme(type="http", scheme="bearer", description=OWN_AUTH["metrics_token"]),
     "signed_link": SecurityScheme(

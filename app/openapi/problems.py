@@ -179,6 +179,8 @@ def _bounds(info: msgspec.inspect.Type) -> dict[str, Any]:
 
 def scalar_schema(info: msgspec.inspect.Type) -> Schema | None:
     """The schema of a constrained scalar or a fixed set of values; None when there is nothing to add."""
+    if isinstance(info, msgspec.inspect.Metadata):  # a Meta with a description wraps the constrained type
+        return scalar_schema(info.type)
     if isinstance(info, msgspec.inspect.IntType):
         return Schema(type=OpenAPIType.INTEGER, **_bounds(info)) if _bounds(info) else None
     if isinstance(info, msgspec.inspect.FloatType):
@@ -200,6 +202,8 @@ def _is_upload(info: msgspec.inspect.Type) -> bool:
 
 def constrain(prop: Schema, info: msgspec.inspect.Type) -> Schema:
     """Add what msgspec enforces on a field's items, keys and values to Litestar's schema of it."""
+    if isinstance(info, msgspec.inspect.Metadata):
+        info = info.type
     if isinstance(info, msgspec.inspect.UnionType):
         members = [t for t in info.types if not isinstance(t, msgspec.inspect.NoneType)]
         if len(members) != 1:
@@ -223,12 +227,14 @@ def constrain(prop: Schema, info: msgspec.inspect.Type) -> Schema:
         if item is not None and (prop.items is None or isinstance(prop.items, Schema)):
             prop.items = item
     elif isinstance(info, msgspec.inspect.DictType):
-        key = scalar_schema(info.key_type)
-        if key is not None:
-            prop.property_names = key
-        value = scalar_schema(info.value_type)
-        if value is not None and (prop.additional_properties is None or isinstance(prop.additional_properties, Schema)):
-            prop.additional_properties = value
+        key_schema = scalar_schema(info.key_type)
+        if key_schema is not None:
+            prop.property_names = key_schema
+        value_schema = scalar_schema(info.value_type)
+        if value_schema is not None and (
+            prop.additional_properties is None or isinstance(prop.additional_properties, Schema)
+        ):
+            prop.additional_properties = value_schema
     return prop
 
 

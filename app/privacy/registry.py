@@ -31,7 +31,11 @@ SECTION_MODULES: Final = (
     "app.visitors.personal_data",
     "app.complaints.personal_data",
     "app.slots.personal_data",
+    "app.billing.personal_data",
+    "app.amc.personal_data",
     "app.privacy.personal_data",
+    "app.permits.personal_data",
+    "app.attendance.personal_data",
 )
 
 

@@ -13,6 +13,7 @@ the request names one, once per account:
   one budget per signed-in person, ``OPSHUB_PRIVACY_REQUESTS_PER_WINDOW`` per
   ``OPSHUB_PRIVACY_REQUEST_WINDOW_SECONDS`` (each export builds an archive; a request asked again
   while its export is still being built counts too);
+- a place's public page (``GET /q/{code}``, a scanned QR code): 30 a minute per address;
 - the other public pages and device endpoints: per address only.
 
 Provider webhooks (signed by Twilio), ``/health``, ``/ready``, static files and the websocket are not
@@ -68,6 +69,9 @@ RULES: Final[tuple[Rule, ...]] = (
     # Cameras, chargers and sensors post often, from few addresses.
     _rule("devices", "POST", r"^/api/(visitors/anpr|slots/ocpp/.*|slots/sensors/.*)$", 1200),
     _rule("public", "GET POST", r"^/(login|lang/[^/]+|v/qr/[^/]+|api/privacy/exports/[^/]+/download)?$", 120),
+    # A place's public page (a scanned QR code): a person scans a few codes a minute; a crawler walking
+    # codes, or a loop inflating a place's scan count, is stopped per address.
+    _rule("place-page", "GET", r"^/q/[^/]+$", 30),
 )
 
 

@@ -4,6 +4,7 @@
   occupants. A daily help's entry and exit also reach every *other* unit that employs them (any
   unit holding an active daily-help pass for the same phone number).
 - Check-out: ``visitor.departed`` likewise (occupants get exit alerts for daily help only).
+- Both run the hooks other modules registered (``app.visitors.hooks``: a daily help's attendance).
 - Overstay: a visitor inside longer than the site's limit for their kind raises
   ``visitor.overstay`` on the gate and control topics and a notification to staff, once.
 """
@@ -15,7 +16,7 @@ from typing import Any
 from uuid import UUID
 
 from app.auth.roles import Role
-from app.visitors import sitecfg
+from app.visitors import hooks, sitecfg
 from app.visitors.common import (
     VisitorDeps,
     gate_topics,
@@ -67,6 +68,7 @@ async def arrived(deps: VisitorDeps, visit: dict[str, Any], now: dt.datetime) ->
         gate=visit["gate"],
     )
     await publish_all(deps, [*gate_topics(site_id), *(unit_topic(u) for u in units)], ev.ARRIVED, event)
+    await hooks.run(hooks.ON_ARRIVAL, deps, visit, now)
     labels = await unit_labels(site_id, units)
     what = "Your daily help" if visit["kind"] == "daily_help" else "Your visitor"
     for unit_id in units:
@@ -88,6 +90,7 @@ async def departed(deps: VisitorDeps, visit: dict[str, Any], now: dt.datetime) -
     units = await _units_to_tell(visit, now)
     event = ev.Departed(visit_id=visit["id"], unit_id=visit["unit"], name=visit["name"], kind=visit["kind"], at=now)
     await publish_all(deps, [*gate_topics(site_id), *(unit_topic(u) for u in units)], ev.DEPARTED, event)
+    await hooks.run(hooks.ON_DEPARTURE, deps, visit, now)
     if visit["kind"] != "daily_help":
         return
     labels = await unit_labels(site_id, units)

@@ -1,8 +1,8 @@
 """The control-room dashboard (``/control``): the FM team's live board, sized for a wall screen.
 
 The page is a server-rendered skeleton (the composer's towers, units and roles come from the
-site); ``control.js`` fills each board from ``/api/dashboard/...`` and the slots and announcement
-APIs, then keeps it live from ``site:{id}:control`` and ``site:{id}:slots``.
+site); ``control.js`` fills each board from ``/api/dashboard/...``, the slots, announcement and billing
+(``/api/billing/collections``) APIs, then keeps it live from ``site:{id}:control`` and ``site:{id}:slots``.
 """
 
 from __future__ import annotations

@@ -1,12 +1,21 @@
 """The occupant app (``/app``): mobile-first, for the people who live or work in the units.
 
-The page is a server-rendered skeleton with five sections (Home, Visitors, Complaints, Bookings,
-Settings); ``occupant.js`` fills each from the existing APIs and keeps it live over ``/ws``
+The page is a server-rendered skeleton with seven sections (Home, Visitors, Complaints, Bookings, Permits,
+Bills, Settings); ``occupant.js`` fills each from the existing APIs and keeps it live over ``/ws``
 (the person's ``user:`` and ``unit:`` topics, ``site:{id}:slots``, and ``complaint:{id}`` for the
 complaint being followed). Every rule stays on the server: the page shows what the APIs answer.
 
+Navigation: one tablist holds every section. On a phone (below 900 px) seven tabs do not fit a 360 px bar
+in Hindi or English, so the bar holds the four used most (Home, Visitors, Complaints, Bookings) and a
+"More" button (``#occ-more``, ``aria-expanded``) that opens the other three (Permits, Bills, Settings) in a
+sheet above it (``#occ-extra``); while one of those is open, More names it. From 900 px all seven tabs
+stand in a row on top and there is no More.
+
 DOM contract (other consoles' tests rely on it):
-- navigation: ``role="tab"`` buttons named Home, Visitors, Complaints, Bookings, Settings;
+- navigation: ``role="tab"`` buttons named Home, Visitors, Complaints, Bookings, Permits, Bills, Settings;
+  on a phone the last three are visible only after a click on ``#occ-more`` (``tests/support/browser.py``
+  ``open_occupant_section`` does both); ``/app?section=<bills|permits|...>`` opens with that section, for
+  every section, and the address follows the section open (``?section=``);
 - ``#unread-count``: the number of unread feed entries (inside the Home tab);
 - ``[data-approval-id][data-status]``: a visitor at the gate (pending | approved | denied | leave_at_gate),
   above the tabs so it shows whatever section is open; buttons Approve, Deny, Leave at gate while pending,
@@ -14,7 +23,11 @@ DOM contract (other consoles' tests rely on it):
 - ``[data-resource-id][data-free]``: "1" and "Free" when the resource is free for the chosen start and
   length (default: the earliest free start today), else "0" and "Taken";
 - ``[data-complaint-id][data-status]``: each of my complaints in the list (the API's status name); the
-  complaint open in detail is ``#complaint-detail[data-detail-id][data-detail-status]``.
+  complaint open in detail is ``#complaint-detail[data-detail-id][data-detail-status]``;
+- ``#dues[data-outstanding]`` (paise) with ``#pay-dues``; ``#invoices [data-invoice-id][data-status]``;
+  ``#receipts [data-receipt-id][data-receipt-number]``;
+- ``#permits li[data-permit-id][data-status]``: each of my permits (the API's status name); the one open
+  in detail is ``#permit-detail``, its history ``#permit-detail .steps li``.
 """
 
 from __future__ import annotations

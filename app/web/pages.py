@@ -263,6 +263,8 @@ async def account(request: Request[Any, Any, Any]) -> Template:
     and the pages their roles open."""
     user = request.user
     consoles = [path for roles, path in HOME_BY_ROLE if isinstance(user, Principal) and user.has_any(roles)]
+    if isinstance(user, Principal) and user.has_any(STAFF | {Role.GUARD, Role.TECHNICIAN}):
+        consoles.append("/attendance")  # check in from the phone (app.web.staff)
     return render(request, "account.html", consoles=consoles)
 
 

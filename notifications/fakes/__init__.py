@@ -1,4 +1,4 @@
-"""Local fakes of Twilio, FCM and SMTP that the real SDKs talk to (tests and local dev).
+"""Local fakes of Twilio, FCM, SMTP and Razorpay that the real SDKs talk to (tests and local dev).
 
 Start them in-process with :func:`running_fakes`, or as a process with
 ``python -m notifications.fakes``; point the SDKs at them with the helpers in
@@ -7,6 +7,7 @@ Start them in-process with :func:`running_fakes`, or as a process with
 
 from notifications.fakes.app import FakeHub, build_app
 from notifications.fakes.fcm_server import FcmBehaviour, FcmFake, FcmMessage
+from notifications.fakes.razorpay_server import RazorpayBehaviour, RazorpayFake
 from notifications.fakes.runner import RunningFakes, running_fakes
 from notifications.fakes.smtp_server import ReceivedEmail, SmtpBehaviour, SmtpFake
 from notifications.fakes.twilio_models import (
@@ -25,6 +26,8 @@ __all__ = [
     "FcmFake",
     "FcmMessage",
     "PlacedCall",
+    "RazorpayBehaviour",
+    "RazorpayFake",
     "ReceivedEmail",
     "RunningFakes",
     "SentMessage",

@@ -10,6 +10,7 @@ import os
 import signal
 
 from notifications.fakes.fcm_server import DEFAULT_ACCESS_TOKEN, DEFAULT_PROJECT_ID
+from notifications.fakes.razorpay_server import DEFAULT_KEY_ID, DEFAULT_KEY_SECRET, DEFAULT_WEBHOOK_SECRET
 from notifications.fakes.runner import running_fakes
 from notifications.fakes.twilio_server import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
 
@@ -25,6 +26,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--twilio-auth-token", default=env("TWILIO_AUTH_TOKEN", DEFAULT_AUTH_TOKEN))
     parser.add_argument("--fcm-project-id", default=env("FCM_PROJECT_ID", DEFAULT_PROJECT_ID))
     parser.add_argument("--fcm-access-token", default=env("FCM_ACCESS_TOKEN", DEFAULT_ACCESS_TOKEN))
+    parser.add_argument("--razorpay-key-id", default=env("RAZORPAY_KEY_ID", DEFAULT_KEY_ID))
+    parser.add_argument("--razorpay-key-secret", default=env("RAZORPAY_KEY_SECRET", DEFAULT_KEY_SECRET))
+    parser.add_argument("--razorpay-webhook-secret", default=env("RAZORPAY_WEBHOOK_SECRET", DEFAULT_WEBHOOK_SECRET))
+    parser.add_argument("--razorpay-webhook-url", default=None, help="where the fake Razorpay sends its webhooks")
     return parser.parse_args(argv)
 
 
@@ -41,6 +46,10 @@ async def serve(args: argparse.Namespace) -> None:
         twilio_auth_token=args.twilio_auth_token,
         fcm_project_id=args.fcm_project_id,
         fcm_access_token=args.fcm_access_token,
+        razorpay_key_id=args.razorpay_key_id,
+        razorpay_key_secret=args.razorpay_key_secret,
+        razorpay_webhook_secret=args.razorpay_webhook_secret,
+        razorpay_webhook_url=args.razorpay_webhook_url,
     ) as fakes:
         for key, value in fakes.env().items():
             print(f"{key}={value}")

@@ -4,10 +4,13 @@ Layout (each fake's base URL is what the SDK wiring and env vars point at)::
 
     /twilio/2010-04-01/...   fake Twilio REST API      /twilio/_fake/...  its controls
     /fcm/v1/projects/...     fake FCM HTTP v1          /fcm/_fake/...     its controls
+    /razorpay/v1/...         fake Razorpay API and     /razorpay/_fake/... its controls
+                             hosted checkout
                                                        /smtp/_fake/...    SMTP records/controls
     /_fake/                  HTML dashboard            /_fake/state       everything as JSON
 """
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html import escape
@@ -16,6 +19,7 @@ import msgspec
 from litestar import Litestar, MediaType, get, post
 
 from notifications.fakes.fcm_server import FcmFake, FcmMessage, fcm_router
+from notifications.fakes.razorpay_server import RazorpayFake, razorpay_router
 from notifications.fakes.smtp_server import ReceivedEmail, SmtpFake, smtp_router
 from notifications.fakes.twilio_models import PlacedCall, SentMessage, WebhookDelivery
 from notifications.fakes.twilio_routes import twilio_router
@@ -27,11 +31,13 @@ class FakeHub:
     twilio: TwilioFake = field(default_factory=TwilioFake)
     fcm: FcmFake = field(default_factory=FcmFake)
     smtp: SmtpFake = field(default_factory=SmtpFake)
+    razorpay: RazorpayFake = field(default_factory=RazorpayFake)
 
     def reset(self) -> None:
         self.twilio.reset()
         self.fcm.reset()
         self.smtp.reset()
+        self.razorpay.reset()
 
 
 class HubState(msgspec.Struct):
@@ -82,6 +88,20 @@ def render_dashboard(hub: FakeHub) -> str:
         [e.received_at.strftime("%H:%M:%S"), ", ".join(e.rcpt_tos), e.subject, (e.text or "")[:200]]
         for e in reversed(hub.smtp.emails)
     ]
+    payments = [
+        [
+            time.strftime("%H:%M:%S", time.localtime(p["created_at"])),
+            p["id"],
+            p["order_id"],
+            f"{p['amount'] / 100:.2f} {p['currency']}",
+            p["status"],
+            str(p["amount_refunded"]),
+        ]
+        for p in reversed(list(hub.razorpay.payments.values()))
+    ]
+    razorpay_hooks = [
+        [e.event_id, e.event, ", ".join(str(d) for d in e.deliveries)] for e in reversed(hub.razorpay.events)
+    ]
     hooks = [
         [w.sent_at.strftime("%H:%M:%S"), w.kind, w.url, str(w.status_code or w.error)]
         for w in reversed(hub.twilio.webhooks)
@@ -97,6 +117,8 @@ def render_dashboard(hub: FakeHub) -> str:
         + _table("Push (FCM)", ["time", "token", "title", "body", "data"], push)
         + _table("Email (SMTP)", ["time", "to", "subject", "text"], mail)
         + _table("Webhooks sent to our app", ["time", "kind", "url", "result"], hooks)
+        + _table("Payments (Razorpay)", ["time", "payment", "order", "amount", "status", "refunded"], payments)
+        + _table("Razorpay webhooks", ["event id", "event", "deliveries"], razorpay_hooks)
         + "</body></html>"
     )
 
@@ -128,10 +150,11 @@ def build_app(hub: FakeHub) -> Litestar:
             twilio_router(hub.twilio),
             fcm_router(hub.fcm),
             smtp_router(hub.smtp),
+            razorpay_router(hub.razorpay),
         ],
         # The Twilio fake owns an httpx client (for webhooks) bound to the serving loop.
-        on_startup=[hub.twilio.start],
-        on_shutdown=[hub.twilio.aclose],
+        on_startup=[hub.twilio.start, hub.razorpay.start],
+        on_shutdown=[hub.twilio.aclose, hub.razorpay.aclose],
         openapi_config=None,
         # Litestar's default LoggingConfig reconfigures the *root* logger at INFO; the fakes
         # run inside test processes and the dev app, so leave the host's logging alone.

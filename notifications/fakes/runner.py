@@ -11,6 +11,12 @@ from litestar.types import ASGIApp
 
 from notifications.fakes.app import FakeHub, build_app
 from notifications.fakes.fcm_server import DEFAULT_ACCESS_TOKEN, DEFAULT_PROJECT_ID, FcmFake
+from notifications.fakes.razorpay_server import (
+    DEFAULT_KEY_ID,
+    DEFAULT_KEY_SECRET,
+    DEFAULT_WEBHOOK_SECRET,
+    RazorpayFake,
+)
 from notifications.fakes.smtp_server import SmtpFake
 from notifications.fakes.twilio_server import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, TwilioFake
 
@@ -42,6 +48,15 @@ class RunningFakes:
         return f"{self.http_url}/fcm"
 
     @property
+    def razorpay_url(self) -> str:
+        """Base URL replacing ``https://api.razorpay.com`` (paths start with /v1)."""
+        return f"{self.http_url}/razorpay"
+
+    @property
+    def razorpay(self) -> RazorpayFake:
+        return self.hub.razorpay
+
+    @property
     def dashboard_url(self) -> str:
         return f"{self.http_url}/_fake/"
 
@@ -71,6 +86,10 @@ class RunningFakes:
             "FCM_ACCESS_TOKEN": self.fcm.access_token,
             "SMTP_HOST": self.smtp_host,
             "SMTP_PORT": str(self.smtp_port),
+            "RAZORPAY_BASE_URL": self.razorpay_url,
+            "RAZORPAY_KEY_ID": self.razorpay.key_id,
+            "RAZORPAY_KEY_SECRET": self.razorpay.key_secret,
+            "RAZORPAY_WEBHOOK_SECRET": self.razorpay.webhook_secret,
         }
 
 
@@ -120,13 +139,19 @@ async def running_fakes(
     twilio_auth_token: str = DEFAULT_AUTH_TOKEN,
     fcm_project_id: str = DEFAULT_PROJECT_ID,
     fcm_access_token: str = DEFAULT_ACCESS_TOKEN,
+    razorpay_key_id: str = DEFAULT_KEY_ID,
+    razorpay_key_secret: str = DEFAULT_KEY_SECRET,
+    razorpay_webhook_secret: str = DEFAULT_WEBHOOK_SECRET,
+    razorpay_webhook_url: str | None = None,
 ) -> AsyncIterator[RunningFakes]:
     """Serve all fakes on ``host`` (port 0 = any free port) until the block exits."""
     hub = FakeHub(
         twilio=TwilioFake(twilio_account_sid, twilio_auth_token),
         fcm=FcmFake(fcm_project_id, fcm_access_token),
         smtp=SmtpFake(),
+        razorpay=RazorpayFake(razorpay_key_id, razorpay_key_secret, razorpay_webhook_secret),
     )
+    hub.razorpay.configure(webhook_url=razorpay_webhook_url)
     async with serve_asgi(build_app(hub), host=host, port=http_port) as http_url:
         bound_smtp_port = await hub.smtp.start(host, smtp_port)
         try:

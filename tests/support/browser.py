@@ -118,3 +118,12 @@ async def serious_accessibility_violations(page: Any) -> list[dict[str, Any]]:
         for v in results.response["violations"]
         if v.get("impact") in ("serious", "critical")
     ]
+
+
+async def open_occupant_section(page: Any, name: str) -> None:
+    """Open a section of the occupant app (/app) as a person would: its tab in the bar, or on a phone, for
+    the sections kept behind "More" (Permits, Bills, Settings), More first and then the tab in its sheet."""
+    tab = page.get_by_role("tab", name=name)
+    if not await tab.is_visible():
+        await page.locator("#occ-more").click()
+    await tab.click()

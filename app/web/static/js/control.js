@@ -1,12 +1,17 @@
 // The control room: complaints by status and SLA, the gate feed, guard consoles online, slot
-// availability, the announcement composer with live counters, and 30-day charts.
+// availability, collections (billing), the announcement composer with live counters, 30-day charts, and
+// the operations boards (the permit queue, staff attendance, the monthly sheet: control-operations.js), and
+// maintenance (overdue AMC visits: control-maintenance.js).
 //
 // Each board starts from a REST snapshot and then follows the realtime topics: complaint and
 // visitor events, presence and announcement progress on site:{id}:control, availability on
 // site:{id}:slots. A `resync` (history gone, new epoch) refetches the snapshot.
 import { api, itemsOf, ApiError, NetworkError } from "./api.js";
 import { Announcements, wireComposer } from "./control-announce.js";
+import { loadCollections, onBillingEvent } from "./control-billing.js";
 import { drawCharts } from "./control-charts.js";
+import { MaintenanceBoard } from "./control-maintenance.js";
+import * as operations from "./control-operations.js";
 import { t } from "./i18n.js";
 import { Realtime } from "./realtime.js";
 import { age, clock, el, fill, showConnection, toast, when } from "./shell.js";
@@ -348,25 +353,33 @@ const refreshCharts = debounce(async () => {
 
 // ------------------------------------------------------------------------------ wiring
 
+const maintenance = new MaintenanceBoard();
 const announcements = new Announcements(document.getElementById("announcements"), { onFinal: () => refreshCharts() });
 wireComposer(document.getElementById("announce-form"), announcements);
 
 function onControlEvent(event) {
+  if (operations.onEvent(event)) return;
   if (event.type.startsWith("complaint.")) {
     loadComplaints();
     if (event.type !== "complaint.note_added" && event.type !== "complaint.commented") refreshCharts();
   } else if (event.type.startsWith("visitor.")) onGateEvent(event);
   else if (event.type === "presence.changed") onPresenceChanged(event.data);
   else if (event.type === "announcement.progress") announcements.onProgress(event.data);
+  else if (event.type.startsWith("billing.")) onBillingEvent(event);
+  else if (event.type.startsWith("amc.")) maintenance.onEvent(event);
 }
 
 function reloadControl() {
+  operations.reload();
   loadComplaints();
+  maintenance.load();
   loadGate();
   quietly(announcements.load());
   refreshCharts();
+  loadCollections();
 }
 
+operations.init();
 const realtime = new ControlRealtime();
 realtime.on(CONTROL, onControlEvent, reloadControl);
 realtime.on(SLOTS, onSlotsEvent, loadAvailability);
@@ -386,4 +399,5 @@ setInterval(() => {
   if (boardClock) boardClock.textContent = when(new Date());
 }, 1000);
 setInterval(loadComplaints, BOARD_REFRESH_MS);
+setInterval(() => maintenance.load(), CHART_REFRESH_MS); // days late grow with the calendar
 setInterval(refreshCharts, CHART_REFRESH_MS);

@@ -8,6 +8,8 @@ import { allItems, api, ApiError, itemsOf, NetworkError } from "./api.js";
 import { cameraProblem, startPhotoCamera, startScanner } from "./guard-camera.js";
 import { t } from "./i18n.js";
 import { Outbox } from "./outbox.js";
+import * as permits from "./guard-permits.js";
+import * as staff from "./guard-staff.js";
 import { Realtime } from "./realtime.js";
 import { age, clock, el, fill, showConnection, toast } from "./shell.js";
 
@@ -109,7 +111,13 @@ function refetchSoon() {
 }
 
 async function refetchAll() {
-  await Promise.all([loadWaiting(), loadExpected(), loadInside()]);
+  await Promise.all([
+    loadWaiting(),
+    loadExpected(),
+    loadInside(),
+    permits.load().catch(reportLoadError),
+    staff.load().catch(reportLoadError),
+  ]);
   // The console's first data is on screen (bench/console_load.py times this).
   document.body.dataset.ready = "true";
 }
@@ -989,10 +997,13 @@ const HANDLERS = {
   "visitor.anpr_review": (data) => toast(t("Camera could not read a plate well: check {plate} by eye.", { plate: data.plate })),
 };
 
+const MODULE_HANDLERS = { ...permits.HANDLERS, ...staff.HANDLERS };
+permits.init(config);
+staff.init(config);
 realtime.on(
   GATE_TOPIC,
   (event) => {
-    const handler = HANDLERS[event.type];
+    const handler = HANDLERS[event.type] || MODULE_HANDLERS[event.type];
     if (handler) handler(event.data || {});
   },
   () => refetchAll(),

@@ -8,6 +8,9 @@ import { el, fill, toast } from "./shell.js";
 import { atSite, config, label, report, siteToday, timeAtSite } from "./occupant-common.js";
 
 const resources = new Map(); // id -> ResourceView
+// The resource a place's QR page asked to book (?book=<id>): marked, and scrolled to once.
+const wanted = new URLSearchParams(location.search).get("book");
+let shownWanted = false;
 const free = new Map(); // id -> {starts: Set<ms>, state, error}
 const pending = new Map(); // id -> in-flight refresh
 let chosenStart = null; // ms since epoch, or null: the earliest free start
@@ -125,7 +128,7 @@ function render() {
     if (resource.connector_type) facts.push(resource.connector_type);
     if (resource.covered) facts.push(t("covered"));
     if (resource.rules && resource.rules.fee_minor) facts.push(`${(resource.rules.fee_minor / 100).toFixed(2)} ${resource.rules.currency}`);
-    return el("li", { class: `resource ${isFree ? "free" : "taken"}`, dataset: { resourceId: resource.id, free: isFree ? "1" : "0", state: entry.state ? entry.state.state : "" } },
+    return el("li", { class: `resource ${isFree ? "free" : "taken"}${resource.id === wanted ? " wanted" : ""}`, dataset: { resourceId: resource.id, free: isFree ? "1" : "0", state: entry.state ? entry.state.state : "" } },
       el("div", { class: "row" },
         el("strong", { class: "grow" }, resource.name),
         el("span", { class: `badge ${isFree ? "ok" : "bad"}`, dataset: { role: "availability" } }, isFree ? t("Free") : t("Taken")),
@@ -136,6 +139,10 @@ function render() {
     );
   }));
   document.getElementById("resources-empty").hidden = resources.size > 0;
+  if (wanted && !shownWanted && resources.has(wanted)) {
+    shownWanted = true;
+    document.querySelector(`[data-resource-id="${CSS.escape(wanted)}"]`)?.scrollIntoView({ block: "center" });
+  }
 }
 
 async function book(id, button) {

@@ -69,7 +69,8 @@ export const CHANNEL_NAMES = {
 
 export const CATEGORY_NAMES = {
   emergency: t("Emergencies"), security: t("Security"), visitor: t("Visitors"), complaint: t("Complaints"),
-  booking: t("Bookings"), billing: t("Bills"), announcement: t("Announcements"), promotional: t("Offers and events"),
+  booking: t("Bookings"), billing: t("Bills"), permit: t("Permits"), attendance: t("Staff attendance"),
+  maintenance: t("Maintenance"), announcement: t("Announcements"), promotional: t("Offers and events"),
 };
 
 export const COMPLAINT_STATUS = {

@@ -1,0 +1,1 @@
+"""Permits: types per site, apply, approval chains, the gate (docs/permits.md)."""
