@@ -8,13 +8,13 @@ from uuid import UUID
 
 import msgspec
 
+from app.db import any_of, fetch_rows
 from app.people.directory import ContactKind, ContactSummary, Directory
 from notifications.categories import Category, Channel, Urgency
 from notifications.policy import DigestRule, DndSettings, Facts, SitePolicy
 from notifications.preferences import consent_matrix, dnd_of, is_enabled
 from schema.jsonvalue import as_dict
-from schema.notifications import NationalDndEntry
-from schema.tables import Device, Person, Site
+from schema.tables import Site
 
 
 class PersonFacts(msgspec.Struct, frozen=True, kw_only=True):
@@ -115,14 +115,15 @@ async def load_facts(
     if not person_ids:
         return {}
     choices = await consent_matrix(person_ids)
+    ids, params = any_of("id", person_ids)
     person_zones = {
-        row["id"]: row["timezone"]
-        for row in await Person.select(Person.id, Person.timezone).where(Person.id.is_in(person_ids))
+        row["id"]: row["timezone"] for row in await fetch_rows(f"SELECT id, timezone FROM person WHERE {ids}", *params)
     }
     dnd = await dnd_of(person_ids, site_timezone)
     summaries = await directory.contact_summaries_for(site_id, person_ids)
     tokens: dict[UUID, list[str]] = {}
-    for row in await Device.select(Device.person, Device.push_token).where(Device.person.is_in(person_ids)):
+    people, params = any_of("person", person_ids)
+    for row in await fetch_rows(f"SELECT person, push_token FROM device WHERE {people}", *params):
         tokens.setdefault(row["person"], []).append(row["push_token"])
 
     # Primary first (sorted by kind, label): a secondary counts only when the primary is missing.
@@ -141,8 +142,9 @@ async def load_facts(
     indexes = {point.index: pid for pid, point in mobiles.items()}
     listed: set[UUID] = set()
     if indexes:
-        rows = await NationalDndEntry.select(NationalDndEntry.phone_index).where(
-            (NationalDndEntry.site == site_id) & NationalDndEntry.phone_index.is_in(list(indexes))
+        listed_in, params = any_of("phone_index", list(indexes))
+        rows = await fetch_rows(
+            f"SELECT phone_index FROM national_dnd_entry WHERE site = {{}} AND {listed_in}", site_id, *params
         )
         listed = {indexes[row["phone_index"]] for row in rows}
 

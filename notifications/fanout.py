@@ -16,7 +16,7 @@ import datetime as dt
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from uuid import UUID, uuid4
 
 import msgspec
@@ -87,8 +87,16 @@ async def expand(ctx: NotifyContext, notification_id: UUID) -> list[Channel]:
     return sorted(channels)
 
 
-async def expand_part(ctx: NotifyContext, notification_id: UUID, part: int) -> list[Channel]:
-    """Create the ledger rows of one part of the audience; returns the notification's channels, for senders."""
+async def expand_part(
+    ctx: NotifyContext,
+    notification_id: UUID,
+    part: int,
+    first_rows: Callable[[list[Channel]], Awaitable[None]] | None = None,
+) -> list[Channel]:
+    """Create the ledger rows of one part of the audience; returns the notification's channels, for senders.
+
+    ``first_rows`` is called once the part's first rows are written, so sending can start while the rest
+    of the part is decided."""
     notification = await Notification.objects().where(Notification.id == notification_id).first()
     if notification is None or notification.status != "expanding" or not 0 <= part < notification.parts:
         return []
@@ -111,6 +119,9 @@ async def expand_part(ctx: NotifyContext, notification_id: UUID, part: int) -> l
             rows = await deciding.rows_for(todo) if todo else []
             if writing is not None:
                 await writing
+                if first_rows is not None:
+                    await first_rows(channels)
+                    first_rows = None
             writing = asyncio.create_task(insert_rows(rows))
             if ctx.progress is not None and time.monotonic() - last_progress >= PROGRESS_INTERVAL_SECONDS:
                 last_progress = time.monotonic()

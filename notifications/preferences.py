@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
-from app.db import write_transaction
+from app.db import any_of, fetch_rows, write_transaction
 from app.errors import InvalidInput
 from notifications.categories import DEFAULT_ENABLED, Category, Channel
 from notifications.policy import DndSettings, QuietWindow
@@ -126,14 +126,12 @@ async def consent_matrix(person_ids: Sequence[UUID]) -> dict[UUID, dict[tuple[Ch
     result: dict[UUID, dict[tuple[Channel, Category], bool]] = {p: {} for p in person_ids}
     if not person_ids:
         return result
-    rows = await NotificationPreference.select(
-        NotificationPreference.person,
-        NotificationPreference.channel,
-        NotificationPreference.category,
-        NotificationPreference.enabled,
-    ).where(NotificationPreference.person.is_in(list(person_ids)))
+    people, params = any_of("person", list(person_ids))
+    rows = await fetch_rows(
+        f"SELECT person, channel, category, enabled FROM notification_preference WHERE {people}", *params
+    )
     for row in rows:
-        result[row["person"]][(Channel(row["channel"]), Category(row["category"]))] = row["enabled"]
+        result[row["person"]][(Channel(row["channel"]), Category(row["category"]))] = bool(row["enabled"])
     return result
 
 
@@ -247,5 +245,8 @@ async def set_dnd(
 async def dnd_of(person_ids: Sequence[UUID], fallback_timezone: str) -> dict[UUID, DndSettings]:
     if not person_ids:
         return {}
-    rows = await DoNotDisturb.select().where(DoNotDisturb.person.is_in(list(person_ids)))
+    people, params = any_of("person", list(person_ids))
+    rows = await fetch_rows(
+        f"SELECT person, timezone, windows, snooze_until FROM do_not_disturb WHERE {people}", *params
+    )
     return {row["person"]: dnd_settings_from_row(row, fallback_timezone) for row in rows}

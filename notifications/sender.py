@@ -58,8 +58,9 @@ ADDRESS_OF: dict[Channel, tuple[ContactKind, ...]] = {
     Channel.PUSH: (),
     Channel.IN_APP: (),
 }
-# Sends per rate check on a channel without a rate: a provider's pause (429) stops the rest of a batch.
-UNLIMITED_CHUNK = 100
+# Sends per rate check on a channel without a rate (a whole batch: FCM takes 500 per call); a provider's pause
+# (429) stops the batches after it.
+UNLIMITED_CHUNK = 500
 # Rows a provider throttled (429) come due again after its Retry-After; a sender waits for them itself
 # when that is this soon, rather than leaving them to the next job.
 THROTTLE_WAIT_IN_JOB_SECONDS = 30.0

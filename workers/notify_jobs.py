@@ -114,10 +114,16 @@ async def notify_expand_part(ctx: dict[str, Any], notification_id: str, part: in
         return 0
     ctx["expanding_parts"] = ctx.get("expanding_parts", 0) + 1
     try:
+        senders = senders_for(notify.settings, lane)
+
+        async def start_sending(channels: list[Channel]) -> None:
+            for channel in channels:
+                await enqueue_send(ctx, UUID(notification_id), str(channel), lane, senders)
+
         async with exclusive(ctx, f"expand:{notification_id}:{part}") as mine:
             if not mine:
                 return 0
-            channels = await fanout.expand_part(notify, UUID(notification_id), part)
+            channels = await fanout.expand_part(notify, UUID(notification_id), part, first_rows=start_sending)
     finally:
         ctx["expanding_parts"] -= 1
     logger.info(
@@ -126,9 +132,7 @@ async def notify_expand_part(ctx: dict[str, Any], notification_id: str, part: in
         notification_id,
         extra={"event": "part_expanded", "notification": notification_id, "part": part},
     )
-    senders = senders_for(notify.settings, lane)
-    for channel in channels:
-        await enqueue_send(ctx, UUID(notification_id), str(channel), lane, senders)
+    await start_sending(channels)  # the rest of the part's rows, and a sender to complete it
     return len(channels)
 
 

@@ -15,6 +15,7 @@ from uuid import UUID
 import msgspec
 
 from app.config import Settings
+from app.db import any_of, fetch_rows
 from app.people.normalise import normalise_email, normalise_phone, normalise_plate
 from app.privacy import audit
 from app.security.crypto import PiiCipher
@@ -168,9 +169,12 @@ class Directory:
         result: dict[UUID, list[ContactSummary]] = defaultdict(list)
         if not ids:
             return result
-        rows = await ContactPoint.select(
-            ContactPoint.person, ContactPoint.kind, ContactPoint.label, ContactPoint.value_index, ContactPoint.status
-        ).where((ContactPoint.site == site_id) & ContactPoint.person.is_in(ids))
+        people, params = any_of("person", ids)
+        rows = await fetch_rows(
+            f"SELECT person, kind, label, value_index, status FROM contact_point WHERE site = {{}} AND {people}",
+            site_id,
+            *params,
+        )
         for row in rows:
             result[row["person"]].append(
                 ContactSummary(kind=row["kind"], label=row["label"], index=row["value_index"], status=row["status"])
