@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Sequence
 from uuid import UUID
@@ -181,7 +182,8 @@ async def _send_batches(
                 break
             if limiter is not None:
                 await limiter.refresh()  # the platform operator may change the rate while we send
-            batch = await _prepare(ctx, notification, channel, policy, claim_size(channel, limiter, lane), summary)
+            size = claim_size(channel, limiter, lane, ctx.settings.notify_claim_lease_seconds)
+            batch = await _prepare(ctx, notification, channel, policy, size, summary)
             if batch is None:
                 break
             await ready.put(batch)
@@ -191,9 +193,7 @@ async def _send_batches(
     async def send_and_record() -> None:
         nonlocal last_progress
         while (batch := await ready.get()) is not None:
-            held = await renew_claim(batch.token, ctx.clock())
-            batch.to_send = [row for row in batch.to_send if row.delivery_id in held]
-            async for outcomes in _send_within_limit(adapter, limiter, lane, channel, batch):
+            async for outcomes in _send_within_limit(ctx, adapter, limiter, lane, channel, batch):
                 await _record_outcomes(ctx, channel, notification.site, batch, outcomes, summary)
             if ctx.progress is not None and time.monotonic() - last_progress >= PROGRESS_INTERVAL_SECONDS:
                 last_progress = time.monotonic()
@@ -266,20 +266,31 @@ async def _prepare(
     return _Batch(token=token, claimed=claimed, to_send=to_send, facts=facts, message=message)
 
 
-def claim_size(channel: Channel, limiter: RateLimiter | None, lane: Lane) -> int:
-    """Rows to claim at once. Under a provider rate, about five seconds' worth: claimed rows wait in
-    `sending` until their turn, and a batch that outlasted the claim lease would look abandoned."""
+def claim_size(channel: Channel, limiter: RateLimiter | None, lane: Lane, lease_seconds: float) -> int:
+    """Rows to claim at once. Under a provider rate, a few seconds' worth (at most a quarter of the claim
+    lease): claimed rows wait in `sending` for their turn, and a batch that outlasted the lease would
+    look abandoned to recovery, which would give its rows to another sender while this one sends them."""
     if limiter is None or limiter.unlimited:
         return BATCH[channel]
-    return max(1, min(BATCH[channel], limiter.chunk(lane) * 4 * CLAIM_SECONDS_UNDER_LIMIT))
+    seconds = min(CLAIM_SECONDS_UNDER_LIMIT, lease_seconds / 4)
+    return max(1, min(BATCH[channel], math.floor(limiter.chunk(lane) * 4 * seconds)))
 
 
 async def _send_within_limit(
-    adapter: ChannelAdapter, limiter: RateLimiter | None, lane: Lane, channel: Channel, batch: _Batch
+    ctx: NotifyContext,
+    adapter: ChannelAdapter,
+    limiter: RateLimiter | None,
+    lane: Lane,
+    channel: Channel,
+    batch: _Batch,
 ) -> AsyncIterator[list[Outcome]]:
     """Send a batch within the channel's rate; yields outcomes to record. Under a rate each paced chunk's
     outcomes are yielded as it is sent (a batch is seconds of sending: the ledger and the control room
-    follow it, and a crash leaves less in doubt); without one, the whole batch's at once."""
+    follow it, and a crash leaves less in doubt); without one, the whole batch's at once.
+
+    The claim is renewed just before each provider call, and only the rows still held are sent: a batch
+    that waited for its turn, or for the rate limiter while Redis was away, may have outlived its lease,
+    and recovery may have given its rows to another sender. Those are not ours to send any more."""
     message, rows, facts = batch.message, batch.to_send, batch.facts
     recipients = [
         Recipient(
@@ -292,14 +303,22 @@ async def _send_within_limit(
     ]
     if not recipients:
         return
+
+    async def still_held(part: list[Recipient]) -> list[Recipient]:
+        held = await renew_claim(batch.token, ctx.clock())
+        return [r for r in part if r.delivery_id in held]
+
     if limiter is None:
-        yield await adapter.send(message, recipients)
+        if recipients := await still_held(recipients):
+            yield await adapter.send(message, recipients)
         return
     outcomes: list[Outcome] = []
     step = UNLIMITED_CHUNK if limiter.unlimited else limiter.chunk(lane)
     for start in range(0, len(recipients), step):
         part = recipients[start : start + step]
         await limiter.acquire(len(part), lane)
+        if not (part := await still_held(part)):
+            continue
         answers = await adapter.send(message, part)
         waits = [o.retry_after_seconds for o in answers if o.retry_after_seconds is not None]
         if waits:

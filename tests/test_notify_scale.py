@@ -18,9 +18,9 @@ from typing import Any
 
 from notifications.fakes import RunningFakes, running_fakes
 from schema.notifications import Delivery, Notification, NotificationPart
+from tests.support.faults import cancel_other_notifications, log_of, wait_until, worker_env, workers
 from tests.support.notify import Recipient, add_recipients
 from tests.support.visitors import jpeg
-from tests.support.workers import cancel_other_sites_notifications, log_of, wait_until, worker_env, workers
 from tests.support.world import World, build_world
 
 CROWD = 10_000
@@ -50,12 +50,13 @@ async def test_walk_ins_reach_their_flats_within_2_s_while_a_10k_sms_announcemen
     config["ladder"], config["message_channels"] = [{"after_seconds": 0, "action": "message"}], ["sms"]
     saved = await client.put("/api/visitors/settings", json={"config": config}, headers=world.headers("site_admin"))
     assert saved.status_code == 200, saved.text
-    await cancel_other_sites_notifications(world.site_id)
+    await cancel_other_notifications(world.site_id)
 
     async with running_fakes() as fakes:
         # The provider enforces the rate too; status callbacks would find no web server here.
         fakes.twilio.configure(callbacks_enabled=False, sender_rate_per_second=SMS_RATE)
-        env = worker_env(fakes, OPSHUB_NOTIFY_RATE_SMS=str(SMS_RATE))
+        # A claim is a few seconds of sends at 20/s: the lease is the default, not the fault tests' 2 s.
+        env = worker_env(fakes, OPSHUB_NOTIFY_RATE_SMS=str(SMS_RATE), OPSHUB_NOTIFY_CLAIM_LEASE_SECONDS="120")
         async with workers(env, tmp_dir / "worker.log"):
             created = await client.post(
                 "/api/announcements",
@@ -113,7 +114,7 @@ async def test_walk_ins_reach_their_flats_within_2_s_while_a_10k_sms_announcemen
             async def completed() -> bool:
                 return await _status(announcement) == "completed"
 
-            await wait_until(completed, 300, "the announcement to complete", poll=0.5)
+            await wait_until(completed, 300, "the announcement to complete", every=0.5)
             await client.put(
                 "/api/platform/notify/rates", json={"reset": ["sms"]}, headers=world.headers("platform_admin")
             )
@@ -143,10 +144,16 @@ async def test_two_workers_share_a_large_announcement_and_claim_every_row_once(
 ) -> None:
     world: World = await build_world(settings)
     people = await add_recipients(world, 3000)
-    await cancel_other_sites_notifications(world.site_id)
+    await cancel_other_notifications(world.site_id)
     async with running_fakes() as fakes:
         fakes.twilio.configure(callbacks_enabled=False)
-        env = worker_env(fakes, OPSHUB_NOTIFY_PART_SIZE="500", OPSHUB_LOG_LEVEL="INFO", OPSHUB_LOG_FORMAT="json")
+        env = worker_env(
+            fakes,
+            OPSHUB_NOTIFY_PART_SIZE="500",
+            OPSHUB_NOTIFY_CLAIM_LEASE_SECONDS="120",
+            OPSHUB_LOG_LEVEL="INFO",
+            OPSHUB_LOG_FORMAT="json",
+        )
         log_path = tmp_dir / "workers.log"
         started = time.monotonic()
         async with workers(env, log_path, count=2) as running:
@@ -172,7 +179,7 @@ async def test_two_workers_share_a_large_announcement_and_claim_every_row_once(
             async def completed() -> bool:
                 return await _status(notification_id) == "completed"
 
-            await wait_until(completed, 240, "the announcement to complete", poll=0.25)
+            await wait_until(completed, 240, "the announcement to complete", every=0.25)
             assert len(running) == 2
         elapsed = time.monotonic() - started
         sms_to = Counter(m.to for m in fakes.twilio.messages)

@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -201,6 +201,29 @@ async def stop_worker(worker: asyncio.subprocess.Process) -> None:
         except TimeoutError:
             worker.kill()
             await worker.wait()
+
+
+def log_of(log_path: Path, index: int) -> Path:
+    """Where worker `index` of :func:`workers` writes its output."""
+    return log_path if index == 0 else log_path.with_name(f"{log_path.stem}.{index}{log_path.suffix}")
+
+
+@contextlib.asynccontextmanager
+async def workers(
+    env: dict[str, str], log_path: Path, count: int = 1
+) -> AsyncIterator[list[asyncio.subprocess.Process]]:
+    """`count` worker processes, each with a log file of its own (:func:`log_of`), stopped on the way out."""
+    logs = [log_of(log_path, index).open("ab") for index in range(count)]
+    started: list[asyncio.subprocess.Process] = []
+    try:
+        for log in logs:
+            started.append(await start_worker(env, log))
+        yield started
+    finally:
+        for worker in started:
+            await stop_worker(worker)
+        for log in logs:
+            log.close()
 
 
 async def cancel_other_notifications(site_id: UUID) -> None:
