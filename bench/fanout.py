@@ -485,7 +485,7 @@ async def expansion(args: argparse.Namespace, base: str) -> None:
 
 def spawn_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
     """A real arq worker process; its output goes to worker-<pid>.log in the run's directory."""
-    command = [sys.executable, "-m", "arq", "workers.main.WorkerSettings"]
+    command = [sys.executable, "-m", "workers"]
     log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - the worker writes to it until it is stopped
         dir=env["OPSHUB_VAR_DIR"], prefix="worker-", suffix=".log", delete=False
     )

@@ -128,8 +128,7 @@ async def test_announcement_to_one_tower_counts_up_to_the_ledger(
         worker = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "arq",
-            "workers.main.WorkerSettings",
+            "workers",
             cwd=ROOT,
             env=_worker_env(fakes, public_url),
             stdout=log,

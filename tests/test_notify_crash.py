@@ -52,8 +52,7 @@ async def _start_worker(env: dict[str, str], log: Any) -> asyncio.subprocess.Pro
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "arq",
-        "workers.main.WorkerSettings",
+        "workers",
         cwd=ROOT,
         env=env,
         stdout=log,

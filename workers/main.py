@@ -1,4 +1,4 @@
-"""arq worker entry point: `arq workers.main.WorkerSettings`.
+"""arq worker settings: the jobs and crons, run by `python -m workers` (workers/process.py).
 
 Jobs are thin: they build their dependencies from the worker context and call domain
 functions elsewhere. arq runs a job at least once, so every job here is safe to re-run.

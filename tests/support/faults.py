@@ -189,7 +189,7 @@ def worker_env(fakes: Any, **extra: str) -> dict[str, str]:
 
 async def start_worker(env: dict[str, str], log: Any) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "arq", "workers.main.WorkerSettings", cwd=ROOT, env=env, stdout=log, stderr=log
+        sys.executable, "-m", "workers", cwd=ROOT, env=env, stdout=log, stderr=log
     )
 
 
