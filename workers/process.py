@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 import logging.config
-from typing import Any
+from typing import Any, cast
 
 from arq.logs import default_log_config
+from arq.typing import WorkerSettingsBase
 from arq.worker import Worker, get_kwargs
 from redis.exceptions import WatchError
 
@@ -40,7 +41,8 @@ class ResilientWorker(Worker):
 
 
 def create_worker(**overrides: Any) -> ResilientWorker:
-    return ResilientWorker(**{**get_kwargs(WorkerSettings), **overrides})
+    # WorkerSettings is the class arq's CLI takes; arq types that as a protocol it does not declare.
+    return ResilientWorker(**{**get_kwargs(cast(type[WorkerSettingsBase], WorkerSettings)), **overrides})
 
 
 def main() -> None:
