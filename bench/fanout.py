@@ -499,7 +499,7 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-async def run_workers(site: Any, count: int, workers: int) -> dict[str, Any]:
+async def run_workers(site: Any, count: int, workers: int, base: str) -> dict[str, Any]:
     from arq import create_pool
 
     from app.config import get_settings
@@ -514,9 +514,12 @@ async def run_workers(site: Any, count: int, workers: int) -> dict[str, Any]:
         started = time.perf_counter()
         notification_id = await announce(site, ["push", "sms"])
         await pool.enqueue_job("notify_expand", str(notification_id))
+        expanded: float | None = None
         while True:
             await asyncio.sleep(0.5)
             row = await Notification.select(Notification.status).where(Notification.id == notification_id).first()
+            if expanded is None and row and row["status"] in ("sending", "completed"):
+                expanded = time.perf_counter() - started  # every part expanded (to within the 0.5 s poll)
             if row and row["status"] == "completed":
                 break
             if time.perf_counter() - started > 3600:
@@ -529,18 +532,20 @@ async def run_workers(site: Any, count: int, workers: int) -> dict[str, Any]:
         for process in processes:
             process.wait(timeout=60)
         await pool.aclose()
-    created = await Notification.select(Notification.created_at).where(Notification.id == notification_id).first()
     parts = await NotificationPart.select(NotificationPart.finished_at).where(
         NotificationPart.notification == notification_id
     )
-    expanded_at = max(p["finished_at"] for p in parts)
+    # More than one claim: a retry after a provider's transient error, or rows recovery took back from
+    # a sender whose lease ran out. Duplicates are what the fakes received twice.
     twice = await Delivery.count().where((Delivery.notification == notification_id) & (Delivery.attempts > 1))
     rows = await Delivery.count().where(Delivery.notification == notification_id)
+    _, _, _, duplicates = await count_at_fakes(base)
     return {
         "seconds": elapsed,
-        "expand_seconds": (expanded_at - created["created_at"]).total_seconds() if created else float("nan"),
+        "expand_seconds": expanded if expanded is not None else float("nan"),
         "rows": rows,
         "claimed_twice": twice,
+        "duplicates": duplicates,
         "rss_mb": rss,
         "parts": len(parts),
         "statuses": await ledger_statuses(notification_id),
@@ -559,7 +564,7 @@ async def workers_scenario(args: argparse.Namespace, base: str) -> None:
         for workers in (2, 1):
             await asyncio.to_thread(reset_fakes, base)
             print(f"one announcement, {workers} worker process(es) ...", flush=True)
-            results[workers] = await run_workers(site, count, workers)
+            results[workers] = await run_workers(site, count, workers, base)
     finally:
         await close_database()
     print()
@@ -569,12 +574,13 @@ async def workers_scenario(args: argparse.Namespace, base: str) -> None:
             f"{workers} worker(s): {result['rows']} ledger rows in {result['parts']} parts, {dict(result['statuses'])}"
         )
         print(
-            f"  expansion             {result['expand_seconds']:.1f} s = "
+            f"  expansion (every part) {result['expand_seconds']:.1f} s = "
             f"{result['rows'] / result['expand_seconds']:,.0f} decisions/s"
         )
         print(f"  every row final       {result['seconds']:.1f} s ({result['rows'] / result['seconds']:,.0f} rows/s)")
         print(f"  peak RSS per worker   {', '.join(f'{m:.0f} MB' for m in result['rss_mb'])} (target: under 300 MB)")
-        print(f"  rows claimed twice    {result['claimed_twice']} (target: 0)")
+        print(f"  claimed more than once {result['claimed_twice']} (retries after provider errors included)")
+        print(f"  duplicates at fakes   {result['duplicates']} (target: 0)")
 
 
 # ------------------------------------------------------------------------------ urgent
