@@ -215,9 +215,7 @@ async def test_a_lost_shard_resyncs_only_its_topics_while_the_others_flow_on(
         stop.set()
         await publishing
         publishing = None
-        await wait_until(
-            lambda: _all_at_least(recorders, topics, 0, exact=published), 20, "every client to catch up"
-        )
+        await wait_until(lambda: _all_at_least(recorders, topics, 0, exact=published), 20, "every client to catch up")
         await asyncio.sleep(0.3)
     finally:
         stop.set()
