@@ -33,7 +33,10 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 class TcpProxy:
-    def __init__(self, target_host: str, target_port: int, port: int | None = None) -> None:
+    def __init__(
+        self, target_host: str, target_port: int, port: int | None = None, listen_host: str = "127.0.0.1"
+    ) -> None:
+        self.listen_host = listen_host  # a bridge address makes the target reachable from network namespaces
         self.target_host = target_host
         self.target_port = target_port
         self.port = port or free_port()
@@ -44,7 +47,7 @@ class TcpProxy:
         self._writers: set[asyncio.StreamWriter] = set()
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port, reuse_address=True)
+        self._server = await asyncio.start_server(self._serve, self.listen_host, self.port, reuse_address=True)
 
     async def stop_listening(self) -> None:
         if self._server is not None:
