@@ -80,6 +80,7 @@ class ShardLink:
         self.last_control = 0.0
         self.opened = asyncio.Event()
         self.outages = 0  # times this link was lost since start
+        self.check: asyncio.Task[None] | None = None  # the liveness check in progress
 
     def wake(self) -> None:
         wakeup = self.command_wakeup
@@ -139,7 +140,7 @@ class Hub:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.realtime.close_timeout_seconds):
                 await asyncio.gather(*(c.wait_closed() for c in connections))
-        tasks = self._tasks + list(self._recoveries)
+        tasks = self._tasks + list(self._recoveries) + [link.check for link in self.links if link.check is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -513,8 +514,11 @@ class Hub:
                     connection.close(CloseCode.HEARTBEAT_TIMEOUT, "heartbeat timeout")
                 else:
                     connection.push(PING_FRAME)
-            # Shards are checked side by side: one that does not answer must not delay the others.
-            await asyncio.gather(*(self._check_pubsub(link, now, interval) for link in self.links))
+            # Each shard is checked in a task of its own: one that does not answer must delay neither
+            # the others nor the next round of pings to the clients.
+            for link in self.links:
+                if link.check is None or link.check.done():
+                    link.check = asyncio.create_task(self._check_pubsub(link, now, interval))
             try:
                 await self.presence.refresh(
                     [(c.principal.site_id, c.console) for c in self.consoles if c.console is not None]
@@ -527,15 +531,22 @@ class Hub:
         pubsub = link.pubsub
         if pubsub is None:
             return
-        try:
-            if now - link.last_control > 3 * interval + 5 and pubsub.connection is not None:
-                # Our own heartbeats stopped arriving: the connection is dead without having said so.
-                logger.warning("realtime pub/sub connection to shard %s is silent; reconnecting", link.shard.name)
-                await pubsub.connection.disconnect()
+        silent = now - link.last_control > 3 * interval + 5
+        if not silent:
+            try:
+                # A partitioned shard answers nothing and resets nothing: a heartbeat that cannot be
+                # published within this long is taken as the link being lost, like silence is.
+                async with asyncio.timeout(max(5.0, 2 * interval)):
+                    await link.shard.redis.publish(link.control, b"hb")
                 return
-            await link.shard.redis.publish(link.control, b"hb")
-        except Exception:
-            logger.warning("realtime heartbeat could not reach shard %s", link.shard.name, exc_info=True)
+            except Exception:
+                logger.warning("realtime heartbeat could not reach shard %s; reconnecting", link.shard.name)
+        else:
+            # Our own heartbeats stopped arriving: the connection is dead without having said so.
+            logger.warning("realtime pub/sub connection to shard %s is silent; reconnecting", link.shard.name)
+        if pubsub.connection is not None:
+            with contextlib.suppress(Exception):
+                await pubsub.connection.disconnect(nowait=True)
 
 
 def _same_epoch(client_epoch: str | None, server_epoch: str | None, last_seq: int) -> bool:

@@ -9,6 +9,10 @@ through a TCP proxy on the bridge.
 
 - A web host cut off: its clients notice the silence, reconnect to the other web host and resume
   every topic with no lost and no repeated event.
+- A Redis shard partitioned: ``/ready`` says degraded and names it, ``/metrics`` has it down, the
+  other shards' topics flow on; once the link is back its topics are replayed what they missed
+  (the shard kept its data, so nobody is told to resync; a shard that lost it is shown in
+  tests/test_realtime_shards.py).
 - A worker host cut off in the middle of a fan-out: the other worker finishes the announcement;
   the ledger has every row once (0 missing, 0 duplicate) and every person got each message once.
 
@@ -30,6 +34,7 @@ from typing import Any
 from urllib.parse import urlparse, urlunparse
 from uuid import uuid4
 
+import httpx
 import msgspec
 import pytest
 from arq import create_pool
@@ -42,9 +47,11 @@ from notifications.audience import Audience
 from notifications.categories import Category, Channel
 from notifications.fakes import running_fakes
 from notifications.service import NotificationRequest, create_notification
+from realtime import history
 from realtime.client import RealtimeClient
 from realtime.publish import Publisher
 from realtime.server_protocol import UVICORN_WS
+from realtime.shards import shard_name, shards_for
 from realtime.topics import site_topic, unit_topic
 from schema.events import Resync
 from schema.notifications import Delivery, Notification
@@ -52,6 +59,7 @@ from tests.support.faults import Recorder, TcpProxy, cancel_other_notifications,
 from tests.support.netns import Host, Network, Unsupported, wait_for_port
 from tests.support.notify import add_recipients
 from tests.support.servers import FAST, FAST_ENV
+from tests.support.shards import topics_on_every_shard
 from tests.support.world import World
 from workers.main import queue_name
 
@@ -218,6 +226,98 @@ async def test_a_web_host_cut_off_its_clients_resume_on_another_with_no_lost_eve
         assert not [m for m in recorder.messages if isinstance(m, Resync)]
 
 
+# ---------------------------------------------------------------------------- a Redis shard partitioned
+
+
+async def test_a_partitioned_shard_holds_only_its_topics_and_is_reported_degraded(
+    estate: Estate, world: World, settings: Any
+) -> None:
+    web1, shard1 = estate.host("web1"), estate.host("shard1")
+    url = await _start_web(estate, web1)
+    http_base = f"http://{web1.address}:{WEB_PORT}"
+    placed = await topics_on_every_shard(world, estate.shard_urls, per_shard=1)
+    topics = [t for per_shard in placed for t in per_shard]
+    held, others = placed[1], [t for t in topics if t not in placed[1]]
+    main_redis = create_redis(estate.settings)
+    publisher = Publisher(main_redis, estate.settings, FAST)
+    published = dict.fromkeys(topics, 0)
+    refused: Counter[str] = Counter()
+    stop = asyncio.Event()
+
+    async def publish_steadily(topic: str) -> None:
+        # One task per topic: a publish waiting on the partitioned shard holds up only its own topic.
+        while not stop.is_set():
+            try:
+                published[topic] = await publisher.publish(topic, "slot.availability_changed", {})
+            except Exception:
+                refused[topic] += 1
+            await asyncio.sleep(0.03)
+
+    async def readiness() -> dict[str, Any]:
+        async with httpx.AsyncClient(base_url=http_base, timeout=5) as http:
+            return dict((await http.get("/ready")).json())
+
+    async def at(count: dict[str, int], which: list[str]) -> bool:
+        return all((r.last_seq(t) or 0) >= count[t] for r in recorders for t in which)
+
+    recorders: list[Recorder] = []
+    publishers: list[asyncio.Task[None]] = []
+    try:
+        for _ in range(10):
+            client = RealtimeClient(url, world.token("fm_admin"), min_backoff=0.05, max_backoff=0.3)
+            await client.connect()
+            for topic in topics:
+                await client.subscribe(topic)
+            recorders.append(Recorder(client))
+        publishers = [asyncio.create_task(publish_steadily(t)) for t in topics]
+        await wait_until(lambda: at(dict.fromkeys(topics, 5), topics), 15, "the first events")
+        estate.network.cut(shard1)
+
+        async def degraded() -> bool:
+            body = await readiness()
+            return body["status"] == "degraded" and [s["up"] for s in body["realtime_shards"]] == [True, False, True]
+
+        await wait_until(degraded, 20, "/ready to report the partitioned shard")
+        async with httpx.AsyncClient(base_url=http_base, headers=world.headers("platform_admin")) as http:
+            metrics = (await http.get("/metrics")).text
+        assert f'opshub_realtime_shard_up{{shard="{shard_name(estate.shard_urls[1])}"}} 0.0' in metrics
+        mark = dict(published)
+        await wait_until(lambda: at({t: mark[t] + 10 for t in others}, others), 15, "the other shards' topics to flow")
+        estate.network.restore(shard1)
+        await wait_until(lambda: _ready_ok(readiness), 30, "/ready to be ok again")
+        await asyncio.sleep(0.5)
+        stop.set()
+        await asyncio.gather(*publishers)
+        # A publish whose reply the cut swallowed may still have happened: the shard has the last word.
+        ring = shards_for(main_redis, estate.settings)
+        for topic in topics:
+            since = await history.read_since(ring.for_topic(topic).redis, estate.settings, topic, None)
+            published[topic] = since.position.seq
+        await wait_until(lambda: at(published, topics), 20, "every client to catch up")
+        await asyncio.sleep(0.3)
+    finally:
+        stop.set()
+        await asyncio.gather(*publishers, return_exceptions=True)
+        await asyncio.gather(*(r.stop() for r in recorders))
+        await main_redis.aclose()
+        estate.network.restore(shard1)
+        web1.kill_all()
+    assert refused[held[0]] > 0 and not any(refused[t] for t in others), refused
+    for recorder in recorders:
+        assert recorder.client.connects == 1  # never disconnected
+        for topic in topics:
+            # The shard kept its data: what its topic missed while cut off is replayed, no resync.
+            assert [e.seq for e in recorder.events(topic)] == list(range(1, published[topic] + 1)), topic
+        assert not [m for m in recorder.messages if isinstance(m, Resync)]
+
+
+async def _ready_ok(readiness: Callable[[], Awaitable[dict[str, Any]]]) -> bool:
+    try:
+        return bool((await readiness())["status"] == "ok")
+    except httpx.HTTPError:
+        return False
+
+
 # ---------------------------------------------------------------------------- a worker host cut off
 
 RECIPIENTS = 400
@@ -283,12 +383,15 @@ async def test_a_worker_host_cut_off_mid_fan_out_the_other_finishes_with_no_miss
             at_cut = await _count(notification_id, "sms", ["sent"])
             assert at_cut < RECIPIENTS, "the fan-out ended before the cut"
             rows_by_worker1 = _rows_sent(logs["worker1"])
+            worker2_before = _rows_sent(logs["worker2"])
 
             async def finished() -> bool:
                 row = await Notification.select(Notification.status).where(Notification.id == notification_id).first()
                 return row is not None and row["status"] == "completed"
 
             await wait_until(finished, 60, "the other worker to finish the announcement")
+            finished_by_worker2 = _rows_sent(logs["worker2"]) - worker2_before
+            assert finished_by_worker2 > 0, "worker 2 sent nothing after the cut"
         finally:
             await pool.aclose()
             worker1.kill_all()  # still cut off: it never comes back to this announcement
@@ -313,6 +416,7 @@ async def test_a_worker_host_cut_off_mid_fan_out_the_other_finishes_with_no_miss
     assert len(push_tags) == RECIPIENTS and all(push_shown[p.token] >= 1 for p in people)
     print(
         f"\ncut with {at_cut} SMS sent, {rows_by_worker1} rows sent by worker 1; "
+        f"worker 2 sent {finished_by_worker2} rows after the cut; "
         f"push repeats at the transport: {sum(push_shown.values()) - RECIPIENTS}"
     )
 

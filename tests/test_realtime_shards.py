@@ -78,7 +78,7 @@ async def _publish_round(publisher: Publisher, topics: list[str], n: int) -> Non
 async def test_events_reach_every_process_and_a_client_resumes_on_another(
     world: World, settings: Any, redis: Any, shards: list[RestartableRedis]
 ) -> None:
-    placed = await topics_on_every_shard(world, shards)
+    placed = await topics_on_every_shard(world, [s.url for s in shards])
     topics = [t for per_shard in placed for t in per_shard]
     sharded = sharded_settings(settings, shards)
     local = InProcessServer(sharded, FAST)
@@ -138,7 +138,7 @@ async def test_events_reach_every_process_and_a_client_resumes_on_another(
 async def test_a_lost_shard_resyncs_only_its_topics_while_the_others_flow_on(
     world: World, settings: Any, redis: Any, shards: list[RestartableRedis]
 ) -> None:
-    placed = await topics_on_every_shard(world, shards)
+    placed = await topics_on_every_shard(world, [s.url for s in shards])
     topics = [t for per_shard in placed for t in per_shard]
     lost, flushed = placed[1], placed[2]
     sharded = sharded_settings(settings, shards)
@@ -241,7 +241,7 @@ async def test_a_lost_shard_resyncs_only_its_topics_while_the_others_flow_on(
 async def test_a_cut_shard_connection_replays_what_it_missed_without_resync(
     world: World, settings: Any, redis: Any, shards: list[RestartableRedis]
 ) -> None:
-    placed = await topics_on_every_shard(world, shards, per_shard=1)
+    placed = await topics_on_every_shard(world, [s.url for s in shards], per_shard=1)
     topics = [t for per_shard in placed for t in per_shard]
     sharded = sharded_settings(settings, shards)
     server = InProcessServer(sharded, FAST)

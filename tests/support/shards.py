@@ -38,13 +38,11 @@ def shards_env(shards: Sequence[RestartableRedis]) -> dict[str, str]:
     return {"REALTIME_REDIS_URLS": ",".join(s.url for s in shards)}
 
 
-async def topics_on_every_shard(
-    world: World, shards: Sequence[RestartableRedis], per_shard: int = 2
-) -> list[list[str]]:
+async def topics_on_every_shard(world: World, shard_urls: Sequence[str], per_shard: int = 2) -> list[list[str]]:
     """``per_shard`` topics an FM admin of ``world`` may watch on each shard (units are added to the
-    world until every shard has enough), indexed like ``shards``."""
-    ring = HashRing([shard_name(s.url) for s in shards])
-    placed: list[list[str]] = [[] for _ in shards]
+    world until every shard has enough), indexed like ``shard_urls``."""
+    ring = HashRing([shard_name(url) for url in shard_urls])
+    placed: list[list[str]] = [[] for _ in shard_urls]
     candidates = [site_topic(world.site_id, "slots"), site_topic(world.site_id, "gate")]
     candidates += [unit_topic(unit_id) for unit_id in world.unit_ids]
     number = 0
