@@ -68,17 +68,20 @@ def redis_binary() -> str:
 class Servers:
     def __init__(self, count: int, cluster: bool, tmp: Path) -> None:
         self.ports = [free_port() for _ in range(count)]
+        self.bus_ports = [free_port() for _ in range(count)]
         self.processes: list[subprocess.Popen[bytes]] = []
-        for port in self.ports:
+        for port, bus_port in zip(self.ports, self.bus_ports, strict=True):
             work = tmp / str(port)
             work.mkdir()
             args = [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
             args += ["--dir", str(work), "--loglevel", "warning"]
             if cluster:
+                # The bus port is given: the default (port + 10000) does not exist above 55535.
                 args += ["--cluster-enabled", "yes", "--cluster-config-file", str(work / "nodes.conf")]
+                args += ["--cluster-port", str(bus_port)]
             self.processes.append(subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         for port in self.ports:
-            client = redis.Redis(port=port)
+            client = redis.Redis(host="127.0.0.1", port=port)
             for _ in range(200):
                 try:
                     client.ping()
@@ -90,13 +93,13 @@ class Servers:
             self._form_cluster()
 
     def _form_cluster(self) -> None:
-        clients = [redis.Redis(port=p) for p in self.ports]
+        clients = [redis.Redis(host="127.0.0.1", port=p) for p in self.ports]
         step = 16384 // len(clients)
         for index, client in enumerate(clients):
             last = 16383 if index == len(clients) - 1 else (index + 1) * step - 1
             client.execute_command("CLUSTER", "ADDSLOTSRANGE", index * step, last)
         for client in clients[1:]:
-            client.execute_command("CLUSTER", "MEET", "127.0.0.1", self.ports[0])
+            client.execute_command("CLUSTER", "MEET", "127.0.0.1", self.ports[0], self.bus_ports[0])
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if all(c.execute_command("CLUSTER", "INFO").decode().count("cluster_state:ok") for c in clients):
@@ -113,7 +116,7 @@ class Servers:
         """(CPU seconds, commands processed) per server."""
         found = []
         for port in self.ports:
-            client = redis.Redis(port=port)
+            client = redis.Redis(host="127.0.0.1", port=port)
             cpu: dict[str, Any] = client.info("cpu")  # type: ignore[assignment]
             stats: dict[str, Any] = client.info("stats")  # type: ignore[assignment]
             found.append((cpu["used_cpu_sys"] + cpu["used_cpu_user"], int(stats["total_commands_processed"])))
@@ -153,7 +156,7 @@ async def _publish(
             )
 
     else:
-        default = Redis(port=ports[0])
+        default = Redis(host="127.0.0.1", port=ports[0])
         urls = ",".join(f"redis://127.0.0.1:{p}/0" for p in ports) if variant == "ring" else ""
         shards = ShardSet.from_settings(Settings(redis_prefix="bench:", realtime_redis_urls=urls), default)
 
@@ -202,7 +205,7 @@ async def _subscribe(variant: str, ports: list[int], topics: list[str], until: f
     received = 0
     connections = []
     for port in ports:
-        client = Redis(port=port)
+        client = Redis(host="127.0.0.1", port=port)
         connection = await client.connection_pool.get_connection("_")
         connections.append((client, connection))
     # One connection per server, subscribed to the topics that server owns (all of them for single).
@@ -215,7 +218,7 @@ async def _subscribe(variant: str, ports: list[int], topics: list[str], until: f
             owner = min(key_slot(channel.encode()) // step, len(ports) - 1)
             await connections[owner][1].send_command("SSUBSCRIBE", channel)
     else:
-        default = Redis(port=ports[0])
+        default = Redis(host="127.0.0.1", port=ports[0])
         urls = ",".join(f"redis://127.0.0.1:{p}/0" for p in ports) if variant == "ring" else ""
         shards = ShardSet.from_settings(Settings(redis_prefix="bench:", realtime_redis_urls=urls), default)
         for topic in topics:
