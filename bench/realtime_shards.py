@@ -71,8 +71,7 @@ class Servers:
         self.bus_ports = [free_port() for _ in range(count)]
         self.processes: list[subprocess.Popen[bytes]] = []
         for port, bus_port in zip(self.ports, self.bus_ports, strict=True):
-            work = tmp / str(port)
-            work.mkdir()
+            work = Path(tempfile.mkdtemp(prefix=f"{port}-", dir=tmp))
             args = [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
             args += ["--dir", str(work), "--loglevel", "warning"]
             if cluster:
