@@ -7,6 +7,7 @@
 - A shard killed (and back empty): its topics answer ``resync``, the others flow on with no gap,
   and ``/ready`` and ``/metrics`` name the degraded shard; a shard flushed: only its topics resync.
 - A shard's pub/sub connection cut while its data survives: the missed events are replayed, no resync.
+- A shard added: ``realtime.rebalance`` tells the moved topics' subscribers to resync, and only them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 import redis as sync_redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -28,8 +30,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from realtime import history
 from realtime.client import RealtimeClient
 from realtime.publish import Publisher
+from realtime.rebalance import rebalance
 from realtime.shards import VIRTUAL_NODES, HashRing, shard_name
-from schema.events import Resync
+from schema.events import TOPIC_MOVED, Resync
 from tests.support.faults import Recorder, RestartableRedis, wait_until
 from tests.support.servers import FAST, InProcessServer, SubprocessServer
 from tests.support.shards import (
@@ -297,3 +300,50 @@ async def _status_is(ready: Any, status: str) -> bool:
     with contextlib.suppress(httpx.HTTPError):
         return bool((await ready())["status"] == status)
     return False
+
+
+async def test_after_a_shard_is_added_rebalance_makes_the_moved_topics_resync(
+    world: World, settings: Any, redis: Any, shards: list[RestartableRedis]
+) -> None:
+    urls = [s.url for s in shards]
+    before = msgspec.structs.replace(settings, realtime_redis_urls=",".join(urls[:2]))
+    after = sharded_settings(settings, shards)
+    placed = await topics_on_every_shard(world, urls, per_shard=1)
+    moved, stayed = placed[2][0], placed[0][0]  # adding a shard moves topics only to it
+    server = InProcessServer(after, FAST)  # a web process already restarted with the third shard
+    await server.start()
+    client = RealtimeClient(server.url, world.token("fm_admin"))
+    recorder: Recorder | None = None
+    try:
+        await client.connect()
+        for topic in (moved, stayed):
+            await client.subscribe(topic)
+        recorder = Recorder(client)
+        # A worker still on the old list publishes the moved topic to its old shard: nobody sees it.
+        old_worker = Publisher(redis, before, FAST)
+        await old_worker.publish(moved, "slot.availability_changed", {"n": 0})
+        await old_worker.publish(stayed, "slot.availability_changed", {"n": 0})
+        result = await rebalance(after, urls[:2], redis)
+        assert result.moved == [moved] and result.stayed == 1
+
+        async def told() -> bool:
+            return any(isinstance(m, Resync) and m.topic == moved for m in recorder.messages)
+
+        await wait_until(told, 10, "the moved topic's subscriber to be told to resync")
+        assert (await rebalance(after, urls[:2], redis)).moved == []  # nothing left to move
+    finally:
+        if recorder is not None:
+            await recorder.stop()
+        else:
+            await client.close()
+        await server.stop()
+    resync = next(m for m in recorder.messages if isinstance(m, Resync) and m.topic == moved)
+    assert resync.reason == "epoch_changed"
+    assert [e.type for e in recorder.events(moved)][-1] == TOPIC_MOVED
+    assert [e.data for e in recorder.events(stayed)] == [{"n": 0}]
+    assert not [m for m in recorder.messages if isinstance(m, Resync) and m.topic == stayed]
+    old_shard = sync_redis.Redis.from_url(urls[HashRing([shard_name(u) for u in urls[:2]]).node_for(moved)])
+    try:
+        assert not old_shard.exists(history.meta_key(after, moved), history.history_key(after, moved))
+    finally:
+        old_shard.close()
