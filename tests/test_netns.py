@@ -345,7 +345,7 @@ async def test_a_worker_host_cut_off_mid_fan_out_the_other_finishes_with_no_miss
         logs = {h.name: estate.logs / f"{h.name}.log" for h in (worker1, worker2)}
         for host in (worker1, worker2):
             host.spawn(
-                [sys.executable, "-m", "arq", "workers.main.WorkerSettings"],
+                [sys.executable, "-m", "workers"],
                 env=env,
                 log=logs[host.name].open("ab"),
                 cwd=ROOT,
