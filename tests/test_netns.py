@@ -63,6 +63,7 @@ from tests.support.shards import topics_on_every_shard
 from tests.support.world import World
 from workers.main import queue_name
 
+pytestmark = pytest.mark.netns  # `-m "not netns"` leaves them out where a run must be quick
 ROOT = Path(__file__).resolve().parent.parent
 IS_POSTGRES = os.environ.get("DATABASE_URL", "").startswith("postgres")
 WEB_PORT = 8000
