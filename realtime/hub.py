@@ -381,7 +381,9 @@ class Hub:
                 after = min(last for last, _ in waiting.values())
                 since = await history.read_since(state.link.shard.redis, self.settings, topic, after)
         except Exception:
-            # Lost again: the subscribers keep their positions for the next attempt.
+            # Lost again: the subscribers keep their positions (and epoch) for the next attempt.
+            if state.epoch is None:
+                state.epoch = epoch
             for connection, (last, buffer) in waiting.items():
                 if connection.positions.get(topic) is buffer:
                     connection.positions[topic] = last
