@@ -156,7 +156,9 @@ class Network:
         for host in self.hosts:
             host.kill_all()
             with contextlib.suppress(subprocess.CalledProcessError):
-                _ip("netns", "del", host.namespace)  # takes its veth pair with it
+                _ip("link", "del", host.veth)  # and its peer; not left to the namespace's end
+            with contextlib.suppress(subprocess.CalledProcessError):
+                _ip("netns", "del", host.namespace)
         self.hosts.clear()
         with contextlib.suppress(subprocess.CalledProcessError):
             _ip("link", "del", self.bridge)
