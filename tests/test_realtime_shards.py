@@ -27,6 +27,7 @@ import redis as sync_redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from app.config import ConfigError, load_settings
 from realtime import history
 from realtime.client import RealtimeClient
 from realtime.publish import Publisher
@@ -71,6 +72,16 @@ def test_the_ring_is_balanced_stable_and_moves_little_when_a_shard_is_added() ->
     assert VIRTUAL_NODES == 160
     # The password is no part of a shard's name: rotating it moves nothing.
     assert shard_name("redis://:secret@10.0.0.1:6379/0") == shard_name("redis://10.0.0.1:6379") == names[0]
+
+
+def test_realtime_redis_urls_are_checked_and_empty_means_redis_url() -> None:
+    assert load_settings({}).realtime_shard_urls == ()
+    parsed = load_settings({"REALTIME_REDIS_URLS": " redis://a:6379/0, redis://b:6379/0 ,"})
+    assert parsed.realtime_shard_urls == ("redis://a:6379/0", "redis://b:6379/0")
+    with pytest.raises(ConfigError, match=r"REALTIME_REDIS_URLS: 'http://a' must start with redis://"):
+        load_settings({"REALTIME_REDIS_URLS": "redis://b:6379/0,http://a"})
+    with pytest.raises(ConfigError, match=r"REALTIME_REDIS_URLS: a server is listed twice"):
+        load_settings({"REALTIME_REDIS_URLS": "redis://b:6379/0,redis://b:6379/0"})
 
 
 async def _publish_round(publisher: Publisher, topics: list[str], n: int) -> None:
