@@ -89,7 +89,11 @@ class Servers:
                     time.sleep(0.02)
             client.close()
         if cluster:
-            self._form_cluster()
+            try:
+                self._form_cluster()
+            except BaseException:
+                self.stop()  # no servers left behind by a run that failed
+                raise
 
     def _form_cluster(self) -> None:
         clients = [redis.Redis(host="127.0.0.1", port=p) for p in self.ports]
