@@ -29,6 +29,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # (the test suite uses 0: its HTTP test client runs the app on a loop of its own).
     database_pool_size: int = 20
     redis_prefix: str = "opshub:"
+    # Realtime topics (history, epoch, pub/sub channel) spread over these Redis servers by consistent
+    # hashing of the topic (realtime.shards), comma-separated. Empty: everything on REDIS_URL, as before.
+    # arq's queues, rate limits, sessions and presence stay on REDIS_URL whatever this says.
+    realtime_redis_urls: str = ""
     var_dir: str = "var"
     host: str = "127.0.0.1"
     port: int = 8000
@@ -139,6 +143,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def is_postgres(self) -> bool:
         return bool(self.database_url and self.database_url.startswith(("postgres://", "postgresql://")))
 
+    @property
+    def realtime_shard_urls(self) -> tuple[str, ...]:
+        """The realtime shards in the order given (order does not matter to the hash ring); () = REDIS_URL."""
+        return tuple(part.strip() for part in self.realtime_redis_urls.split(",") if part.strip())
+
 
 def derived_public_url(host: str, port: int) -> str:
     """http://HOST:PORT, with a wildcard bind address replaced by loopback (it is no address to link to)."""
@@ -158,6 +167,7 @@ ENV_VARS: dict[str, str] = {
     "redis_url": "REDIS_URL",
     "database_pool_size": "OPSHUB_DATABASE_POOL_SIZE",
     "redis_prefix": "OPSHUB_REDIS_PREFIX",
+    "realtime_redis_urls": "REALTIME_REDIS_URLS",
     "var_dir": "OPSHUB_VAR_DIR",
     "host": "HOST",
     "port": "PORT",
@@ -251,6 +261,12 @@ def _check_semantics(settings: Settings) -> None:
         raise ConfigError("DATABASE_URL: must start with postgresql:// or sqlite://")
     if settings.redis_url and not settings.redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("REDIS_URL: must start with redis://, rediss:// or unix://")
+    shard_urls = settings.realtime_shard_urls
+    for url in shard_urls:
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(f"REALTIME_REDIS_URLS: {url!r} must start with redis://, rediss:// or unix://")
+    if len(set(shard_urls)) != len(shard_urls):
+        raise ConfigError("REALTIME_REDIS_URLS: a server is listed twice")
     if not 1 <= settings.port <= 65535:
         raise ConfigError("PORT: must be between 1 and 65535")
     if not settings.public_url.startswith(("http://", "https://")):

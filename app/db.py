@@ -305,10 +305,31 @@ async def database_is_reachable() -> bool:
     return True
 
 
-async def apply_migrations() -> None:
+# The advisory lock every `migrate` takes on PostgreSQL (an arbitrary constant: "opshub migrate").
+MIGRATION_LOCK_KEY = 0x6F707368_75626D67
+
+
+async def apply_migrations(settings: Settings | None = None) -> None:
+    """Apply pending migrations. On PostgreSQL under a session advisory lock, so replicas that all run
+    ``migrate`` at boot apply them once: the others wait, then find nothing left to do."""
     from piccolo.apps.migrations.commands.forwards import run_forwards
 
-    result = await run_forwards(app_name="all")
+    settings = settings or get_settings()
+    lock = None
+    if settings.is_postgres:
+        import asyncpg  # local: the SQLite default never loads the PostgreSQL driver
+
+        assert settings.database_url is not None
+        lock = await asyncpg.connect(settings.database_url)
+        await lock.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+    try:
+        result = await run_forwards(app_name="all")
+    finally:
+        if lock is not None:
+            # Closing the session releases the lock even if the unlock itself cannot be sent.
+            with contextlib.suppress(Exception):
+                await lock.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+            await lock.close()
     if not result.success:
         raise RuntimeError(f"migrations failed: {result.message}")
 

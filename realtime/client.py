@@ -9,7 +9,11 @@
 The client remembers the last (epoch, seq) of every topic. After a dropped connection it
 reconnects with exponential backoff and jitter (URL ``auto=0``) and subscribes to every
 topic again from its last position, so the server replays exactly what was missed or
-answers ``resync``. A token given as a callable is asked for a fresh token before the
+answers ``resync``. Given several URLs (web hosts without a load balancer in front), it moves
+to the next one when a connection cannot be opened or was lost without a close, or the
+process said it is restarting or lost Redis (1012, 1013): any web process resumes any topic.
+A topic refused as ``unavailable`` (its Redis shard is down) is asked for again with backoff.
+A token given as a callable is asked for a fresh token before the
 current one expires (sent as ``refresh`` on the open connection) and on every reconnect.
 """
 
@@ -21,7 +25,7 @@ import itertools
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Final
 from urllib.parse import urlencode
@@ -56,6 +60,9 @@ TokenSource = str | Callable[[], Awaitable[str]]
 FATAL_CLOSE_CODES: Final = frozenset(
     {CloseCode.BAD_REQUEST, CloseCode.UNAUTHORIZED, CloseCode.TOKEN_REVOKED, CloseCode.FORBIDDEN}
 )
+# Codes after which another web process may serve better: the link died (no close frame: None, or
+# 1006 as websockets reports it), the process is restarting, or it lost its Redis.
+ROAMING_CLOSE_CODES: Final = frozenset({None, 1006, CloseCode.SERVICE_RESTART, CloseCode.TRY_AGAIN_LATER})
 _encoder = msgspec.json.Encoder()
 
 
@@ -81,7 +88,7 @@ class RequestFailed(RealtimeError):
 class RealtimeClient:
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         token: TokenSource,
         *,
         gate: str | None = None,
@@ -92,7 +99,10 @@ class RealtimeClient:
         open_timeout: float = 10.0,
         reply_timeout: float = 10.0,
     ) -> None:
-        self.url = url
+        self.urls = [url] if isinstance(url, str) else list(url)
+        if not self.urls:
+            raise ValueError("a realtime client needs at least one URL")
+        self._url_index = 0
         self.gate = gate
         self.token_via = token_via
         self.reconnect = reconnect
@@ -116,6 +126,12 @@ class RealtimeClient:
         self._first: asyncio.Future[Welcome] | None = None
         self._closed: ClientClosed | None = None
         self._ping_ids = itertools.count()
+        self._retries: set[asyncio.Task[None]] = set()
+
+    @property
+    def url(self) -> str:
+        """The URL the client connects (or is connected) to."""
+        return self.urls[self._url_index]
 
     # ------------------------------------------------------------------ public API
 
@@ -131,6 +147,8 @@ class RealtimeClient:
 
     async def close(self) -> None:
         self._stop(ClientClosed(CloseCode.NORMAL, "closed by the application"))
+        for task in list(self._retries):
+            task.cancel()
         if self._ws is not None:
             with contextlib.suppress(Exception):
                 await self._ws.close()
@@ -273,10 +291,12 @@ class RealtimeClient:
         while self._closed is None:
             code: int | None = None
             reason = ""
+            welcomed = False
             try:
                 ws = await self._open(auto)
                 try:
                     welcome = await self._handshake(ws, auto)
+                    welcomed = True
                     auto = False  # from now on the client subscribes itself, with positions
                     backoff = self.min_backoff
                     await self._read(ws, welcome)
@@ -288,6 +308,8 @@ class RealtimeClient:
             except (OSError, TimeoutError, InvalidHandshake, ConnectionClosed):
                 pass
             self.close_codes.append(code)
+            if not welcomed or code in ROAMING_CLOSE_CODES:
+                self._url_index = (self._url_index + 1) % len(self.urls)
             expired_for_good = code == CloseCode.TOKEN_EXPIRED and isinstance(self._token, str)
             if code in FATAL_CLOSE_CODES or expired_for_good or not self.reconnect:
                 self._stop(ClientClosed(code, reason))
@@ -365,7 +387,12 @@ class RealtimeClient:
         elif isinstance(message, ErrorReply):
             key = message.topic if message.topic is not None else ""
             if not self._reply(key, message):
-                if message.topic is not None:
+                if message.topic is not None and message.code == "unavailable" and message.topic in self.topics:
+                    # A resumed topic whose shard is down: keep it and ask again shortly.
+                    task = asyncio.create_task(self._subscribe_again(message.topic))
+                    self._retries.add(task)
+                    task.add_done_callback(self._retries.discard)
+                elif message.topic is not None:
                     self.topics.discard(message.topic)
                 self._messages.put_nowait(message)
         elif isinstance(message, TokenRefreshed):
@@ -374,6 +401,20 @@ class RealtimeClient:
             self._reply(f"ping:{message.id}", message)
         else:
             self._messages.put_nowait(message)
+
+    async def _subscribe_again(self, topic: str) -> None:
+        backoff = self.min_backoff
+        while self._closed is None and topic in self.topics:
+            await asyncio.sleep(backoff * (0.5 + random.random()))
+            backoff = min(backoff * 2, self.max_backoff)
+            try:
+                reply = await self._request(topic, self._subscribe_message(topic))
+            except (RealtimeError, TimeoutError, ConnectionClosed):
+                continue
+            if not (isinstance(reply, ErrorReply) and reply.code == "unavailable"):
+                if isinstance(reply, ErrorReply):
+                    self.topics.discard(topic)
+                return
 
     def _reply(self, key: str, message: ServerMessage) -> bool:
         future = self._replies.get(key)

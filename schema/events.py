@@ -26,6 +26,9 @@ ANNOUNCEMENT_PROGRESS: Final = "announcement.progress"
 PRESENCE_CHANGED: Final = "presence.changed"
 PERMIT_CHANGED: Final = "permit.changed"  # and permit.entered, permit.left, permit.gate_refused
 ATTENDANCE_PUNCHED: Final = "attendance.punched"  # and attendance.late, .absent, .corrected
+# The topic now lives on another realtime shard (``python -m realtime.rebalance``); it comes as the
+# first event of a new epoch, so subscribers get ``resync`` just before it and refetch.
+TOPIC_MOVED: Final = "topic.moved"
 
 
 # ---------------------------------------------------------------------------- server -> client

@@ -43,14 +43,15 @@ from notifications.audience import Audience
 from notifications.categories import Category, Channel
 from notifications.fakes import running_fakes
 from notifications.service import NotificationRequest, create_notification
-from realtime.client import ClientClosed, RealtimeClient
+from realtime.client import RealtimeClient
 from realtime.publish import publish
 from realtime.topics import site_topic
 from schema.complaints import Complaint, ComplaintPhoto, ComplaintTransition
-from schema.events import CloseCode, Event, Resync
+from schema.events import CloseCode, Resync
 from schema.notifications import Delivery, Notification
 from tests.support import complaints as complaint_support
 from tests.support.faults import (
+    Recorder,
     RestartableRedis,
     TcpProxy,
     cancel_other_notifications,
@@ -249,55 +250,6 @@ async def test_a_full_disk_refuses_uploads_with_a_problem_naming_the_field(
                 assert again.status_code == 201, again.text
         finally:
             await server.stop()
-
-
-# ---------------------------------------------------------------------------- shared helpers
-
-
-class Recorder:
-    """Everything one realtime client receives, in order, until stopped."""
-
-    def __init__(self, client: RealtimeClient) -> None:
-        self.client = client
-        self.messages: list[Any] = []
-        self.task = asyncio.create_task(self._run())
-
-    async def _run(self) -> None:
-        with contextlib.suppress(ClientClosed):
-            while True:
-                self.messages.append(await self.client.recv())
-
-    def events(self, topic: str) -> list[Event]:
-        return [m for m in self.messages if isinstance(m, Event) and m.topic == topic]
-
-    def last_seq(self, topic: str) -> int | None:
-        events = self.events(topic)
-        return events[-1].seq if events else None
-
-    def gaps(self, topic: str) -> list[str]:
-        """What went missing without the client being told: within an epoch every seq follows the
-        one before; a new epoch starts only after a resync naming it."""
-        found: list[str] = []
-        epoch: str | None = None
-        last: int | None = None
-        for message in self.messages:
-            if getattr(message, "topic", None) != topic:
-                continue
-            if isinstance(message, Resync):
-                epoch, last = message.epoch, message.seq
-            elif isinstance(message, Event):
-                if epoch is not None and message.epoch != epoch:
-                    found.append(f"silent epoch change to {message.epoch} at seq {message.seq}")
-                elif last is not None and message.seq != last + 1:
-                    found.append(f"seq {message.seq} after {last}")
-                epoch, last = message.epoch, message.seq
-        return found
-
-    async def stop(self) -> None:
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.task
-        await self.client.close()
 
 
 # ---------------------------------------------------------------------------- Redis restarted

@@ -42,7 +42,12 @@ def test_launcher_serves_ready_and_a_demo_login(tmp_dir: Path) -> None:
             except httpx.HTTPError:
                 pass
             time.sleep(0.5)
-        assert ready is not None and ready.json() == {"status": "ok", "database": True, "redis": True}
+        assert ready is not None and ready.json() == {
+            "status": "ok",
+            "database": True,
+            "redis": True,
+            "realtime_shards": [{"shard": "default", "up": True}],  # realtime on REDIS_URL, the default
+        }
         _, username, password = DEMO_LOGINS[0]
         login = httpx.post(f"{base}/api/auth/login", json={"username": username, "password": password}, timeout=10)
         assert login.status_code == 200, login.text

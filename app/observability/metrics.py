@@ -132,11 +132,30 @@ def hub_families(hub: Hub | None) -> list[Metric]:
     outbox = GaugeMetricFamily("opshub_ws_outbox_messages", "Messages waiting in outboxes, all connections together.")
     largest = GaugeMetricFamily("opshub_ws_outbox_max_messages", "Messages waiting in the fullest outbox.")
     depths = [connection.outbox_depth for connection in hub.connections] if hub is not None else []
+    shard_up = GaugeMetricFamily(
+        "opshub_realtime_shard_up",
+        "Whether this process's hub has its pub/sub connection to the realtime shard (0: lost, its topics wait).",
+        labels=["shard"],
+    )
+    shard_topics = GaugeMetricFamily(
+        "opshub_realtime_shard_topics", "Topics this process is subscribed to on the shard.", labels=["shard"]
+    )
+    shard_outages = CounterMetricFamily(
+        "opshub_realtime_shard_outages",
+        "Times this process lost its pub/sub connection to the shard.",
+        labels=["shard"],
+    )
+    if hub is not None:
+        for link in hub.links:
+            name = link.shard.name
+            shard_up.add_metric([name], 1 if link.available else 0)
+            shard_topics.add_metric([name], len(link.by_channel))
+            shard_outages.add_metric([name], link.outages)
     connections.add_metric([], len(depths))
     consoles.add_metric([], len(hub.consoles) if hub is not None else 0)
     outbox.add_metric([], sum(depths))
     largest.add_metric([], max(depths, default=0))
-    return [connections, consoles, outbox, largest]
+    return [connections, consoles, outbox, largest, shard_up, shard_topics, shard_outages]
 
 
 async def redis_families(redis: Redis, settings: Settings) -> list[Metric]:

@@ -24,6 +24,8 @@ import redis
 
 from app.devredis import free_port, redis_server_binary
 from notifications.service import cancel_notification
+from realtime.client import ClientClosed, RealtimeClient
+from schema.events import Event, Resync
 from schema.notifications import Notification
 from tests.support.notify import TEMPLATE_SID
 
@@ -31,7 +33,10 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 class TcpProxy:
-    def __init__(self, target_host: str, target_port: int, port: int | None = None) -> None:
+    def __init__(
+        self, target_host: str, target_port: int, port: int | None = None, listen_host: str = "127.0.0.1"
+    ) -> None:
+        self.listen_host = listen_host  # a bridge address makes the target reachable from network namespaces
         self.target_host = target_host
         self.target_port = target_port
         self.port = port or free_port()
@@ -42,7 +47,7 @@ class TcpProxy:
         self._writers: set[asyncio.StreamWriter] = set()
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port, reuse_address=True)
+        self._server = await asyncio.start_server(self._serve, self.listen_host, self.port, reuse_address=True)
 
     async def stop_listening(self) -> None:
         if self._server is not None:
@@ -234,3 +239,52 @@ async def cancel_other_notifications(site_id: UUID) -> None:
     )
     for row in rows:
         await cancel_notification(row["site"], row["id"])
+
+
+# ---------------------------------------------------------------------------- realtime clients
+
+
+class Recorder:
+    """Everything one realtime client receives, in order, until stopped."""
+
+    def __init__(self, client: RealtimeClient) -> None:
+        self.client = client
+        self.messages: list[Any] = []
+        self.task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        with contextlib.suppress(ClientClosed):
+            while True:
+                self.messages.append(await self.client.recv())
+
+    def events(self, topic: str) -> list[Event]:
+        return [m for m in self.messages if isinstance(m, Event) and m.topic == topic]
+
+    def last_seq(self, topic: str) -> int | None:
+        events = self.events(topic)
+        return events[-1].seq if events else None
+
+    def gaps(self, topic: str) -> list[str]:
+        """What went missing without the client being told: within an epoch every seq follows the
+        one before; a new epoch starts only after a resync naming it."""
+        found: list[str] = []
+        epoch: str | None = None
+        last: int | None = None
+        for message in self.messages:
+            if getattr(message, "topic", None) != topic:
+                continue
+            if isinstance(message, Resync):
+                epoch, last = message.epoch, message.seq
+            elif isinstance(message, Event):
+                if epoch is not None and message.epoch != epoch:
+                    found.append(f"silent epoch change to {message.epoch} at seq {message.seq}")
+                elif last is not None and message.seq != last + 1:
+                    found.append(f"seq {message.seq} after {last}")
+                epoch, last = message.epoch, message.seq
+        return found
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+        await self.client.close()
