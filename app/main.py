@@ -53,6 +53,7 @@ def route_handlers() -> list[ControllerRouterHandler]:
     from app.places.routes import PAGE_ROUTES as PLACE_PAGES
     from app.places.routes import ROUTES as PLACE_ROUTES
     from app.privacy.routes import ROUTES as PRIVACY_ROUTES
+    from app.reports.routes import routes as report_routes
     from app.sites.controller import SiteController
     from app.slots.routes import ROUTES as SLOT_ROUTES
     from app.visitors.routes import ROUTES as VISITOR_ROUTES
@@ -91,6 +92,7 @@ def route_handlers() -> list[ControllerRouterHandler]:
         *ATTENDANCE_ROUTES,
         *AMC_ROUTES,
         *PLACE_ROUTES,
+        *report_routes(),
         *__import__("app.dashboard.routes", fromlist=["ROUTES"]).ROUTES,
         docs_assets_router(),
         static_router(),
