@@ -9,6 +9,7 @@ import io
 from collections import Counter
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 import openpyxl
 
@@ -312,3 +313,59 @@ async def test_xlsx_has_typed_cells_a_frozen_header_and_widths(client: Any, worl
     )
     rows = list(openpyxl.load_workbook(io.BytesIO(visits.content)).active.iter_rows(min_row=2, values_only=True))
     assert all(isinstance(r[2], int) and isinstance(r[13], bool) for r in rows)
+
+
+async def test_an_export_job_tells_its_progress_and_its_link_expires_with_the_file(
+    client: Any, world: World, settings: Any, redis: Any
+) -> None:
+    from app.reports import jobs
+    from realtime import history
+    from realtime.topics import user_topic
+
+    seeded = await seed_month(world, size=24)
+    asked = await client.post(
+        "/api/reports/complaints/jobs", json={"format": "xlsx", "from": "2026-11-01"}, headers=world.headers("fm_admin")
+    )
+    assert asked.status_code == 202, asked.text
+    job_id = asked.json()["id"]
+    assert asked.json()["status"] == "pending" and asked.json()["download_url"] is None
+    other = await client.get(f"/api/reports/jobs/{job_id}", headers=world.headers("site_admin"))
+    assert other.status_code == 404
+    refused = await client.post("/api/reports/complaints/jobs", json={"tower": "A"}, headers=world.headers("guard"))
+    assert refused.status_code == 403
+    bad = await client.post("/api/reports/notifications/jobs", json={"tower": "A"}, headers=world.headers("fm_admin"))
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "tower"
+
+    topic = user_topic(world.people["fm_admin"])
+    before = (await history.read_since(redis, settings, topic, None)).position.seq
+    built = await jobs.build(settings, redis, UUID(job_id), batch=5, progress_every=10)
+    assert built is not None and built.status == "ready" and built.rows == len(seeded.complaints)
+    events = [json_frame(f) for _, f in (await history.read_since(redis, settings, topic, before)).entries]
+    progress = [e["data"]["rows"] for e in events if e["type"] == "report.export.progress"]
+    assert progress == [10, 20]
+    ready = [e["data"] for e in events if e["type"] == "report.export.ready"]
+    assert len(ready) == 1 and ready[0]["rows"] == len(seeded.complaints)
+    link = ready[0]["download_url"].split("://", 1)[1].split("/", 1)[1]
+    got = await client.get(f"/{link}")
+    assert got.status_code == 200
+    sheet = openpyxl.load_workbook(io.BytesIO(got.content)).active
+    assert sheet.max_row == len(seeded.complaints) + 1
+    assert isinstance(sheet["B2"].value, dt.datetime)
+    tampered = await client.get(f"/{link[:-4]}beef")
+    assert tampered.status_code == 404
+    status = await client.get(f"/api/reports/jobs/{job_id}", headers=world.headers("fm_admin"))
+    assert status.json()["status"] == "ready" and status.json()["download_url"]
+
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=settings.report_file_ttl_seconds + 1)
+    assert await jobs.expire_files(settings, now=later) >= 1
+    from app.privacy.exports import archive_path
+
+    assert not archive_path(settings, f"reports/{world.site_id}/{job_id}.xlsx").exists()
+    gone = await client.get(f"/{link}")
+    assert gone.status_code == 410
+
+
+def json_frame(frame: str) -> dict[str, Any]:
+    import json
+
+    return dict(json.loads(frame))

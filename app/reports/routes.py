@@ -18,18 +18,25 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
-from litestar import Response, get
-from litestar.handlers import HTTPRouteHandler
-from litestar.params import QueryParameter
-from litestar.response import Stream
+import logging
 
-from app.auth.roles import ALL_ROLES, allow
+from litestar import Response, get, post
+from litestar.di import Provide
+from litestar.handlers import HTTPRouteHandler
+from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.response import File, Stream
+
+from app.auth.roles import ALL_ROLES, allow, own_auth
 from app.deps import Caller, SettingsDep
 from app.errors import InvalidInput
 from app.media import CSV
-from app.pagination import DEFAULT_LIMIT, Limit, Offset
+from app.pagination import DEFAULT_LIMIT, Limit, Offset, Timestamp
 from app.reports import export as files
+from app.reports import jobs as report_jobs
 from app.reports.framework import Filter, Query, Report, catalogue, make_query, scope_of, summarise
+from notifications.api import JobQueue, JobQueueDep, provide_job_queue
+
+logger = logging.getLogger("opshub.reports.routes")
 
 # Read as text and parsed here, so a bad date's problem names ``from``/``to`` (Litestar's own check
 # would name the Python parameter).
@@ -293,11 +300,59 @@ def report_handlers(report: Report) -> list[HTTPRouteHandler]:
         )
         return await export_response(settings, report, query, by, fmt)
 
-    return [read, export]
+    @post(
+        f"{path}/jobs",
+        opt=access,
+        tags=["reports"],
+        status_code=202,
+        summary=f"{report.title}: build the file in a worker",
+        operation_id=f"report_{report.name}_job",
+        dependencies={"jobs": Provide(provide_job_queue, sync_to_thread=False)},
+    )
+    async def start_job(
+        principal: Caller, settings: SettingsDep, jobs: JobQueueDep, data: JSONBody[report_jobs.ExportRequest]
+    ) -> report_jobs.JobView:
+        """For large reports: progress and the download link arrive as realtime events (docs/reports.md)."""
+        job = await report_jobs.request_export(settings, principal, report.name, data)
+        await enqueue(jobs, job.id)
+        return job
+
+    return [read, export, start_job]
+
+
+async def enqueue(jobs: JobQueue, job_id: UUID) -> None:
+    """A job Redis lost stays ``pending``: asking again files another."""
+    try:
+        pool = await jobs.pool()
+        await pool.enqueue_job("report_export", str(job_id), _job_id=f"report_export:{job_id}")
+    except Exception:
+        logger.warning("could not enqueue report export %s", job_id)
+
+
+@get("/api/reports/jobs/{job_id:uuid}", opt=allow(*ALL_ROLES), tags=["reports"])
+async def read_job(principal: Caller, settings: SettingsDep, job_id: FromPath[UUID]) -> report_jobs.JobView:
+    """One of the caller's own export jobs (another person's is a 404)."""
+    return await report_jobs.get_job(settings, principal, job_id)
+
+
+@get(
+    report_jobs.DOWNLOAD_PATH.replace("{job_id}", "{job_id:uuid}"),
+    opt=own_auth("signed_link"),
+    tags=["reports"],
+)
+async def download_job(
+    settings: SettingsDep,
+    job_id: FromPath[UUID],
+    expires: Timestamp,
+    signature: Annotated[str, QueryParameter(max_length=128)],
+) -> File:
+    """The signed link of a finished job: 410 once it has expired, 404 if the signature is wrong."""
+    path, filename, media = await report_jobs.open_download(settings, job_id, expires, signature)
+    return File(path=path, filename=filename, media_type=media)
 
 
 def routes() -> list[Any]:
-    handlers: list[Any] = [list_reports]
+    handlers: list[Any] = [list_reports, read_job, download_job]
     for report in catalogue().values():
         handlers.extend(report_handlers(report))
     return handlers
