@@ -369,3 +369,77 @@ def json_frame(frame: str) -> dict[str, Any]:
     import json
 
     return dict(json.loads(frame))
+
+
+async def test_a_weekly_report_arrives_by_email_with_its_attachment_unless_consent_was_withdrawn(
+    client: Any, world: World, settings: Any, redis: Any
+) -> None:
+    from app.auth.roles import Role
+    from app.reports import schedules
+    from notifications import fanout, sender
+    from notifications.categories import Category, Channel
+    from notifications.fakes import running_fakes
+    from notifications.preferences import ConsentChange, change_consent
+    from schema.notifications import Delivery, Notification
+    from tests.support.notify import pipeline
+
+    seeded = await seed_month(world, size=24)
+    await world.add_person("fm_two", frozenset({Role.FM_ADMIN}))
+    for who in ("fm_admin", "fm_two"):
+        made = await client.post(
+            "/api/reports/subscriptions", json={"report": "complaints", "frequency": "weekly"}, headers=world.headers(who)
+        )
+        assert made.status_code == 201, made.text
+        assert made.json()["by"] == "category" and made.json()["format"] == "xlsx"
+    again = await client.post(
+        "/api/reports/subscriptions", json={"report": "complaints", "frequency": "weekly"}, headers=world.headers("fm_admin")
+    )
+    assert again.status_code == 409
+    wrong = await client.post(
+        "/api/reports/subscriptions", json={"report": "complaints", "frequency": "weekly", "by": "colour"},
+        headers=world.headers("fm_admin"),
+    )
+    assert wrong.status_code == 422 and wrong.json()["errors"][0]["field"] == "by"
+    await change_consent(
+        site_id=world.site_id,
+        person_id=world.people["fm_two"],
+        changes=[ConsentChange(Channel.EMAIL, Category.REPORT, granted=False)],
+        source="app",
+        policy_version="test",
+    )
+
+    monday = dt.datetime(2026, 11, 30, 6, 0, tzinfo=dt.UTC)  # the controlled clock: the week of 23-29 Nov ended
+    async with running_fakes() as fakes, pipeline(settings, redis, fakes) as ctx:
+        assert await schedules.run(ctx.settings, now=monday) == 2
+        assert await schedules.run(ctx.settings, now=monday + dt.timedelta(hours=1)) == 0  # sent once a period
+        sent = await Notification.select().where(
+            (Notification.site == world.site_id) & (Notification.category == "report")
+        )
+        assert len(sent) == 2
+        for notification in sent:
+            for channel in await fanout.expand(ctx, notification["id"]):
+                await sender.send_pending(ctx, notification["id"], channel)
+        ids = [n["id"] for n in sent]
+        mine = await Delivery.select().where(
+            (Delivery.person == world.people["fm_admin"]) & Delivery.notification.is_in(ids)
+        )
+        assert [(d["status"], d["reason"]) for d in mine] == [("sent", None)]
+        emails = list(fakes.smtp.emails)
+    assert [e.rcpt_tos for e in emails] == [[world.emails["fm_admin"]]]
+    email = emails[0]
+    assert email.subject == "Complaints and SLA: 23 Nov to 29 Nov 2026"
+    assert len(email.attachments) == 1
+    attachment = email.attachments[0]
+    assert attachment.filename == "complaints-2026-11-23-to-2026-11-29.xlsx"
+    sheet = openpyxl.load_workbook(io.BytesIO(attachment.content)).active
+    rows = {r[0]: r for r in sheet.iter_rows(min_row=2, values_only=True)}
+    week = [c for c in seeded.complaints if within(c["created_at"], "2026-11-23", "2026-11-29")]
+    assert {k: v[1] for k, v in rows.items()} == dict(Counter(c["category"] for c in week))
+    withdrawn = await Delivery.select().where(
+        (Delivery.person == world.people["fm_two"]) & Delivery.notification.is_in(ids)
+    )
+    assert [(d["channel"], d["status"], d["reason"]) for d in withdrawn] == [("email", "suppressed", "no_consent")]
+    listed = await client.get("/api/reports/subscriptions", headers=world.headers("fm_admin"))
+    assert listed.json()["items"][0]["last_period_end"] == "2026-11-29"
+    gone = await client.delete(f"/api/reports/subscriptions/{listed.json()['items'][0]['id']}", headers=world.headers("fm_admin"))
+    assert gone.status_code == 204

@@ -14,7 +14,7 @@ from uuid import UUID
 
 from arq import cron, func
 
-from app.reports import jobs
+from app.reports import jobs, schedules
 
 
 async def report_export(ctx: dict[str, Any], job_id: str) -> str | None:
@@ -26,7 +26,12 @@ async def report_expire_files(ctx: dict[str, Any], now: dt.datetime | None = Non
     return await jobs.expire_files(ctx["settings"], now=now)
 
 
+async def report_subscriptions(ctx: dict[str, Any], now: dt.datetime | None = None) -> int:
+    return await schedules.run(ctx["settings"], now=now)
+
+
 FUNCTIONS: list[Any] = [func(report_export, timeout=1800, keep_result=0, max_tries=3)]
 CRON_JOBS: list[Any] = [
     cron(report_expire_files, minute=set(range(0, 60, 10)), second={40}, run_at_startup=True, unique=True),
+    cron(report_subscriptions, minute={7}, second={10}, run_at_startup=True, unique=True, timeout=1800),
 ]

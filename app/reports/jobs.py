@@ -149,7 +149,7 @@ async def get_job(settings: Settings, principal: Principal, job_id: UUID) -> Job
     return view(settings, row)
 
 
-async def _principal_of(row: dict[str, Any]) -> Principal:
+async def principal_of(row: dict[str, Any]) -> Principal:
     """The asker as they are now: a role withdrawn since they asked no longer reports."""
     roles = await PersonRole.select(PersonRole.role).where(
         (PersonRole.person == row["person"]) & (PersonRole.site == row["site"])
@@ -190,7 +190,7 @@ async def build(
     path = archive_path(settings, key)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        scope = await scope_of(await _principal_of(row), report, ask.site)
+        scope = await scope_of(await principal_of(row), report, ask.site)
         query = make_query(
             report,
             scope,

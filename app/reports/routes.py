@@ -20,19 +20,20 @@ from uuid import UUID
 import msgspec
 import logging
 
-from litestar import Response, get, post
+from litestar import Response, delete, get, post
 from litestar.di import Provide
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import File, Stream
 
-from app.auth.roles import ALL_ROLES, allow, own_auth
+from app.auth.roles import ALL_ROLES, STAFF, allow, own_auth
 from app.deps import Caller, SettingsDep
 from app.errors import InvalidInput
 from app.media import CSV
-from app.pagination import DEFAULT_LIMIT, Limit, Offset, Timestamp
+from app.pagination import DEFAULT_LIMIT, Limit, Offset, Page, Timestamp
 from app.reports import export as files
 from app.reports import jobs as report_jobs
+from app.reports import schedules
 from app.reports.framework import Filter, Query, Report, catalogue, make_query, scope_of, summarise
 from notifications.api import JobQueue, JobQueueDep, provide_job_queue
 
@@ -351,8 +352,30 @@ async def download_job(
     return File(path=path, filename=filename, media_type=media)
 
 
+MANAGERS = allow(*STAFF)
+
+
+@get("/api/reports/subscriptions", opt=MANAGERS, tags=["reports"])
+async def list_subscriptions(
+    principal: Caller, limit: Limit = DEFAULT_LIMIT, offset: Offset = 0
+) -> Page[schedules.SubscriptionView]:
+    """The caller's own scheduled reports."""
+    return await schedules.list_subscriptions(principal, limit=limit, offset=offset)
+
+
+@post("/api/reports/subscriptions", opt=MANAGERS, tags=["reports"])
+async def subscribe(principal: Caller, data: JSONBody[schedules.NewSubscription]) -> schedules.SubscriptionView:
+    """Receive a report by e-mail every week or month (409 if already subscribed to it at that frequency)."""
+    return await schedules.subscribe(principal, data)
+
+
+@delete("/api/reports/subscriptions/{subscription_id:uuid}", opt=MANAGERS, tags=["reports"], status_code=204)
+async def unsubscribe(principal: Caller, subscription_id: FromPath[UUID]) -> None:
+    await schedules.unsubscribe(principal, subscription_id)
+
+
 def routes() -> list[Any]:
-    handlers: list[Any] = [list_reports, read_job, download_job]
+    handlers: list[Any] = [list_reports, read_job, download_job, list_subscriptions, subscribe, unsubscribe]
     for report in catalogue().values():
         handlers.extend(report_handlers(report))
     return handlers
