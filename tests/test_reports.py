@@ -443,3 +443,26 @@ async def test_a_weekly_report_arrives_by_email_with_its_attachment_unless_conse
     assert listed.json()["items"][0]["last_period_end"] == "2026-11-29"
     gone = await client.delete(f"/api/reports/subscriptions/{listed.json()['items'][0]['id']}", headers=world.headers("fm_admin"))
     assert gone.status_code == 204
+
+
+async def test_the_control_rooms_delivery_figures_are_the_reports(client: Any, world: World) -> None:
+    from app.dashboard import service as dashboard
+
+    await seed_month(world, size=8)
+    now = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
+    board = await dashboard.delivery_funnel(world.site_id, now, days=20)
+    params = {"from": "2026-11-10", "to": "2026-11-30", "by": "channel"}
+    report = {r["channel"]: r for r in await export(client, world, "notifications", params)}
+    assert {c.channel for c in board.channels} == set(report)
+    for channel in board.channels:
+        row = report[channel.channel]
+        assert (channel.requested, channel.sent, channel.delivered, channel.failed) == (
+            int(row["rows"]), int(row["sent"]), int(row["delivered"]), int(row["failed"])
+        )
+        assert (channel.suppressed, channel.deferred) == (int(row["suppressed"]), int(row["deferred"]))
+    reasons = {
+        r["reason"]: int(r["suppressed"])
+        for r in await export(client, world, "notifications", {**params, "by": "reason", "category": "sms"})
+        if int(r["suppressed"])
+    }
+    assert next(c for c in board.channels if c.channel == "sms").suppressed_by_reason == reasons

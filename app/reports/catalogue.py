@@ -467,6 +467,7 @@ NOTIFICATIONS = register(
             Measure("suppressed", "count_eq", "status", values=("suppressed",)),
             Measure("deferred", "count_eq", "status", values=("deferred",)),
             Measure("digested", "count_eq", "status", values=("digested",)),
+            Measure("pending", "count_eq", "status", values=("pending", "sending")),
             Measure("cost", "sum", "cost", type=DEC),
         ),
         default_by="channel",
