@@ -112,7 +112,7 @@ async def _child(mode: str, job: str | None) -> dict[str, Any]:
     result: dict[str, Any] = {"mode": mode}
     try:
         if mode == "idle":
-            from app.reports import jobs  # noqa: F401 - the same imports as the others
+            from app.reports import jobs
         elif mode.startswith("job"):
             from uuid import UUID
 

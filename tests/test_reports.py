@@ -23,7 +23,9 @@ IN_MONTH = {"from": "2026-11-01", "to": "2026-11-30"}
 PART = {"from": "2026-11-10", "to": "2026-11-19"}
 
 
-async def export(client: Any, world: World, name: str, params: dict[str, str], who: str = "fm_admin") -> list[dict[str, str]]:
+async def export(
+    client: Any, world: World, name: str, params: dict[str, str], who: str = "fm_admin"
+) -> list[dict[str, str]]:
     response = await client.get(f"/api/reports/{name}/export", params=params, headers=world.headers(who))
     assert response.status_code == 200, (name, params, response.text)
     assert response.headers["content-type"] == "text/csv; charset=utf-8"
@@ -91,15 +93,16 @@ async def test_every_report_reconciles_with_the_seeded_month_for_each_filter(cli
         mine = [c for c in complaints if c["category"] == code]
         live = [c for c in mine if c["status"] != "cancelled"]
         breached = sum(
-            1
-            for c in live
-            if (c["responded"] or c["resolved"] or now) > c["created_at"] + dt.timedelta(minutes=60)
+            1 for c in live if (c["responded"] or c["resolved"] or now) > c["created_at"] + dt.timedelta(minutes=60)
         )
         assert int(by_category[code]["complaints"]) == len(mine)
         assert int(by_category[code]["response_breached"]) == breached
         rated = [c["rating"] for c in mine if c["rating"] is not None]
         assert int(by_category[code]["ratings"]) == len(rated)
-    by_level = {r["escalation_level"]: int(r["complaints"]) for r in await export(client, world, "complaints", {"by": "escalation_level"})}
+    by_level = {
+        r["escalation_level"]: int(r["complaints"])
+        for r in await export(client, world, "complaints", {"by": "escalation_level"})
+    }
     assert by_level == {str(k): v for k, v in Counter(c["escalation_level"] for c in complaints).items()}
 
     # bookings and utilisation
@@ -138,7 +141,10 @@ async def test_every_report_reconciles_with_the_seeded_month_for_each_filter(cli
         assert int(row["sent"]) == counts["sent"] + counts["delivered"]
         for status in ("delivered", "failed", "suppressed", "deferred", "digested"):
             assert int(row[status]) == counts[status], (channel, status)
-    failed = {r["provider_code"]: int(r["failed"]) for r in await export(client, world, "notifications", {"by": "provider_code"})}
+    failed = {
+        r["provider_code"]: int(r["failed"])
+        for r in await export(client, world, "notifications", {"by": "provider_code"})
+    }
     assert failed.get("30006", 0) == sum(d["status"] == "failed" for d in deliveries)
 
     # billing and collections
@@ -198,7 +204,9 @@ async def test_every_report_reconciles_with_the_seeded_month_for_each_filter(cli
         mine = [v for v in amc if v["kind"] == kind]
         assert int(per_kind[kind]["on_time"]) == sum(v["on_time"] for v in mine)
         assert int(per_kind[kind]["overdue"]) == sum(v["status"] == "scheduled" for v in mine)  # all past grace
-        assert int(per_kind[kind]["contract_expiring"]) == (len(mine) if 0 <= (dt.date(2026, 12, 20) - today).days <= 30 else 0)
+        assert int(per_kind[kind]["contract_expiring"]) == (
+            len(mine) if 0 <= (dt.date(2026, 12, 20) - today).days <= 30 else 0
+        )
 
     # attendance: present, late, absent per person and shift
     for params in (IN_MONTH, PART, {**IN_MONTH, "person": str(tech)}, {**IN_MONTH, "status": "late"}):
@@ -262,7 +270,9 @@ async def test_roles_see_only_their_rows_in_every_report_view_and_export(
         assert sum(int(r[first_measure]) for r in summary) == len(own), name
         page = await client.get(f"/api/reports/{name}", params={"limit": 500}, headers=world.headers("occupant"))
         assert {r["unit"] for r in page.json()["items"]} <= {unit_labels[own_unit]}, name
-        xlsx = await client.get(f"/api/reports/{name}/export", params={"format": "xlsx"}, headers=world.headers("occupant"))
+        xlsx = await client.get(
+            f"/api/reports/{name}/export", params={"format": "xlsx"}, headers=world.headers("occupant")
+        )
         sheet = openpyxl.load_workbook(io.BytesIO(xlsx.content), read_only=True).active
         header = [c.value for c in next(sheet.iter_rows(max_row=1))]
         at = [c.label for c in catalogue()[name].columns].index("Unit")
@@ -278,7 +288,9 @@ async def test_roles_see_only_their_rows_in_every_report_view_and_export(
     rows = await export(client, world, "complaints", {}, who="technician")
     assert len(rows) == sum(c["assignee"] == tech for c in seeded.complaints)
     assert {r["technician"] for r in rows} <= {"Technician"}
-    assert len(await export(client, world, "amc", {}, who="technician")) == sum(v["by"] == tech for v in seeded.amc_visits)
+    assert len(await export(client, world, "amc", {}, who="technician")) == sum(
+        v["by"] == tech for v in seeded.amc_visits
+    )
     duties = await export(client, world, "attendance", IN_MONTH, who="technician")
     assert duties and {r["person"] for r in duties} == {"Technician"}
     assert (await client.get("/api/reports/visitors", headers=world.headers("technician"))).status_code == 403
@@ -387,16 +399,21 @@ async def test_a_weekly_report_arrives_by_email_with_its_attachment_unless_conse
     await world.add_person("fm_two", frozenset({Role.FM_ADMIN}))
     for who in ("fm_admin", "fm_two"):
         made = await client.post(
-            "/api/reports/subscriptions", json={"report": "complaints", "frequency": "weekly"}, headers=world.headers(who)
+            "/api/reports/subscriptions",
+            json={"report": "complaints", "frequency": "weekly"},
+            headers=world.headers(who),
         )
         assert made.status_code == 201, made.text
         assert made.json()["by"] == "category" and made.json()["format"] == "xlsx"
     again = await client.post(
-        "/api/reports/subscriptions", json={"report": "complaints", "frequency": "weekly"}, headers=world.headers("fm_admin")
+        "/api/reports/subscriptions",
+        json={"report": "complaints", "frequency": "weekly"},
+        headers=world.headers("fm_admin"),
     )
     assert again.status_code == 409
     wrong = await client.post(
-        "/api/reports/subscriptions", json={"report": "complaints", "frequency": "weekly", "by": "colour"},
+        "/api/reports/subscriptions",
+        json={"report": "complaints", "frequency": "weekly", "by": "colour"},
         headers=world.headers("fm_admin"),
     )
     assert wrong.status_code == 422 and wrong.json()["errors"][0]["field"] == "by"
@@ -441,7 +458,9 @@ async def test_a_weekly_report_arrives_by_email_with_its_attachment_unless_conse
     assert [(d["channel"], d["status"], d["reason"]) for d in withdrawn] == [("email", "suppressed", "no_consent")]
     listed = await client.get("/api/reports/subscriptions", headers=world.headers("fm_admin"))
     assert listed.json()["items"][0]["last_period_end"] == "2026-11-29"
-    gone = await client.delete(f"/api/reports/subscriptions/{listed.json()['items'][0]['id']}", headers=world.headers("fm_admin"))
+    gone = await client.delete(
+        f"/api/reports/subscriptions/{listed.json()['items'][0]['id']}", headers=world.headers("fm_admin")
+    )
     assert gone.status_code == 204
 
 
@@ -457,7 +476,10 @@ async def test_the_control_rooms_delivery_figures_are_the_reports(client: Any, w
     for channel in board.channels:
         row = report[channel.channel]
         assert (channel.requested, channel.sent, channel.delivered, channel.failed) == (
-            int(row["rows"]), int(row["sent"]), int(row["delivered"]), int(row["failed"])
+            int(row["rows"]),
+            int(row["sent"]),
+            int(row["delivered"]),
+            int(row["failed"]),
         )
         assert (channel.suppressed, channel.deferred) == (int(row["suppressed"]), int(row["deferred"]))
     reasons = {

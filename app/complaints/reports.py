@@ -52,7 +52,7 @@ async def _rows(
         date_to=until.astimezone(dt.UTC).date() if until is not None else None,
         now=now,
     )
-    rows = []
+    rows: list[tuple[Any, ...]] = []
     at = _INDEX["created_at"]
     async for batch in COMPLAINTS.batches(query):
         rows.extend(r for r in batch if (since is None or r[at] >= since) and (until is None or r[at] < until))

@@ -31,7 +31,6 @@ from app.complaints.lifecycle import ACTIVE, Status
 from app.complaints.sla import SlaState, aware, site_rules, sla_state
 from app.visitors import sitecfg
 from schema.complaints import Complaint, ComplaintCategory
-from schema.notifications import Delivery
 from schema.tables import Building, Person, PersonRole, Site, Unit
 from schema.visitors import Visit, VisitorApproval, VisitorApprovalStep
 
@@ -426,7 +425,9 @@ async def delivery_funnel(site_id: UUID, now: dt.datetime | None = None, days: i
         reasons = {}
         if row["suppressed"]:
             by_reason = await summarise(NOTIFICATIONS, dataclasses.replace(query, category=row["channel"]), "reason")
-            reasons = {str(r[0] or "unknown"): r[names.index("suppressed")] for r in by_reason if r[names.index("suppressed")]}
+            reasons = {
+                str(r[0] or "unknown"): r[names.index("suppressed")] for r in by_reason if r[names.index("suppressed")]
+            }
         channels.append(
             ChannelFunnel(
                 channel=row["channel"],

@@ -163,7 +163,7 @@ COMPLAINTS = register(
             time=Complaint.created_at,
             select=(
                 Complaint.category.code.as_alias("category_code"),
-                Complaint.unit.building.code.as_alias("tower"),
+                Complaint.unit.building.code.as_alias("tower"),  # type: ignore[union-attr]
                 Complaint.unit.label.as_alias("unit_label"),
                 Complaint.priority,
                 Complaint.status,
@@ -179,7 +179,7 @@ COMPLAINTS = register(
             shape=_complaint_rows,
             unit=Complaint.unit,
             own_work=Complaint.assignee,
-            tower=Complaint.unit.building.code,
+            tower=Complaint.unit.building.code,  # type: ignore[union-attr]
             category=Complaint.category.code,
             status=Complaint.status,
             person=Complaint.assignee,
@@ -198,7 +198,7 @@ COMPLAINTS = register(
             Measure("resolution_met", "count_true", "resolution_met"),
             Measure("resolution_breached", "count_true", "resolution_breached"),
             Measure("average_rating", "avg", "rating", type=DEC),
-            Measure("ratings", "count_present", "rating")
+            Measure("ratings", "count_present", "rating"),
         ),
         default_by="category",
     )
@@ -281,7 +281,7 @@ VISITORS = register(
                 Visit.site,
                 Visit.kind,
                 Visit.source,
-                Visit.unit.building.code.as_alias("tower"),
+                Visit.unit.building.code.as_alias("tower"),  # type: ignore[union-attr]
                 Visit.unit.label.as_alias("unit_label"),
                 Visit.status,
                 Visit.checked_in_at,
@@ -291,13 +291,16 @@ VISITORS = register(
             shape=_visitor_rows,
             unit=Visit.unit,
             own_work=Visit.registered_by,
-            tower=Visit.unit.building.code,
+            tower=Visit.unit.building.code,  # type: ignore[union-attr]
             category=Visit.kind,
             status=Visit.status,
             person=Visit.registered_by,
         ),
         filters=frozenset({Filter.TOWER, Filter.CATEGORY, Filter.STATUS, Filter.PERSON}),
-        filter_notes={Filter.CATEGORY: "visitor type (guest, delivery, daily_help, ...)", Filter.PERSON: "registered by"},
+        filter_notes={
+            Filter.CATEGORY: "visitor type (guest, delivery, daily_help, ...)",
+            Filter.PERSON: "registered by",
+        },
         group_by=("type", "hour", "tower", "status", "approval", "rung"),
         measures=(
             Measure("visits", "count"),
@@ -367,13 +370,13 @@ BOOKINGS = register(
                 SlotBooking.ends_at,
                 SlotBooking.resource.code.as_alias("resource_code"),
                 SlotBooking.resource.kind.as_alias("resource_kind"),
-                SlotBooking.unit.building.code.as_alias("tower"),
+                SlotBooking.unit.building.code.as_alias("tower"),  # type: ignore[union-attr]
                 SlotBooking.unit.label.as_alias("unit_label"),
                 SlotBooking.status,
             ),
             shape=_booking_rows,
             unit=SlotBooking.unit,
-            tower=SlotBooking.unit.building.code,
+            tower=SlotBooking.unit.building.code,  # type: ignore[union-attr]
             category=SlotBooking.resource.code,
             status=SlotBooking.status,
             person=SlotBooking.person,
@@ -532,7 +535,7 @@ BILLING = register(
                 Invoice.number,
                 Invoice.due_date,
                 Invoice.period,
-                Invoice.unit.building.code.as_alias("tower"),
+                Invoice.unit.building.code.as_alias("tower"),  # type: ignore[union-attr]
                 Invoice.unit.label.as_alias("unit_label"),
                 Invoice.status,
                 Invoice.total_minor,
@@ -541,7 +544,7 @@ BILLING = register(
             ),
             shape=_invoice_rows,
             unit=Invoice.unit,
-            tower=Invoice.unit.building.code,
+            tower=Invoice.unit.building.code,  # type: ignore[union-attr]
             category=Invoice.period,
             status=Invoice.status,
         ),
@@ -621,17 +624,17 @@ PERMITS = register(
             time=PermitStep.at,
             select=(
                 PermitStep.permit,
-                PermitStep.permit.permit_type.code.as_alias("type_code"),
-                PermitStep.permit.unit.building.code.as_alias("tower"),
-                PermitStep.permit.unit.label.as_alias("unit_label"),
+                PermitStep.permit.permit_type.code.as_alias("type_code"),  # type: ignore[union-attr]
+                PermitStep.permit.unit.building.code.as_alias("tower"),  # type: ignore[union-attr]
+                PermitStep.permit.unit.label.as_alias("unit_label"),  # type: ignore[union-attr]
                 PermitStep.action,
                 PermitStep.step_label,
                 PermitStep.permit.status.as_alias("permit_status"),
             ),
             shape=_step_rows,
             unit=PermitStep.permit.unit,
-            tower=PermitStep.permit.unit.building.code,
-            category=PermitStep.permit.permit_type.code,
+            tower=PermitStep.permit.unit.building.code,  # type: ignore[union-attr]
+            category=PermitStep.permit.permit_type.code,  # type: ignore[union-attr]
             status=PermitStep.action,
             person=PermitStep.actor,
         ),
@@ -717,7 +720,7 @@ AMC = register(
             select=(
                 ServiceVisit.asset.code.as_alias("asset_code"),
                 ServiceVisit.asset.kind.as_alias("asset_kind"),
-                ServiceVisit.asset.building.code.as_alias("tower"),
+                ServiceVisit.asset.building.code.as_alias("tower"),  # type: ignore[union-attr]
                 ServiceVisit.contract.vendor.as_alias("vendor"),
                 ServiceVisit.contract.sla_visit_grace_days.as_alias("grace_days"),
                 ServiceVisit.contract.ends_on.as_alias("contract_ends_on"),
@@ -727,13 +730,16 @@ AMC = register(
             ),
             shape=_amc_rows,
             own_work=ServiceVisit.completed_by,
-            tower=ServiceVisit.asset.building.code,
+            tower=ServiceVisit.asset.building.code,  # type: ignore[union-attr]
             category=ServiceVisit.asset.kind,
             status=ServiceVisit.status,
             person=ServiceVisit.completed_by,
         ),
         filters=frozenset({Filter.TOWER, Filter.CATEGORY, Filter.STATUS, Filter.PERSON}),
-        filter_notes={Filter.CATEGORY: "asset kind (lift, dg_set, pump, ...)", Filter.PERSON: "who completed the visit"},
+        filter_notes={
+            Filter.CATEGORY: "asset kind (lift, dg_set, pump, ...)",
+            Filter.PERSON: "who completed the visit",
+        },
         group_by=("category", "vendor", "asset", "status", "tower"),
         measures=(
             Measure("visits", "count"),
@@ -836,4 +842,3 @@ ATTENDANCE = register(
         default_by="person",
     )
 )
-

@@ -93,7 +93,7 @@ class XlsxWriter:
         self.path = path
         self.columns = list(columns)
         self.workbook = Workbook(write_only=True)
-        safe = "".join(" " if ch in '[]:*?/\\' else ch for ch in title).strip()
+        safe = "".join(" " if ch in "[]:*?/\\" else ch for ch in title).strip()
         sheet = self.workbook.create_sheet(title=safe[:31] or "Report")
         assert isinstance(sheet, WriteOnlyWorksheet)
         self.sheet = sheet
@@ -146,14 +146,17 @@ async def write_file(
         await asyncio.to_thread(writer.close)
         return written
     partial = path.with_name(path.name + ".part")
-    with open(partial, "wb") as handle:
-        handle.write(csv_header(columns))
+    handle = await asyncio.to_thread(open, partial, "wb")
+    try:
+        await asyncio.to_thread(handle.write, csv_header(columns))
         async for batch in batches:
-            handle.write(_csv_lines(batch))
+            await asyncio.to_thread(handle.write, _csv_lines(batch))
             written += len(batch)
             if progress is not None:
                 await progress(written)
-    os.replace(partial, path)
+    finally:
+        await asyncio.to_thread(handle.close)
+    await asyncio.to_thread(os.replace, partial, path)
     return written
 
 

@@ -130,11 +130,10 @@ class Scope:
 
 async def scope_of(principal: Principal, report: Report, site: UUID | None = None) -> Scope:
     """The rows ``principal`` may see in ``report``; 403 when none of their roles may run it."""
-    for role, kind in _ROLE_ORDER:
-        if role in principal.roles and role in report.roles:
-            break
-    else:
+    widest = next((k for role, k in _ROLE_ORDER if role in principal.roles and role in report.roles), None)
+    if widest is None:
         raise Forbidden(f"report '{report.name}' is not open to your role")
+    kind: ScopeKind = widest
     if site is not None and kind is not ScopeKind.SITES:
         raise InvalidInput.for_query("site", "only platform admins choose a site; yours is implied")
     if kind is ScopeKind.SITES:
@@ -284,13 +283,9 @@ class Source:
             condition = base
             if after is not None:
                 last_time, last_id = after
-                condition = condition & (
-                    (self.time > last_time) | ((self.time == last_time) & (table.id > last_id))
-                )
+                condition = condition & ((self.time > last_time) | ((self.time == last_time) & (table.id > last_id)))
             rows: list[dict[str, Any]] = (
-                await table.select(
-                    table.id.as_alias("_id"), self.time.as_alias("_time"), *self.select
-                )
+                await table.select(table.id.as_alias("_id"), self.time.as_alias("_time"), *self.select)
                 .where(condition)
                 .order_by(self.time, table.id)
                 .limit(query.batch)
@@ -376,7 +371,7 @@ def _number(value: Any, kind: ColumnType) -> Any:
     if value is None:
         return None
     if kind is ColumnType.INTEGER:
-        return int(round(value))
+        return round(value)
     if kind is ColumnType.DECIMAL:
         return Decimal(str(value)).quantize(Decimal("0.01"))
     return value

@@ -12,6 +12,7 @@ signed (its own purpose, so it opens no other kind of file), answers 410 once ex
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import logging
@@ -139,11 +140,15 @@ async def request_export(
 
 
 async def get_job(settings: Settings, principal: Principal, job_id: UUID) -> JobView:
-    row = await ReportExport.select().where(
-        (ReportExport.id == job_id)
-        & (ReportExport.site == principal.site_id)
-        & (ReportExport.person == principal.person_id)
-    ).first()
+    row = (
+        await ReportExport.select()
+        .where(
+            (ReportExport.id == job_id)
+            & (ReportExport.site == principal.site_id)
+            & (ReportExport.person == principal.person_id)
+        )
+        .first()
+    )
     if row is None:
         raise NotFound("export job not found")
     return view(settings, row)
@@ -222,7 +227,7 @@ async def build(
         written = await files.write_file(path, ask.format, columns, batches, title=report.title, progress=progress)
     except Exception as error:
         logger.exception("report export %s failed", job_id)
-        Path(str(path) + ".part").unlink(missing_ok=True)
+        await asyncio.to_thread(Path(str(path) + ".part").unlink, missing_ok=True)
         await ReportExport.update(
             {ReportExport.status: "failed", ReportExport.error: str(error)[:200], ReportExport.completed_at: now_utc()}
         ).where(ReportExport.id == job_id)

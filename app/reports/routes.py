@@ -9,7 +9,9 @@ No ``from __future__ import annotations`` here: the handlers are made in a funct
 their annotations at import, as objects.
 """
 
+import asyncio
 import datetime as dt
+import logging
 import os
 import tempfile
 from collections.abc import AsyncIterator
@@ -18,8 +20,6 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
-import logging
-
 from litestar import Response, delete, get, post
 from litestar.di import Provide
 from litestar.handlers import HTTPRouteHandler
@@ -191,12 +191,14 @@ class _XlsxStream(Stream):
 
 
 async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
+    """The file's bytes, then the file is gone (it was only ever this answer's)."""
+    handle = await asyncio.to_thread(open, path, "rb")
     try:
-        with open(path, "rb") as handle:
-            while chunk := handle.read(256 * 1024):
-                yield chunk
+        while chunk := await asyncio.to_thread(handle.read, 256 * 1024):
+            yield chunk
     finally:
-        path.unlink(missing_ok=True)
+        await asyncio.to_thread(handle.close)
+        await asyncio.to_thread(path.unlink, missing_ok=True)
 
 
 async def export_response(
@@ -216,14 +218,14 @@ async def export_response(
         return Stream(files.csv_chunks(columns, batches), media_type=CSV, headers=headers)
     # XLSX is a zip: written whole to a temporary file (openpyxl streams rows to disk), then sent.
     directory = settings.export_path / "reports" / "tmp"
-    directory.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
     handle, raw = tempfile.mkstemp(suffix=".xlsx", dir=directory)
     os.close(handle)
     path = Path(raw)
     try:
         await files.write_file(path, "xlsx", columns, batches, title=report.title)
     except BaseException:
-        path.unlink(missing_ok=True)
+        await asyncio.to_thread(path.unlink, missing_ok=True)
         raise
     return _XlsxStream(_file_chunks(path), media_type=files.XLSX, headers=headers)
 

@@ -28,7 +28,7 @@ from app.pagination import Page, page_of
 from app.privacy.exports import archive_path
 from app.reports import export as files
 from app.reports.framework import get_report, make_query, scope_of, summarise
-from app.reports.jobs import principal_of, now_utc
+from app.reports.jobs import now_utc, principal_of
 from notifications.audience import Audience
 from notifications.categories import DEFAULT_TTL_SECONDS, Category, Channel
 from notifications.service import NotificationRequest, create_notification

@@ -42,6 +42,10 @@ class ReceivedEmail(msgspec.Struct, kw_only=True):
     attachments: list[ReceivedAttachment] = msgspec.field(default_factory=list)
 
 
+def _bytes(payload: object) -> bytes:
+    return payload if isinstance(payload, bytes) else b""
+
+
 def _parse(envelope: Envelope, auth_user: str | None) -> ReceivedEmail:
     raw = envelope.original_content or envelope.content or b""
     parsed = message_from_bytes(raw if isinstance(raw, bytes) else raw.encode(), policy=policy.default)
@@ -63,7 +67,7 @@ def _parse(envelope: Envelope, auth_user: str | None) -> ReceivedEmail:
             ReceivedAttachment(
                 filename=part.get_filename(),
                 content_type=part.get_content_type(),
-                content=part.get_payload(decode=True) or b"",
+                content=_bytes(part.get_payload(decode=True)),
             )
             for part in parsed.iter_attachments()
             if isinstance(part, EmailMessage)

@@ -110,7 +110,9 @@ async def seed_month(world: World, size: int = 24) -> Seeded:
         code = rng.choice(list(categories))
         status = rng.choice(["open", "assigned", "in_progress", "resolved", "closed", "cancelled"])
         assignee = rng.choice([*technicians, None]) if status != "open" else None
-        responded = created + dt.timedelta(minutes=rng.randrange(5, 180)) if status not in ("open", "assigned") else None
+        responded = (
+            created + dt.timedelta(minutes=rng.randrange(5, 180)) if status not in ("open", "assigned") else None
+        )
         resolved = created + dt.timedelta(minutes=rng.randrange(60, 3000)) if status in ("resolved", "closed") else None
         complaint = Complaint(
             site=site,
