@@ -57,7 +57,7 @@ def route_handlers() -> list[ControllerRouterHandler]:
     from app.sites.controller import SiteController
     from app.slots.routes import ROUTES as SLOT_ROUTES
     from app.visitors.routes import ROUTES as VISITOR_ROUTES
-    from app.web import control, control_assets, guard, occupant, staff
+    from app.web import control, control_assets, control_reports, guard, occupant, staff
     from app.web.pages import pages_router, static_router
     from notifications.api import (
         AnnouncementController,
@@ -97,7 +97,15 @@ def route_handlers() -> list[ControllerRouterHandler]:
         docs_assets_router(),
         static_router(),
         pages_router(
-            [*guard.ROUTES, *occupant.ROUTES, *control.ROUTES, *control_assets.ROUTES, *staff.ROUTES, *PLACE_PAGES]
+            [
+                *guard.ROUTES,
+                *occupant.ROUTES,
+                *control.ROUTES,
+                *control_assets.ROUTES,
+                *control_reports.ROUTES,
+                *staff.ROUTES,
+                *PLACE_PAGES,
+            ]
         ),
         realtime_gateway,
     ]

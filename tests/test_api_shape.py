@@ -214,6 +214,15 @@ async def _seed(world: World, settings: Any, redis: Any, client: Any) -> dict[st
     # attendance: two shifts, two staff on the roster, each checked in and out this hour
     staff_ids = await staff_with_punches(world, settings, redis, ("Savitri", "Kiran"))
 
+    # reports: two scheduled reports of the site admin
+    for frequency in ("weekly", "monthly"):
+        subscribed = await client.post(
+            "/api/reports/subscriptions",
+            json={"report": "complaints", "frequency": frequency},
+            headers=world.headers("site_admin"),
+        )
+        assert subscribed.status_code == 201, subscribed.text
+
     return {
         "invoice_id": str(invoice_id),
         "staff_id": str(staff_ids[0]),

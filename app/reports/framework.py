@@ -421,6 +421,8 @@ def _measure(measure: Measure, group: _Group, done: dict[str, Any]) -> Any:
         return sum(1 for v in values if v is not None)
     present = sorted(v for v in values if v is not None)
     if kind == "sum":
+        if not present:
+            return None  # nothing to add up (a cost no provider reported) is blank, not zero
         return _number(sum(present, start=Decimal(0) if measure.type is ColumnType.DECIMAL else 0), measure.type)
     if kind == "avg":
         return _number(sum(present) / len(present), measure.type) if present else None
