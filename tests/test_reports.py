@@ -489,3 +489,37 @@ async def test_the_control_rooms_delivery_figures_are_the_reports(client: Any, w
         if int(r["suppressed"])
     }
     assert next(c for c in board.channels if c.channel == "sms").suppressed_by_reason == reasons
+
+
+async def test_a_persons_reports_are_in_their_data_export_and_erased_with_them(
+    client: Any, world: World, settings: Any, redis: Any
+) -> None:
+    from app.people.directory import directory_for
+    from app.privacy.registry import PersonScope, load_registries
+    from app.reports import jobs
+    from schema.reports import ReportExport, ReportSubscription
+
+    headers = world.headers("fm_admin")
+    made = await client.post(
+        "/api/reports/subscriptions", json={"report": "visitors", "frequency": "monthly"}, headers=headers
+    )
+    assert made.status_code == 201
+    asked = await client.post("/api/reports/visitors/jobs", json={"format": "csv"}, headers=headers)
+    built = await jobs.build(settings, redis, UUID(asked.json()["id"]))
+    assert built is not None and built.status == "ready"
+    section = load_registries()[0]["reports"]
+    scope = PersonScope(
+        site_id=world.site_id,
+        person_id=world.people["fm_admin"],
+        settings=settings,
+        directory=directory_for(settings),
+        redis=redis,
+    )
+    assert sorted(r["record"] for r in await section.export(scope)) == ["report_export", "scheduled_report"]
+    row = await ReportExport.select().where(ReportExport.id == UUID(asked.json()["id"])).first()
+    from app.privacy.exports import archive_path
+
+    assert row is not None and archive_path(settings, row["file_key"]).exists()
+    outcome = await section.erase(scope)
+    assert outcome.erased == 2 and not archive_path(settings, row["file_key"]).exists()
+    assert await ReportSubscription.count().where(ReportSubscription.person == world.people["fm_admin"]) == 0
