@@ -240,6 +240,8 @@ async def test_a_filter_a_report_does_not_take_is_refused_by_name(client: Any, w
         "/api/reports/visitors", params={"from": "2026-11-02", "to": "2026-11-01"}, headers=world.headers("fm_admin")
     )
     assert backwards.status_code == 422 and backwards.json()["errors"][0]["field"] == "to"
+    too_far = await client.get("/api/reports/visitors", params={"to": "9999-12-31"}, headers=world.headers("fm_admin"))
+    assert too_far.status_code == 422 and too_far.json()["errors"][0]["field"] == "to"
     not_a_date = await client.get("/api/reports/visitors", params={"from": "soon"}, headers=world.headers("fm_admin"))
     assert not_a_date.status_code == 422 and not_a_date.json()["errors"][0]["field"] == "from"
     site = await client.get(

@@ -30,6 +30,9 @@ from app.errors import Forbidden, InvalidInput, NotFound
 from schema.tables import Occupancy
 
 BATCH: Final = 1000
+# The days a range may name: the day after the last must still be a date (and a timestamp both databases keep).
+FIRST_DAY: Final = dt.date(1970, 1, 1)
+LAST_DAY: Final = dt.date(9998, 12, 31)
 
 
 class ColumnType(StrEnum):
@@ -208,6 +211,9 @@ def make_query(
             raise InvalidInput.for_query(str(name), f"report '{report.name}' has no such filter (it takes: {takes})")
     if date_from is not None and date_to is not None and date_to < date_from:
         raise InvalidInput.for_query("to", "must be on or after from")
+    for name, day in ((Filter.FROM, date_from), (Filter.TO, date_to)):
+        if day is not None and not FIRST_DAY <= day <= LAST_DAY:
+            raise InvalidInput.for_query(str(name), f"must be between {FIRST_DAY} and {LAST_DAY}")
     return Query(
         scope=scope,
         date_from=date_from,
