@@ -12,10 +12,10 @@ their annotations at import, as objects.
 import asyncio
 import datetime as dt
 import logging
-from dataclasses import dataclass
 import os
 import tempfile
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from uuid import UUID
