@@ -66,6 +66,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     upload_max_bytes: int = 1536 * 1024
     # Personal-data export archives. None means var_dir/exports.
     export_dir: str | None = None
+    # Report files built by export jobs (under export_dir/reports): their download link works this long,
+    # then the file is deleted (app.reports.jobs).
+    report_file_ttl_seconds: int = 24 * 3600
     # Comma-separated Fernet keys, newest first: the first encrypts, all decrypt.
     data_encryption_keys: str = DEV_DATA_KEYS
     blind_index_key: str = DEV_BLIND_INDEX_KEY
@@ -190,6 +193,7 @@ ENV_VARS: dict[str, str] = {
     "upload_dir": "OPSHUB_UPLOAD_DIR",
     "upload_max_bytes": "OPSHUB_UPLOAD_MAX_BYTES",
     "export_dir": "OPSHUB_EXPORT_DIR",
+    "report_file_ttl_seconds": "OPSHUB_REPORT_FILE_TTL_SECONDS",
     "data_encryption_keys": "OPSHUB_DATA_ENCRYPTION_KEYS",
     "blind_index_key": "OPSHUB_BLIND_INDEX_KEY",
     "log_level": "OPSHUB_LOG_LEVEL",
@@ -280,6 +284,7 @@ def _check_semantics(settings: Settings) -> None:
         "privacy_request_window_seconds",
         "session_idle_seconds",
         "session_max_seconds",
+        "report_file_ttl_seconds",
     ):
         if getattr(settings, field) <= 0:
             raise ConfigError(f"{ENV_VARS[field]}: must be a positive number of seconds")

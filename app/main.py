@@ -53,10 +53,11 @@ def route_handlers() -> list[ControllerRouterHandler]:
     from app.places.routes import PAGE_ROUTES as PLACE_PAGES
     from app.places.routes import ROUTES as PLACE_ROUTES
     from app.privacy.routes import ROUTES as PRIVACY_ROUTES
+    from app.reports.routes import routes as report_routes
     from app.sites.controller import SiteController
     from app.slots.routes import ROUTES as SLOT_ROUTES
     from app.visitors.routes import ROUTES as VISITOR_ROUTES
-    from app.web import control, control_assets, guard, occupant, staff
+    from app.web import control, control_assets, control_reports, guard, occupant, staff
     from app.web.pages import pages_router, static_router
     from notifications.api import (
         AnnouncementController,
@@ -91,11 +92,20 @@ def route_handlers() -> list[ControllerRouterHandler]:
         *ATTENDANCE_ROUTES,
         *AMC_ROUTES,
         *PLACE_ROUTES,
+        *report_routes(),
         *__import__("app.dashboard.routes", fromlist=["ROUTES"]).ROUTES,
         docs_assets_router(),
         static_router(),
         pages_router(
-            [*guard.ROUTES, *occupant.ROUTES, *control.ROUTES, *control_assets.ROUTES, *staff.ROUTES, *PLACE_PAGES]
+            [
+                *guard.ROUTES,
+                *occupant.ROUTES,
+                *control.ROUTES,
+                *control_assets.ROUTES,
+                *control_reports.ROUTES,
+                *staff.ROUTES,
+                *PLACE_PAGES,
+            ]
         ),
         realtime_gateway,
     ]

@@ -24,6 +24,7 @@ class Category(StrEnum):
     PERMIT = "permit"  # a permit's steps, to its applicant and its approvers
     ATTENDANCE = "attendance"  # late and absent staff, to their supervisor
     MAINTENANCE = "maintenance"  # service visits and contract expiry (AMC), for the FM team
+    REPORT = "report"  # scheduled reports e-mailed to staff, with the report attached (never digested)
     ANNOUNCEMENT = "announcement"
     PROMOTIONAL = "promotional"
 
@@ -55,6 +56,7 @@ DEFAULT_TTL_SECONDS: Final = {
     Category.PERMIT: 24 * 3600,
     Category.ATTENDANCE: 12 * 3600,  # held by the supervisor's quiet hours, still worth reading in the morning
     Category.MAINTENANCE: 3 * 24 * 3600,
+    Category.REPORT: 3 * 24 * 3600,  # its attachment is kept as long (app.reports.schedules)
     Category.ANNOUNCEMENT: 24 * 3600,
     Category.PROMOTIONAL: 24 * 3600,
 }

@@ -23,7 +23,7 @@ class Lane(StrEnum):
 
 
 BULK_CATEGORIES: Final = frozenset(
-    {Category.ANNOUNCEMENT, Category.PROMOTIONAL, Category.BILLING, Category.MAINTENANCE}
+    {Category.ANNOUNCEMENT, Category.PROMOTIONAL, Category.BILLING, Category.MAINTENANCE, Category.REPORT}
 )
 
 # arq picks due jobs in ascending score (the time they are due, in ms). An urgent job is scored this far

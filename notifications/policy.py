@@ -72,9 +72,12 @@ class DigestRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 
 
 # Critical, time-bound categories (emergency, security, visitor) are never digested, and promotional
-# messages never join service ones (India's DLT approves their texts in separate template classes).
-# Every other category is a service update that quiet hours may hold: those held go out as one digest.
-NEVER_DIGESTED: Final = frozenset({Category.EMERGENCY, Category.SECURITY, Category.VISITOR, Category.PROMOTIONAL})
+# messages never join service ones (India's DLT approves their texts in separate template classes), nor
+# scheduled reports (a digest carries no attachment). Every other category is a service update that
+# quiet hours may hold: those held go out as one digest.
+NEVER_DIGESTED: Final = frozenset(
+    {Category.EMERGENCY, Category.SECURITY, Category.VISITOR, Category.PROMOTIONAL, Category.REPORT}
+)
 DEFAULT_DIGEST: dict[Category, DigestRule] = {
     Category.COMPLAINT: DigestRule(dnd=True, burst_minutes=10),
     Category.BOOKING: DigestRule(dnd=True),

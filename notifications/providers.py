@@ -119,7 +119,12 @@ def build_providers(settings: Settings, redis: Redis, announce: FeedAnnouncer | 
             whatsapp_template_sid=settings.whatsapp_template_sid,
             whatsapp_session_open=session_open,
         ),
-        Channel.EMAIL: EmailAdapter(host=settings.smtp_host, port=settings.smtp_port, sender=settings.smtp_from),
+        Channel.EMAIL: EmailAdapter(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            sender=settings.smtp_from,
+            attachments=settings.export_path,  # scheduled reports' files (app.reports.schedules)
+        ),
         Channel.IN_APP: InAppAdapter(announce),
     }
     limits = {

@@ -21,8 +21,11 @@ from schema.jsonvalue import as_dict
 from schema.tables import Site
 
 # Never gathered into a digest: time-bound or safety messages, and marketing, which India's DLT approves
-# in a template class of its own (it may not share a message with service updates).
-NEVER_DIGESTED: Final = frozenset({Category.EMERGENCY, Category.SECURITY, Category.VISITOR, Category.PROMOTIONAL})
+# in a template class of its own (it may not share a message with service updates); scheduled reports,
+# whose attachment a digest cannot carry.
+NEVER_DIGESTED: Final = frozenset(
+    {Category.EMERGENCY, Category.SECURITY, Category.VISITOR, Category.PROMOTIONAL, Category.REPORT}
+)
 # Safety categories a site may not take out of the critical set: a fire alarm must always wake people.
 ALWAYS_CRITICAL: Final = frozenset({Category.EMERGENCY})
 Seconds = Annotated[int, msgspec.Meta(ge=60, le=7 * 24 * 3600)]

@@ -22,6 +22,7 @@ APP_CONFIG = AppConfig(
             "schema.attendance",
             "schema.amc",
             "schema.places",
+            "schema.reports",
         ],
         exclude_imported=True,
     ),

@@ -141,6 +141,7 @@ async def _resource_ids(world: World) -> dict[str, str]:
         ids_complaints,
         ids_permits,
         ids_privacy,
+        ids_reports,
         ids_slots,
         ids_visitors,
     )
@@ -155,6 +156,7 @@ async def _resource_ids(world: World) -> dict[str, str]:
         ids_permits,
         ids_attendance,
         ids_amc,
+        ids_reports,
     ):
         module_ids.update(await module.resource_ids(world))
     return module_ids | {

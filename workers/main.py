@@ -35,13 +35,23 @@ from workers import (
     maintenance,
     notify_jobs,
     privacy_jobs,
+    report_jobs,
     slot_jobs,
     visitor_jobs,
 )
 
 logger = logging.getLogger(__name__)
 
-MODULE_JOBS = (visitor_jobs, complaint_jobs, slot_jobs, privacy_jobs, billing_jobs, attendance_jobs, amc_jobs)
+MODULE_JOBS = (
+    visitor_jobs,
+    complaint_jobs,
+    slot_jobs,
+    privacy_jobs,
+    billing_jobs,
+    attendance_jobs,
+    amc_jobs,
+    report_jobs,
+)
 
 
 def queue_name(settings: Settings) -> str:

@@ -16,6 +16,7 @@ on ``site:{id}:control``, ``site:{id}:gate`` and ``site:{id}:slots``.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 from collections import Counter
@@ -30,7 +31,6 @@ from app.complaints.lifecycle import ACTIVE, Status
 from app.complaints.sla import SlaState, aware, site_rules, sla_state
 from app.visitors import sitecfg
 from schema.complaints import Complaint, ComplaintCategory
-from schema.notifications import Delivery
 from schema.tables import Building, Person, PersonRole, Site, Unit
 from schema.visitors import Visit, VisitorApproval, VisitorApprovalStep
 
@@ -42,8 +42,6 @@ BOARD_LIMIT: Final = 100
 APPROVAL_BUCKETS_S: Final = (15, 30, 60, 120, 300, 600)
 ACTIVE_STATUSES: Final = [str(s) for s in sorted(ACTIVE, key=list(Status).index)]
 LIVE_SLA: Final = [str(SlaState.ON_TRACK), str(SlaState.AT_RISK), str(SlaState.BREACHED)]
-SENT_OR_LATER: Final = frozenset({"sent", "delivered", "read"})
-DELIVERED_OR_LATER: Final = frozenset({"delivered", "read"})
 ANNOUNCE_ROLES: Final = [Role.OCCUPANT, Role.GUARD, Role.TECHNICIAN, Role.FM_ADMIN, Role.SITE_ADMIN]
 
 
@@ -409,38 +407,41 @@ class DeliveryFunnel(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def delivery_funnel(site_id: UUID, now: dt.datetime | None = None, days: int = TREND_DAYS) -> DeliveryFunnel:
-    """Ledger rows created in the last ``days`` days, per channel, by where they are now."""
+    """Ledger rows created in the whole UTC days from ``days`` ago to today, per channel, by where they are
+    now: the ``notifications`` report's summary by channel (and by reason for the suppressed), so the
+    board and the report's export never disagree."""
+    from app.reports.catalogue import NOTIFICATIONS
+    from app.reports.framework import make_query, scope_for_site, summarise
+
     now = now or now_utc()
-    since = now - dt.timedelta(days=days)
-    rows = await Delivery.raw(
-        "SELECT channel, status, reason, COUNT(*) AS n FROM delivery "
-        "WHERE site = {} AND created_at >= {} AND created_at <= {} GROUP BY channel, status, reason",
-        site_id,
-        since,
-        now,
+    first = (now - dt.timedelta(days=days)).astimezone(dt.UTC).date()
+    query = make_query(
+        NOTIFICATIONS, scope_for_site(site_id, site_id), date_from=first, date_to=now.astimezone(dt.UTC).date(), now=now
     )
-    per: dict[str, Counter[str]] = {}
-    reasons: dict[str, Counter[str]] = {}
-    for row in rows:
-        channel, status, n = str(row["channel"]), str(row["status"]), int(row["n"])
-        per.setdefault(channel, Counter())[status] += n
-        if status == "suppressed":
-            reasons.setdefault(channel, Counter())[str(row["reason"] or "unknown")] += n
-    channels = [
-        ChannelFunnel(
-            channel=channel,
-            requested=sum(counts.values()),
-            sent=sum(counts[s] for s in SENT_OR_LATER),
-            delivered=sum(counts[s] for s in DELIVERED_OR_LATER),
-            failed=counts["failed"],
-            suppressed=counts["suppressed"],
-            deferred=counts["deferred"],
-            pending=counts["pending"] + counts["sending"],
-            suppressed_by_reason=dict(reasons.get(channel, Counter())),
+    names = ["channel", *(m.name for m in NOTIFICATIONS.measures)]
+    channels = []
+    for values in await summarise(NOTIFICATIONS, query, "channel"):
+        row = dict(zip(names, values, strict=True))
+        reasons = {}
+        if row["suppressed"]:
+            by_reason = await summarise(NOTIFICATIONS, dataclasses.replace(query, category=row["channel"]), "reason")
+            reasons = {
+                str(r[0] or "unknown"): r[names.index("suppressed")] for r in by_reason if r[names.index("suppressed")]
+            }
+        channels.append(
+            ChannelFunnel(
+                channel=row["channel"],
+                requested=row["rows"],
+                sent=row["sent"],
+                delivered=row["delivered"],
+                failed=row["failed"],
+                suppressed=row["suppressed"],
+                deferred=row["deferred"],
+                pending=row["pending"],
+                suppressed_by_reason=reasons,
+            )
         )
-        for channel, counts in sorted(per.items())
-    ]
-    return DeliveryFunnel(channels=channels, since=since)
+    return DeliveryFunnel(channels=channels, since=dt.datetime.combine(first, dt.time(), tzinfo=dt.UTC))
 
 
 class Charts(msgspec.Struct, frozen=True, kw_only=True):

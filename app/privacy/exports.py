@@ -78,12 +78,14 @@ def _counts(value: Any) -> dict[str, int]:
     return {str(k): int(v) for k, v in (value or {}).items()}
 
 
-def _link_key(settings: Settings) -> bytes:
-    return hashlib.sha256(b"opshub-export-link\x00" + settings.jwt_secret.encode()).digest()
+def _link_key(settings: Settings, purpose: str) -> bytes:
+    return hashlib.sha256(purpose.encode() + b"\x00" + settings.jwt_secret.encode()).digest()
 
 
-def sign(settings: Settings, export_id: UUID, expires: int) -> str:
-    return hmac.new(_link_key(settings), f"{export_id}:{expires}".encode(), hashlib.sha256).hexdigest()
+def sign(settings: Settings, export_id: UUID, expires: int, purpose: str = "opshub-export-link") -> str:
+    """The signature of a download link; ``purpose`` keeps one kind of link from opening another
+    (report exports, ``app.reports.jobs``, sign with their own)."""
+    return hmac.new(_link_key(settings, purpose), f"{export_id}:{expires}".encode(), hashlib.sha256).hexdigest()
 
 
 def download_url(settings: Settings, export_id: UUID, expires_at: dt.datetime) -> str:

@@ -36,6 +36,7 @@ SECTION_MODULES: Final = (
     "app.privacy.personal_data",
     "app.permits.personal_data",
     "app.attendance.personal_data",
+    "app.reports.personal_data",
 )
 
 

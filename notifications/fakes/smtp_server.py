@@ -22,6 +22,12 @@ class SmtpBehaviour(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     reject_recipients: set[str] = msgspec.field(default_factory=set)
 
 
+class ReceivedAttachment(msgspec.Struct, kw_only=True):
+    filename: str | None
+    content_type: str
+    content: bytes
+
+
 class ReceivedEmail(msgspec.Struct, kw_only=True):
     mail_from: str
     rcpt_tos: list[str]
@@ -33,6 +39,11 @@ class ReceivedEmail(msgspec.Struct, kw_only=True):
     headers: dict[str, str]
     auth_user: str | None
     received_at: datetime
+    attachments: list[ReceivedAttachment] = msgspec.field(default_factory=list)
+
+
+def _bytes(payload: object) -> bytes:
+    return payload if isinstance(payload, bytes) else b""
 
 
 def _parse(envelope: Envelope, auth_user: str | None) -> ReceivedEmail:
@@ -52,6 +63,15 @@ def _parse(envelope: Envelope, auth_user: str | None) -> ReceivedEmail:
         headers={key: str(value) for key, value in parsed.items()},
         auth_user=auth_user,
         received_at=utcnow(),
+        attachments=[
+            ReceivedAttachment(
+                filename=part.get_filename(),
+                content_type=part.get_content_type(),
+                content=_bytes(part.get_payload(decode=True)),
+            )
+            for part in parsed.iter_attachments()
+            if isinstance(part, EmailMessage)
+        ],
     )
 
 

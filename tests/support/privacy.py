@@ -29,10 +29,19 @@ from realtime.publish import publish
 from realtime.topics import site_topic, unit_topic, user_topic
 from schema.notifications import Delivery
 from schema.tables import Device
-from tests.support import ids_amc, ids_attendance, ids_billing, ids_complaints, ids_permits, ids_slots, ids_visitors
+from tests.support import (
+    ids_amc,
+    ids_attendance,
+    ids_billing,
+    ids_complaints,
+    ids_permits,
+    ids_reports,
+    ids_slots,
+    ids_visitors,
+)
 from tests.support.world import PASSWORD, World, password_hash
 
-MODULE_SEEDS = (ids_visitors, ids_complaints, ids_slots, ids_billing, ids_permits, ids_attendance, ids_amc)
+MODULE_SEEDS = (ids_visitors, ids_complaints, ids_slots, ids_billing, ids_permits, ids_attendance, ids_amc, ids_reports)
 
 
 @dataclass

@@ -70,7 +70,7 @@ export const CHANNEL_NAMES = {
 export const CATEGORY_NAMES = {
   emergency: t("Emergencies"), security: t("Security"), visitor: t("Visitors"), complaint: t("Complaints"),
   booking: t("Bookings"), billing: t("Bills"), permit: t("Permits"), attendance: t("Staff attendance"),
-  maintenance: t("Maintenance"), announcement: t("Announcements"), promotional: t("Offers and events"),
+  maintenance: t("Maintenance"), report: t("Scheduled reports"), announcement: t("Announcements"), promotional: t("Offers and events"),
 };
 
 export const COMPLAINT_STATUS = {
