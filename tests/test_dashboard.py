@@ -129,14 +129,15 @@ async def add_visit(world: World, status: str, **fields: Any) -> UUID:
 
 
 async def add_approval(world: World, status: str, decided_ago: dt.timedelta | None, ms: int | None) -> UUID:
-    visit_id = await add_visit(world, status)
     decided_at = NOW - decided_ago if decided_ago is not None else None
+    requested_at = (decided_at or NOW) - dt.timedelta(milliseconds=ms or 0)
+    visit_id = await add_visit(world, status, created_at=requested_at)  # a walk-in asks as it is registered
     approval = VisitorApproval(
         site=world.site_id,
         visit=visit_id,
         unit=world.unit_ids[0],
         status=status,
-        requested_at=(decided_at or NOW) - dt.timedelta(milliseconds=ms or 0),
+        requested_at=requested_at,
         decided_at=decided_at,
         decided_via="app" if decided_at else None,
         time_to_decision_ms=ms,

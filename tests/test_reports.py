@@ -525,3 +525,40 @@ async def test_a_persons_reports_are_in_their_data_export_and_erased_with_them(
     outcome = await section.erase(scope)
     assert outcome.erased == 2 and not archive_path(settings, row["file_key"]).exists()
     assert await ReportSubscription.count().where(ReportSubscription.person == world.people["fm_admin"]) == 0
+
+
+async def test_the_control_rooms_complaint_trend_and_approval_times_are_the_reports(client: Any, world: World) -> None:
+    from app.dashboard import service as dashboard
+
+    await seed_month(world)
+    now = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
+
+    approvals = await dashboard.approval_times(world.site_id, now, days=20)
+    params = {"from": "2026-11-10", "to": "2026-11-30"}
+    by_approval = {r["approval"]: r for r in await export(client, world, "visitors", {**params, "by": "approval"})}
+    approved = by_approval["approved"]  # the seeded walk-ins are all approved
+    assert approvals.count == int(approved["visits"]) > 0
+    assert approvals.by_decision == {"approved": approvals.count}
+    for board_ms, figure in ((approvals.p50_ms, "approval_p50_seconds"), (approvals.p90_ms, "approval_p90_seconds")):
+        assert board_ms is not None
+        assert (Decimal(board_ms) / 1000).quantize(Decimal("0.01")) == Decimal(approved[figure])
+
+    trend = await dashboard.complaint_trend(world.site_id, now, days=20)
+    zone = await dashboard.site_zone(world.site_id)
+    start = dt.datetime.combine(trend.days[0].date, dt.time(), tzinfo=zone)
+    rows = await export(client, world, "complaints", {"from": str(start.astimezone(dt.UTC).date()), "to": "2026-11-30"})
+    raised: Counter[dt.date] = Counter()
+    outcome: Counter[tuple[dt.date, str]] = Counter()
+    for row in rows:
+        created = dt.datetime.fromisoformat(row["created_at"])
+        if start <= created <= now:
+            day = created.astimezone(zone).date()
+            raised[day] += 1
+            outcome[day, row["sla"]] += 1
+    assert sum(raised.values()) > 0 and any(outcome[key] for key in outcome if key[1] == "breached")
+    for entry in trend.days:
+        assert (entry.raised, entry.met, entry.breached) == (
+            raised[entry.date],
+            outcome[entry.date, "met"],
+            outcome[entry.date, "breached"],
+        ), entry.date

@@ -301,27 +301,41 @@ class ComplaintTrend(msgspec.Struct, frozen=True, kw_only=True):
 
 async def complaint_trend(site_id: UUID, now: dt.datetime | None = None, days: int = TREND_DAYS) -> ComplaintTrend:
     """Per local day (today and the ``days - 1`` before it): complaints raised that day (cancelled
-    ones too), and of those not cancelled, how many met and how many breached their SLA as of ``now``."""
+    ones too), and of those not cancelled, how many met and how many breached their SLA as of ``now``.
+    The rows are the ``complaints`` report's (its ``sla`` column), so each day's figures are what the
+    report's export holds for the complaints raised that local day."""
+    from app.reports.catalogue import COMPLAINTS
+    from app.reports.framework import make_query, scope_for_site
+
     now = now or now_utc()
     zone = await site_zone(site_id)
     today = now.astimezone(zone).date()
     first = today - dt.timedelta(days=days - 1)
     start = dt.datetime.combine(first, dt.time(), tzinfo=zone).astimezone(dt.UTC)
-    rules = await site_rules(site_id)
-    rows = await Complaint.select().where(
-        (Complaint.site == site_id) & (Complaint.created_at >= start) & (Complaint.created_at <= now)
+    # The report's range is whole UTC days; the local days are cut out of it below.
+    query = make_query(
+        COMPLAINTS,
+        scope_for_site(site_id, site_id),
+        date_from=start.date(),
+        date_to=now.astimezone(dt.UTC).date(),
+        now=now,
     )
+    names = [c.name for c in COMPLAINTS.columns]
+    created_at, sla_at = names.index("created_at"), names.index("sla")
     raised: Counter[dt.date] = Counter()
     met: Counter[dt.date] = Counter()
     breached: Counter[dt.date] = Counter()
-    for row in rows:
-        day = aware(row["created_at"]).astimezone(zone).date()
-        raised[day] += 1
-        state = sla_state(row, now, rules.at_risk_percent)
-        if state is SlaState.MET:
-            met[day] += 1
-        elif state is SlaState.BREACHED:
-            breached[day] += 1
+    async for batch in COMPLAINTS.batches(query):
+        for row in batch:
+            moment = aware(row[created_at])
+            if not start <= moment <= now:
+                continue
+            day = moment.astimezone(zone).date()
+            raised[day] += 1
+            if row[sla_at] == "met":
+                met[day] += 1
+            elif row[sla_at] == "breached":
+                breached[day] += 1
     result = []
     for offset in range(days):
         day = first + dt.timedelta(days=offset)
@@ -361,17 +375,25 @@ def nearest_rank(sorted_values: list[int], percent: float) -> int | None:
 
 
 async def approval_times(site_id: UUID, now: dt.datetime | None = None, days: int = TREND_DAYS) -> ApprovalTimes:
-    """Time to decision of the walk-in approvals decided in the last ``days`` days."""
+    """Time to decision of the walk-in approvals of visits registered in the whole UTC days from ``days``
+    ago to today, still pending ones left out: the ``visitors`` report's rows for that range, so the board
+    and the report's export (its p50/p90 of ``approval_seconds``) never disagree."""
+    from app.reports.catalogue import VISITORS
+    from app.reports.framework import make_query, scope_for_site
+
     now = now or now_utc()
-    since = now - dt.timedelta(days=days)
-    rows = await VisitorApproval.select(VisitorApproval.time_to_decision_ms, VisitorApproval.status).where(
-        (VisitorApproval.site == site_id)
-        & (VisitorApproval.status != "pending")
-        & (VisitorApproval.decided_at >= since)
-        & (VisitorApproval.decided_at <= now)
-        & VisitorApproval.time_to_decision_ms.is_not_null()
+    first = (now - dt.timedelta(days=days)).astimezone(dt.UTC).date()
+    query = make_query(
+        VISITORS, scope_for_site(site_id, site_id), date_from=first, date_to=now.astimezone(dt.UTC).date(), now=now
     )
-    values = sorted(int(r["time_to_decision_ms"]) for r in rows)
+    names = [c.name for c in VISITORS.columns]
+    decision_at, seconds_at = names.index("approval"), names.index("approval_seconds")
+    decided: list[tuple[str, int]] = []
+    async for batch in VISITORS.batches(query):
+        for row in batch:
+            if row[decision_at] not in (None, "pending") and row[seconds_at] is not None:
+                decided.append((str(row[decision_at]), int(row[seconds_at] * 1000)))
+    values = sorted(ms for _, ms in decided)
     counts = [0] * (len(APPROVAL_BUCKETS_S) + 1)
     for value in values:
         index = next(
@@ -384,8 +406,8 @@ async def approval_times(site_id: UUID, now: dt.datetime | None = None, days: in
         p50_ms=nearest_rank(values, 50),
         p90_ms=nearest_rank(values, 90),
         buckets=[Bucket(up_to_seconds=b, count=c) for b, c in zip(bounds, counts, strict=True)],
-        by_decision=dict(Counter(str(r["status"]) for r in rows)),
-        since=since,
+        by_decision=dict(Counter(status for status, _ in decided)),
+        since=dt.datetime.combine(first, dt.time(), tzinfo=dt.UTC),
     )
 
 

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from app.auth.roles import STAFF, Role
 from app.billing.collections import bucket_of
+from app.complaints.sla import SlaState, sla_state
 from app.reports.framework import (
     Column,
     ColumnType,
@@ -124,9 +125,21 @@ async def _complaint_rows(query: Query, rows: list[dict[str, Any]]) -> list[tupl
                 resolution_met is True,
                 resolution_met is False,
                 row["rating"],
+                SLA_OUTCOME[sla_state({**row, "created_at": row["_time"]}, now)],
             )
         )
     return out
+
+
+# The complaint's SLA as the control room's trend counts it: met only if both deadlines were; an open one
+# is breached once either deadline passed. At risk and on track are both still open.
+SLA_OUTCOME: Final = {
+    SlaState.MET: "met",
+    SlaState.BREACHED: "breached",
+    SlaState.CANCELLED: "cancelled",
+    SlaState.AT_RISK: "open",
+    SlaState.ON_TRACK: "open",
+}
 
 
 COMPLAINTS = register(
@@ -136,7 +149,8 @@ COMPLAINTS = register(
         description=(
             "One row per complaint raised in the period: first-response and resolution minutes, whether each "
             "deadline was met or breached (an open one past its deadline counts as breached; cancelled ones "
-            "are neither), escalation level reached, technician and rating."
+            "are neither), escalation level reached, technician, rating, and the SLA as the control room "
+            "counts it (met only if both deadlines were; open, breached or cancelled otherwise)."
         ),
         columns=(
             Column("id", T, width=38),
@@ -156,6 +170,7 @@ COMPLAINTS = register(
             Column("resolution_met", BOOL),
             Column("resolution_breached", BOOL),
             Column("rating", INT),
+            Column("sla", T),
         ),
         roles=frozenset({Role.OCCUPANT, Role.TECHNICIAN, *MANAGERS}),
         source=Source(
@@ -186,7 +201,7 @@ COMPLAINTS = register(
         ),
         filters=frozenset({Filter.TOWER, Filter.CATEGORY, Filter.STATUS, Filter.PERSON}),
         filter_notes={Filter.CATEGORY: "category code", Filter.PERSON: "the assigned technician"},
-        group_by=("category", "technician", "tower", "status", "priority", "escalation_level"),
+        group_by=("category", "technician", "tower", "status", "priority", "escalation_level", "sla"),
         measures=(
             Measure("complaints", "count"),
             Measure("resolved", "count_true", "resolved"),
