@@ -21,7 +21,6 @@ from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
-from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
 from app.reports.framework import Column, ColumnType
 
@@ -94,8 +93,8 @@ class XlsxWriter:
         self.columns = list(columns)
         self.workbook = Workbook(write_only=True)
         safe = "".join(" " if ch in "[]:*?/\\" else ch for ch in title).strip()
-        sheet = self.workbook.create_sheet(title=safe[:31] or "Report")
-        assert isinstance(sheet, WriteOnlyWorksheet)
+        # A write-only workbook's sheet, whose class openpyxl keeps private (its stubs say Worksheet).
+        sheet: Any = self.workbook.create_sheet(title=safe[:31] or "Report")
         self.sheet = sheet
         sheet.freeze_panes = "A2"
         for index, column in enumerate(self.columns, start=1):

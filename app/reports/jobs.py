@@ -17,7 +17,7 @@ import dataclasses
 import datetime as dt
 import logging
 from pathlib import Path
-from typing import Any, Final
+from typing import Annotated, Any, Final
 from uuid import UUID
 
 import msgspec
@@ -31,6 +31,7 @@ from app.privacy.exports import Gone, archive_path, delete_archive, sign
 from app.reports import export as files
 from app.reports.framework import get_report, make_query, scope_of, summarise
 from app.security.compare import safe_equals
+from app.text import ONE_LINE
 from schema.jsonvalue import as_dict
 from schema.reports import ReportExport
 from schema.reports_events import (
@@ -50,14 +51,18 @@ DOWNLOAD_PATH: Final = "/api/reports/jobs/{job_id}/download"
 PROGRESS_EVERY: Final = 10_000
 
 
+# A filter's value or a column's name: one line, as a person could type it into the control room's form.
+FilterText = Annotated[str, msgspec.Meta(max_length=100), ONE_LINE]
+
+
 class ExportRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     format: files.Format = "csv"
-    by: str | None = None
+    by: FilterText | None = None
     date_from: dt.date | None = msgspec.field(default=None, name="from")
     date_to: dt.date | None = msgspec.field(default=None, name="to")
-    tower: str | None = None
-    category: str | None = None
-    status: str | None = None
+    tower: FilterText | None = None
+    category: FilterText | None = None
+    status: FilterText | None = None
     person: UUID | None = None
     site: UUID | None = None
 

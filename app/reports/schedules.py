@@ -28,7 +28,7 @@ from app.pagination import Page, page_of
 from app.privacy.exports import archive_path
 from app.reports import export as files
 from app.reports.framework import get_report, make_query, scope_of, summarise
-from app.reports.jobs import now_utc, principal_of
+from app.reports.jobs import FilterText, now_utc, principal_of
 from notifications.audience import Audience
 from notifications.categories import DEFAULT_TTL_SECONDS, Category, Channel
 from notifications.service import NotificationRequest, create_notification
@@ -40,10 +40,10 @@ Frequency = Literal["weekly", "monthly"]
 
 
 class NewSubscription(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    report: str
+    report: FilterText
     frequency: Frequency
     format: files.Format = "xlsx"
-    by: str | None = None  # a summary (one of the report's group_by); None: its default summary
+    by: FilterText | None = None  # a summary (one of the report's group_by); None: its default summary
 
 
 class SubscriptionView(msgspec.Struct, frozen=True, kw_only=True):
