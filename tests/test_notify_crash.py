@@ -125,7 +125,7 @@ async def test_sigkill_mid_fanout_then_restart_sends_exactly_once(world, setting
                 row = await Notification.select(Notification.status).where(Notification.id == notification_id).first()
                 return row is not None and row["status"] == "completed"
 
-            await _wait_until(finished, 180, "the restarted worker to finish")
+            await _wait_until(finished, 200, "the restarted worker to finish")
         finally:
             if worker.returncode is None:
                 worker.terminate()
