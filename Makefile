@@ -28,8 +28,12 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/python -m app.launcher run
 
+# The suite runs in pytest-xdist workers, one per core (at most four), each with a database and a Redis of
+# its own (tests/conftest.py); a file's tests stay on one worker, so a file's servers start once.
+# TEST_PROCESSES=0 runs it in one process.
+TEST_PROCESSES ?= auto
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --maxprocesses 4 --dist loadfile $(PYTEST_ARGS)
 
 # schemathesis over the whole API with every role's token (minutes; .ci/run runs it once).
 fuzz: $(STAMP)

@@ -6,7 +6,8 @@
 - No REDIS_URL: a private redis-server is started. With REDIS_URL, that server, with a
   per-run key prefix so nothing of another run is touched.
 
-This module configures the environment at import, before anything builds the engine.
+Each process that runs tests (pytest itself, or each pytest-xdist worker) gets an environment of its own,
+configured before collection imports anything that builds the engine.
 """
 
 from __future__ import annotations
@@ -23,11 +24,23 @@ from tests.support.browser import browser, phone_page  # noqa: F401 - fixtures f
 from tests.support.environment import TestEnvironment
 
 ENVIRONMENT = TestEnvironment.from_os(run_id=secrets.token_hex(4), tmp=Path(tempfile.mkdtemp(prefix="opshub-test-")))
-ENVIRONMENT.prepare()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Before collection imports any test module, so before anything builds the engine.
+    if _runs_tests(config):
+        ENVIRONMENT.prepare()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    ENVIRONMENT.teardown()
+    if _runs_tests(session.config):
+        ENVIRONMENT.teardown()
+
+
+def _runs_tests(config: pytest.Config) -> bool:
+    """False in pytest-xdist's controller (`make test` runs `-n`): it only hands tests out, and each of its
+    workers prepares a database and a Redis of its own."""
+    return hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", None)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
