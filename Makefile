@@ -29,11 +29,20 @@ run: $(STAMP)
 	$(BIN)/python -m app.launcher run
 
 # The suite runs in pytest-xdist workers, one per core (at most four), each with a database and a Redis of
-# its own (tests/conftest.py); a file's tests stay on one worker, so a file's servers start once.
-# TEST_PROCESSES=0 runs it in one process.
+# its own (tests/conftest.py); a file's tests stay on one worker, so a file's servers start once. Then the
+# tests marked `serial` (latencies and rates of real processes) run on their own in one process.
+# TEST_PROCESSES=0 runs the first part in one process too. MARKS narrows both parts (`MARKS="not browser"`);
+# PYTEST_ARGS goes to both (a part that finds no test of a selection is not a failure, both finding none is).
 TEST_PROCESSES ?= auto
+MARKS ?=
+AND_MARKS := $(if $(MARKS), and ($(MARKS)))
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --maxprocesses 4 --dist loadfile $(PYTEST_ARGS)
+	@parallel=0; serial=0; \
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --maxprocesses 4 --dist loadfile -m "not serial$(AND_MARKS)" $(PYTEST_ARGS) || parallel=$$?; \
+	$(BIN)/python -m pytest -m "serial$(AND_MARKS)" $(PYTEST_ARGS) || serial=$$?; \
+	echo "make test: parallel part exit $$parallel, serial part exit $$serial"; \
+	if [ $$parallel -eq 5 ] && [ $$serial -eq 5 ]; then exit 5; fi; \
+	for status in $$parallel $$serial; do if [ $$status -ne 0 ] && [ $$status -ne 5 ]; then exit $$status; fi; done
 
 # schemathesis over the whole API with every role's token (minutes; .ci/run runs it once).
 fuzz: $(STAMP)

@@ -43,12 +43,27 @@ def _runs_tests(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", None)
 
 
+# Tests that assert a wall-clock latency or rate of real processes (a walk-in's alerts within 2 s while an
+# announcement runs, a provider's requests per second, a crash and restart against deadlines). `make test`
+# runs them after the rest, on their own: beside another test process they would measure the machine.
+SERIAL_MODULES = {
+    "test_notify_scale.py",
+    "test_notify_crash.py",
+    "test_notify_lanes.py",
+    "test_notify_provider_limits.py",
+    "test_consoles_e2e.py",
+}
+SERIAL_TESTS = {"test_walk_in_shows_pending_with_its_age_and_the_answer_within_2s"}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # The pages' tests talk to the database only through the API, which the other tests cover on both
-    # databases; `.ci/run` runs them once, on SQLite, and deselects them with `-m "not browser"` on PostgreSQL.
     for item in items:
+        # The pages' tests talk to the database only through the API, which the other tests cover on both
+        # databases; `.ci/run` runs them once, on SQLite, and deselects them with `not browser` on PostgreSQL.
         if {"browser", "phone_page"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.browser)
+        if item.path.name in SERIAL_MODULES or getattr(item, "originalname", item.name) in SERIAL_TESTS:
+            item.add_marker(pytest.mark.serial)
 
 
 @pytest.fixture(scope="session")
