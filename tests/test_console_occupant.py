@@ -31,6 +31,7 @@ from schema.visitors import VisitorApproval
 from tests.support.browser import (
     DESKTOP,
     PHONE,
+    loaded_width,
     open_occupant_section,
     screenshot,
     serious_accessibility_violations,
@@ -120,7 +121,7 @@ async def test_two_occupants_see_the_walk_in_and_the_first_answer_resolves_both(
             photo = card.get_by_role("img", name="Photo of Kiran Courier")
             await expect(photo).to_be_visible()
             # The photo really loaded (the API answered it to this occupant's session).
-            assert await photo.evaluate("img => img.complete && img.naturalWidth") == 48
+            assert await loaded_width(photo) == 48
             for name in ("Approve", "Deny", "Leave at gate"):
                 await expect(card.get_by_role("button", name=name)).to_be_visible()
 
@@ -158,7 +159,7 @@ async def test_pre_approving_a_visitor_shows_the_code_and_a_qr_that_loads(
         await expect(code).to_have_text(__import__("re").compile(r"^\d{6}$"), timeout=LIVE)
         qr = page.get_by_role("img", name="QR code of the pass for Meera Guest")
         await expect(qr).to_be_visible()
-        assert await qr.evaluate("img => img.complete && img.naturalWidth > 0")
+        assert await loaded_width(qr) > 0
         source = await qr.get_attribute("src")
         assert source and source.startswith("/v/qr/") and source.endswith(".svg")
         answer = await page.request.get(source)

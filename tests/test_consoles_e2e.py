@@ -18,7 +18,7 @@ import pytest
 from playwright.async_api import expect
 
 from schema.visitors import VisitorApproval
-from tests.support.browser import DESKTOP, PHONE, WALL, signed_in_page
+from tests.support.browser import DESKTOP, PHONE, WALL, loaded_width, signed_in_page
 from tests.support.servers import FAST, InProcessServer
 from tests.support.visitors import add_occupant, jpeg
 
@@ -71,7 +71,7 @@ async def test_walk_in_to_answer_reaches_guard_both_occupants_and_the_control_ro
             await expect(card).to_have_attribute("data-status", "pending", timeout=2000)
             photo_image = card.locator("img")
             await expect(photo_image).to_be_visible()
-            assert await photo_image.evaluate("img => img.complete && img.naturalWidth > 0")
+            assert await loaded_width(photo_image) > 0
         feed_item = control.locator(f"#gate-feed [data-approval-id='{approval_id}']")
         await expect(feed_item).to_have_attribute("data-status", "pending", timeout=2000)
         requested_after = time.perf_counter() - started

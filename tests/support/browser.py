@@ -127,3 +127,15 @@ async def open_occupant_section(page: Any, name: str) -> None:
     if not await tab.is_visible():
         await page.locator("#occ-more").click()
     await tab.click()
+
+
+async def loaded_width(image: Any) -> int:
+    """An <img>'s natural width once it has loaded (0 if it failed). Visible means laid out: on a busy
+    machine the picture itself may still be on its way."""
+    return int(
+        await image.evaluate(
+            "img => img.complete ? img.naturalWidth : new Promise(done => {"
+            " img.addEventListener('load', () => done(img.naturalWidth));"
+            " img.addEventListener('error', () => done(0)); })"
+        )
+    )
