@@ -1,0 +1,56 @@
+"""The ledger's scans by status read partial indexes of the rows in that status (migration 0021), so an
+audience's ``pending`` rows are written to neither of them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from app.db import current_engine, is_sqlite
+from schema.notifications import Delivery
+
+NOW = dt.datetime(2026, 12, 6, 12, 0, tzinfo=dt.UTC)
+SCANS = {
+    # notifications.digest.release_due
+    "ix_delivery_deferred_due": (
+        "SELECT d.id FROM delivery d JOIN notification n ON n.id = d.notification "
+        "WHERE d.status = 'deferred' AND d.defer_until <= {} ORDER BY d.site, d.person, d.defer_until LIMIT 100"
+    ),
+    # notifications.ledger.in_doubt
+    "ix_delivery_sending_claimed": (
+        "SELECT id FROM delivery WHERE status = 'sending' AND claimed_at < {} ORDER BY claimed_at LIMIT 100"
+    ),
+}
+
+
+async def _plan(sql: str) -> str:
+    if is_sqlite():
+        rows = await Delivery.raw("EXPLAIN QUERY PLAN " + sql, NOW)
+        return "\n".join(str(row["detail"]) for row in rows)
+    engine: Any = current_engine()
+    async with engine.pool.acquire() as connection, connection.transaction():
+        # An empty table is cheaper to read whole: the planner must show which index it would use.
+        await connection.execute("SET LOCAL enable_seqscan = off")
+        rows = await connection.fetch("EXPLAIN " + sql.format("$1"), NOW)
+    return "\n".join(row[0] for row in rows)
+
+
+@pytest.mark.parametrize("index", sorted(SCANS))
+async def test_each_scan_by_status_reads_its_partial_index(index: str) -> None:
+    assert index in await _plan(SCANS[index])
+
+
+async def test_no_index_covers_every_row_by_status() -> None:
+    if is_sqlite():
+        rows = await Delivery.raw("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'delivery'")
+        definitions = {row["name"]: str(row["sql"] or "") for row in rows}
+    else:
+        rows = await Delivery.raw(
+            "SELECT indexname AS name, indexdef AS sql FROM pg_indexes WHERE tablename = 'delivery'"
+        )
+        definitions = {row["name"]: row["sql"] for row in rows}
+    assert "ix_delivery_status_defer_until" not in definitions
+    for name in SCANS:
+        assert "WHERE" in definitions[name].upper(), definitions[name]
