@@ -361,19 +361,35 @@ async def bulk_insert(
         values = ", ".join("{}" for _ in columns)
         await bulk_execute(f'INSERT INTO "{table}" ({names}) VALUES ({values}){conflict}', rows)
         return
+    import asyncpg  # local: the SQLite default never loads the PostgreSQL driver
+
     types = await _postgres_column_types(engine, table)
     arrays = ", ".join(f"${i}::{types[column]}[]" for i, column in enumerate(columns, start=1))
     statement = f'INSERT INTO "{table}" ({names}) SELECT * FROM unnest({arrays}){conflict}'
-    by_column = [list(values) for values in zip(*rows, strict=True)]
+    async with _postgres_connection(engine) as connection:
+        if ignore_conflicts:
+            # COPY (binary) is the fast path, and all or nothing: a row that already exists (a part expanded
+            # again while its first run was still writing) fails it whole, and the INSERT below skips it.
+            try:
+                await connection.copy_records_to_table(table, records=rows, columns=list(columns))
+                return
+            except asyncpg.UniqueViolationError:
+                pass
+        await connection.execute(statement, *[list(values) for values in zip(*rows, strict=True)])
+
+
+@contextlib.asynccontextmanager
+async def _postgres_connection(engine: PostgresEngine) -> AsyncIterator[Any]:
+    """A connection of the pool, or a new one where the engine has no pool (a process's first moments)."""
     if engine.pool is not None:
         async with engine.pool.acquire() as connection:
-            await connection.execute(statement, *by_column)
-    else:
-        connection = await engine.get_new_connection()
-        try:
-            await connection.execute(statement, *by_column)
-        finally:
-            await connection.close()
+            yield connection
+        return
+    connection = await engine.get_new_connection()
+    try:
+        yield connection
+    finally:
+        await connection.close()
 
 
 _column_types: dict[str, dict[str, str]] = {}

@@ -226,3 +226,29 @@ def test_a_process_with_idle_pooled_connections_exits(tmp_dir: Path) -> None:
     finally:
         process.kill()
         process.wait()
+
+
+async def test_a_bulk_insert_that_ignores_conflicts_writes_each_new_row_once() -> None:
+    """On PostgreSQL the rows go by COPY, which a single existing row fails whole: the INSERT that follows
+    must still write the new rows and skip the existing one (a part of an audience expanded again)."""
+    import datetime as dt
+    import secrets
+    from uuid import uuid4
+
+    from app.db import bulk_insert
+
+    columns = ("id", "name", "slug", "timezone", "country_code", "settings", "created_at")
+    now = dt.datetime.now(dt.UTC)
+    tag = secrets.token_hex(4)
+
+    def site(n: int) -> tuple[Any, ...]:
+        return (uuid4(), f"bulk {n}", f"bulk-{tag}-{n}", "Asia/Kolkata", "IN", "{}", now)
+
+    first = [site(n) for n in range(3)]
+    await bulk_insert("site", columns, first, ignore_conflicts=True)
+    again = [first[1], *(site(n) for n in range(3, 6))]  # one already written, three new
+    await bulk_insert("site", columns, again, ignore_conflicts=True)
+    rows = await Site.select(Site.slug).where(Site.slug.like(f"bulk-{tag}-%"))
+    assert sorted(r["slug"] for r in rows) == [f"bulk-{tag}-{n}" for n in range(6)]
+    with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
+        await bulk_insert("site", columns, [site(9), first[0]])  # without ignore_conflicts it is an error
