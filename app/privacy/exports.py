@@ -39,6 +39,7 @@ from redis.asyncio import Redis
 from app.config import Settings
 from app.db import is_sqlite, write_transaction
 from app.errors import AppError, NotFound
+from app.pagination import Page, page_of
 from app.people.directory import Directory
 from app.privacy import audit
 from app.privacy.registry import PersonScope, load_registries
@@ -163,13 +164,21 @@ async def get_export(
     return export_view(settings, row, now)
 
 
-async def list_exports(settings: Settings, site_id: UUID, person_id: UUID) -> list[ExportView]:
+async def list_exports(
+    settings: Settings, site_id: UUID, person_id: UUID, *, limit: int, offset: int
+) -> Page[ExportView]:
+    """A person's exports, newest first, counted and paged in the query."""
+    mine = (DataExport.site == site_id) & (DataExport.person_id == person_id)
     rows = (
         await DataExport.select()
-        .where((DataExport.site == site_id) & (DataExport.person_id == person_id))
+        .where(mine)
         .order_by(DataExport.created_at, ascending=False)
+        .order_by(DataExport.id)
+        .limit(limit)
+        .offset(offset)
     )
-    return [export_view(settings, row) for row in rows]
+    total = await DataExport.count().where(mine)
+    return page_of([export_view(settings, row) for row in rows], total=total, limit=limit, offset=offset)
 
 
 # ------------------------------------------------------------------------------ building the archive

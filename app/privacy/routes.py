@@ -154,8 +154,7 @@ class MyDataController(Controller):
     async def my_exports(
         self, principal: Caller, settings: SettingsDep, limit: Limit = DEFAULT_LIMIT, offset: Offset = 0
     ) -> Page[exports.ExportView]:
-        exported = await exports.list_exports(settings, principal.site_id, principal.person_id)
-        return window(exported, limit=limit, offset=offset)
+        return await exports.list_exports(settings, principal.site_id, principal.person_id, limit=limit, offset=offset)
 
 
 @get(exports.DOWNLOAD_PATH.replace("{export_id}", "{export_id:uuid}"), opt=own_auth("signed_link"), tags=["my data"])
