@@ -432,16 +432,8 @@ async def bulk_execute(sql: str, rows: Sequence[Sequence[Any]]) -> None:
         return
     assert isinstance(engine, PostgresEngine)
     statement = sql.format(*(f"${i}" for i in range(1, count + 1)))
-    if engine.pool is not None:
-        async with engine.pool.acquire() as connection, connection.transaction():
-            await connection.executemany(statement, rows)
-    else:
-        connection = await engine.get_new_connection()
-        try:
-            async with connection.transaction():
-                await connection.executemany(statement, rows)
-        finally:
-            await connection.close()
+    async with _postgres_connection(engine) as connection, connection.transaction():
+        await connection.executemany(statement, rows)
 
 
 def any_of(column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
@@ -473,13 +465,6 @@ async def fetch_rows(sql: str, *params: Any) -> list[dict[str, Any]]:
         return [dict(row) for row in rows]
     assert isinstance(engine, PostgresEngine)
     statement = sql.format(*(f"${i}" for i in range(1, count + 1)))
-    if engine.pool is not None:
-        async with engine.pool.acquire() as connection:
-            records = await connection.fetch(statement, *params)
-    else:
-        connection = await engine.get_new_connection()
-        try:
-            records = await connection.fetch(statement, *params)
-        finally:
-            await connection.close()
+    async with _postgres_connection(engine) as connection:
+        records = await connection.fetch(statement, *params)
     return [dict(record) for record in records]
