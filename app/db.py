@@ -11,7 +11,9 @@ import contextlib
 import gc
 import sqlite3
 import threading
+import weakref
 from collections.abc import AsyncIterator, Sequence
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -95,6 +97,7 @@ def build_engine(settings: Settings | None = None) -> Engine[Any]:
 
 
 SQLITE_IDLE_CONNECTIONS = 8
+_holding_write_turn: ContextVar[bool] = ContextVar("holding_sqlite_write_turn", default=False)
 
 
 class PooledSQLiteConnection(aiosqlite.Connection):
@@ -133,7 +136,34 @@ class PooledSQLiteEngine(SQLiteEngine):
         super().__init__(path=path, timeout=timeout)
         self._idle: list[PooledSQLiteConnection] = []
         self._idle_lock = threading.Lock()
+        self._write_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
         stop_sqlite_connections_before_exit()  # idle connections' threads must not hold the process open
+
+    @contextlib.asynccontextmanager
+    async def write_turn(self) -> AsyncIterator[None]:
+        """Wait for this process's turn to write, first come first served.
+
+        SQLite has one writer at a time. Without this, writers that find the lock taken sleep in SQLite's
+        busy handler (1, 2, 5 ... 100 ms at a time) and poll again, so a lock freed a moment later stays
+        unused for most of a sleep, and a busy sender's batches queue behind those sleeps. Here they wait
+        in line and each starts the moment the one before it commits. SQLite's own lock still decides
+        between processes (web and worker); a turn already held by this task (a write inside a
+        write transaction) is not waited for again."""
+        if _holding_write_turn.get():
+            yield
+            return
+        loop = asyncio.get_running_loop()
+        turn = self._write_turns.get(loop)
+        if turn is None:
+            turn = self._write_turns[loop] = asyncio.Lock()
+        async with turn:
+            token = _holding_write_turn.set(True)
+            try:
+                yield
+            finally:
+                _holding_write_turn.reset(token)
 
     def idle_connections(self) -> list[PooledSQLiteConnection]:
         with self._idle_lock:
@@ -217,15 +247,28 @@ async def write_transaction() -> AsyncIterator[None]:
     """
     engine = current_engine()
     if isinstance(engine, SQLiteEngine):
-        transaction = engine.transaction(transaction_type=TransactionType.immediate)
-        try:
-            async with transaction:
-                yield
-        finally:
-            _stop_if_left_open(transaction, engine)
+        async with write_turn():
+            transaction = engine.transaction(transaction_type=TransactionType.immediate)
+            try:
+                async with transaction:
+                    yield
+            finally:
+                _stop_if_left_open(transaction, engine)
     else:
         async with engine.transaction():
             yield
+
+
+@contextlib.asynccontextmanager
+async def write_turn() -> AsyncIterator[None]:
+    """On SQLite, this process's writers take turns in order (:meth:`PooledSQLiteEngine.write_turn`); for a
+    write that needs no transaction of its own. On PostgreSQL, which has row locks, nothing to wait for."""
+    engine = current_engine()
+    if isinstance(engine, PooledSQLiteEngine):
+        async with engine.write_turn():
+            yield
+    else:
+        yield
 
 
 def _stop_if_left_open(transaction: Any, engine: SQLiteEngine) -> None:
@@ -422,13 +465,14 @@ async def bulk_execute(sql: str, rows: Sequence[Sequence[Any]]) -> None:
     count = sql.count("{}")
     if isinstance(engine, SQLiteEngine):
         statement = sql.format(*("?" for _ in range(count)))
-        connection = await engine.get_connection()
-        try:
-            await connection.execute("BEGIN IMMEDIATE")
-            await connection.executemany(statement, rows)
-            await connection.execute("COMMIT")
-        finally:
-            await connection.close()
+        async with write_turn():
+            connection = await engine.get_connection()
+            try:
+                await connection.execute("BEGIN IMMEDIATE")
+                await connection.executemany(statement, rows)
+                await connection.execute("COMMIT")
+            finally:
+                await connection.close()
         return
     assert isinstance(engine, PostgresEngine)
     statement = sql.format(*(f"${i}" for i in range(1, count + 1)))

@@ -19,7 +19,7 @@ from uuid import UUID
 
 import msgspec
 
-from app.db import any_of, bulk_execute, bulk_insert, fetch_rows, is_sqlite, write_transaction
+from app.db import any_of, bulk_execute, bulk_insert, fetch_rows, is_sqlite, write_transaction, write_turn
 from notifications.categories import Channel
 from schema.notifications import Delivery
 
@@ -111,9 +111,12 @@ async def renew_claim(token: str, now: dt.datetime) -> set[UUID]:
     A batch claimed ahead waits while the one before it sends. Had it waited past the lease, recovery
     may have given its rows back to be sent by another sender: those are not ours to send any more.
     (The claim's other rows were already recorded suppressed or deferred: only those to send remain.)"""
-    rows = await Delivery.raw(
-        "UPDATE delivery SET claimed_at = {} WHERE claim_token = {} AND status = 'sending' RETURNING id", now, token
-    )
+    async with write_turn():
+        rows = await Delivery.raw(
+            "UPDATE delivery SET claimed_at = {} WHERE claim_token = {} AND status = 'sending' RETURNING id",
+            now,
+            token,
+        )
     return {_uuid(row["id"]) for row in rows}
 
 

@@ -13,7 +13,14 @@ from typing import Any
 import aiosqlite
 import pytest
 
-from app.db import PooledSQLiteEngine, current_engine, is_sqlite, stop_orphaned_sqlite_connections, write_transaction
+from app.db import (
+    PooledSQLiteEngine,
+    current_engine,
+    is_sqlite,
+    sqlite_path_for,
+    stop_orphaned_sqlite_connections,
+    write_transaction,
+)
 from schema.tables import Site
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,30 +49,55 @@ async def test_a_write_cancelled_while_waiting_for_the_lock_leaves_no_connection
     if not is_sqlite():
         pytest.skip("PostgreSQL connections come from a pool that closes them")
     before = _sqlite_threads()
-    holding, release = asyncio.Event(), asyncio.Event()
-
-    async def hold_the_write_lock() -> None:
-        async with write_transaction():
-            await Site.count()
-            holding.set()
-            await release.wait()
+    # The write lock is held by a connection of its own, as by another process (the web beside a worker):
+    # this process's waiters then wait inside SQLite's BEGIN IMMEDIATE, not for their turn in line.
+    other_process = await aiosqlite.connect(str(sqlite_path_for(settings)))
+    await other_process.execute("BEGIN IMMEDIATE")
 
     async def wait_for_the_lock() -> None:
         async with write_transaction():
             await Site.count()
 
-    holder = asyncio.create_task(hold_the_write_lock())
-    await holding.wait()
     waiters = [asyncio.create_task(wait_for_the_lock()) for _ in range(3)]
-    await asyncio.sleep(0.3)  # they are inside BEGIN IMMEDIATE, waiting for the lock
+    await asyncio.sleep(0.3)  # the first is inside BEGIN IMMEDIATE, waiting for the lock; the others for their turn
     for waiter in waiters:
         waiter.cancel()
     await asyncio.gather(*waiters, return_exceptions=True)
-    release.set()
-    await holder
-    # Without the guard, each cancelled waiter's connection thread stays alive for good.
+    await other_process.execute("ROLLBACK")
+    await other_process.close()
+    # Without the guard, a cancelled waiter's connection thread stays alive for good.
     await _until(lambda: not _leaked_sqlite_threads(before))
     assert await Site.count() >= 0  # the database is usable afterwards
+
+
+async def test_a_process_s_sqlite_writers_take_turns_in_the_order_they_came(settings: Any) -> None:
+    """Writers that find the write lock taken go in the order they asked. SQLite's busy handler alone lets
+    whichever waiter polls first go next: the latest to come, whose sleeps between polls are shortest."""
+    if not is_sqlite():
+        pytest.skip("PostgreSQL writers take row locks, not one database lock")
+    order: list[int] = []
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    async def hold() -> None:
+        async with write_transaction():
+            await Site.count()
+            holding.set()
+            await release.wait()
+
+    async def write(number: int) -> None:
+        async with write_transaction():
+            await Site.count()
+            order.append(number)
+
+    holder = asyncio.create_task(hold())
+    await holding.wait()
+    writers = []
+    for number in range(6):
+        writers.append(asyncio.create_task(write(number)))
+        await asyncio.sleep(0.15)  # each has waited a while, so its sleeps between polls have grown
+    release.set()
+    await asyncio.gather(holder, *writers)
+    assert order == list(range(6))
 
 
 async def test_orphaned_connections_are_stopped_at_shutdown(settings: Any) -> None:
