@@ -9,7 +9,7 @@ from uuid import UUID
 import msgspec
 
 from app.db import any_of, fetch_rows
-from app.people.directory import ContactKind, ContactSummary, Directory
+from app.people.directory import ContactKind, Directory
 from notifications.categories import Category, Channel, Urgency
 from notifications.policy import DigestRule, DndSettings, Facts, SitePolicy
 from notifications.preferences import consent_matrix, dnd_of, is_enabled
@@ -108,10 +108,12 @@ async def load_facts(
     person_ids: list[UUID],
     *,
     addresses: Iterable[ContactKind] = ("mobile", "email"),
+    push_tokens: bool = True,
 ) -> dict[UUID, PersonFacts]:
     """What the policy needs about these people, in a few bulk queries. Contact values are read
     (decrypted) only of the kinds in ``addresses``: deciding needs only whether a contact point exists,
-    its status and its index; a sender reads the one its channel sends to."""
+    its status and its index; a sender reads the one its channel sends to. Without ``push_tokens`` (a
+    sender of a channel other than push), the devices are not read."""
     if not person_ids:
         return {}
     choices = await consent_matrix(person_ids)
@@ -120,26 +122,13 @@ async def load_facts(
         row["id"]: row["timezone"] for row in await fetch_rows(f"SELECT id, timezone FROM person WHERE {ids}", *params)
     }
     dnd = await dnd_of(person_ids, site_timezone)
-    summaries = await directory.contact_summaries_for(site_id, person_ids)
+    contacts = await directory.chosen_contacts_for(site_id, person_ids, read=addresses)
     tokens: dict[UUID, list[str]] = {}
-    people, params = any_of("person", person_ids)
-    for row in await fetch_rows(f"SELECT person, push_token FROM device WHERE {people}", *params):
-        tokens.setdefault(row["person"], []).append(row["push_token"])
-
-    # Primary first (sorted by kind, label): a secondary counts only when the primary is missing.
-    mobiles: dict[UUID, ContactSummary] = {}
-    emails: dict[UUID, ContactSummary] = {}
-    for person_id, points in summaries.items():
-        for point in points:
-            (mobiles if point.kind == "mobile" else emails).setdefault(person_id, point)
-    values: dict[tuple[UUID, str], str] = {}
-    kinds = list(addresses)
-    wanted = {*(mobiles if "mobile" in kinds else ()), *(emails if "email" in kinds else ())}
-    if wanted:
-        for person_id, views in (await directory.contact_points_for(site_id, wanted, kinds)).items():
-            for view in views:
-                values.setdefault((person_id, view.kind), view.value)
-    indexes = {point.index: pid for pid, point in mobiles.items()}
+    if push_tokens:
+        people, params = any_of("person", person_ids)
+        for row in await fetch_rows(f"SELECT person, push_token FROM device WHERE {people}", *params):
+            tokens.setdefault(row["person"], []).append(row["push_token"])
+    indexes = {chosen["mobile"].index: pid for pid, chosen in contacts.items() if "mobile" in chosen}
     listed: set[UUID] = set()
     if indexes:
         listed_in, params = any_of("phone_index", list(indexes))
@@ -154,7 +143,8 @@ async def load_facts(
         if own_dnd is None and person_zones.get(pid):
             # No quiet hours, but the person's own timezone still sets their 09:00-21:00.
             own_dnd = DndSettings(timezone=person_zones[pid])
-        mobile, email = mobiles.get(pid), emails.get(pid)
+        chosen = contacts.get(pid, {})
+        mobile, email = chosen.get("mobile"), chosen.get("email")
         result[pid] = PersonFacts(
             person_id=pid,
             choices=choices.get(pid, {}),
@@ -165,7 +155,7 @@ async def load_facts(
             email_status=email.status if email else "ok",
             push_tokens=tuple(tokens.get(pid, ())),
             on_national_dnd=pid in listed,
-            mobile=values.get((pid, "mobile")),
-            email=values.get((pid, "email")),
+            mobile=mobile.value if mobile else None,
+            email=email.value if email else None,
         )
     return result

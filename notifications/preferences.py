@@ -9,14 +9,14 @@ so a withdrawal takes effect for every message not yet sent.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Literal
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
-from app.db import any_of, fetch_rows, write_transaction
+from app.db import Row, any_of, fetch_rows, write_transaction
 from app.errors import InvalidInput
 from notifications.categories import DEFAULT_ENABLED, Category, Channel
 from notifications.policy import DndSettings, QuietWindow
@@ -182,7 +182,7 @@ def _parse_time(value: str, field: str) -> dt.time:
         raise InvalidInput.for_field(field, f"'{value}' is not a time like 22:00") from None
 
 
-def dnd_settings_from_row(row: dict[str, object], fallback_timezone: str) -> DndSettings:
+def dnd_settings_from_row(row: Mapping[str, object] | Row, fallback_timezone: str) -> DndSettings:
     windows = msgspec.convert(as_list(row.get("windows")), list[QuietHours])
     return DndSettings(
         timezone=str(row.get("timezone") or fallback_timezone),

@@ -41,7 +41,7 @@ from notifications.ledger import (
     record_suppressed,
     renew_claim,
 )
-from notifications.policy import Action, Decisions, Reason, SitePolicy
+from notifications.policy import Action, Decision, Reason, SitePolicy, decide
 from notifications.ratelimit import RateLimiter
 from schema.jsonvalue import as_dict
 from schema.notifications import Delivery, Notification
@@ -225,10 +225,18 @@ async def _prepare(
     status = await Notification.select(Notification.status).where(Notification.id == notification.id).first()
     cancelled = status is not None and status["status"] == "cancelled"
     people = [c.person_id for c in claimed]
-    facts = await load_facts(ctx.directory, notification.site, policy.timezone, people, addresses=ADDRESS_OF[channel])
+    facts = await load_facts(
+        ctx.directory,
+        notification.site,
+        policy.timezone,
+        people,
+        addresses=ADDRESS_OF[channel],
+        push_tokens=channel is Channel.PUSH,
+    )
     category, urgency = Category(notification.category), Urgency(notification.urgency)
     message = outgoing_of(notification)
-    decisions = Decisions(policy)
+    # One moment for the whole batch: people with equal decision keys get equal decisions, and most share one.
+    by_key: dict[tuple[object, ...], Decision] = {}
     to_send: list[Claimed] = []
     suppressed: dict[UUID, str | None] = {}
     deferred: dict[UUID, dt.datetime] = {}
@@ -237,13 +245,17 @@ async def _prepare(
         if cancelled:
             suppressed[row.delivery_id] = str(Reason.CANCELLED)
             continue
-        row_facts = facts[row.person_id].facts(
-            channel=channel, category=category, urgency=urgency, created_at=notification.created_at, now=now
-        )
-        if notification.kind == digest.DIGEST_KIND:
-            # A digest's consent is each item's own (still_wanted), not that of the category it travels as.
-            row_facts = msgspec.structs.replace(row_facts, consented=True)
-        decision = decisions(row_facts)
+        person = facts[row.person_id]
+        key = person.decision_key(channel, category)
+        decision = by_key.get(key)
+        if decision is None:
+            row_facts = person.facts(
+                channel=channel, category=category, urgency=urgency, created_at=notification.created_at, now=now
+            )
+            if notification.kind == digest.DIGEST_KIND:
+                # A digest's consent is each item's own (still_wanted), not that of the category it travels as.
+                row_facts = msgspec.structs.replace(row_facts, consented=True)
+            decision = by_key[key] = decide(row_facts, policy)
         if decision.action is Action.SEND and notification.kind == digest.DIGEST_KIND:
             # One row per digest: its text is what is still wanted of its items now.
             text = await digest.still_wanted(notification, facts[row.person_id], channel, policy, now)

@@ -39,6 +39,7 @@ from workers import (
     slot_jobs,
     visitor_jobs,
 )
+from workers.gc_tuning import tune_garbage_collector
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["settings"] = settings
     ctx["started_pool"] = await open_database()
     ctx["notify"] = build_notify_context(settings, ctx["redis"])
+    tune_garbage_collector()
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:

@@ -41,13 +41,13 @@ class ContactPointView(msgspec.Struct, frozen=True):
     status: str
 
 
-class ContactSummary(msgspec.Struct, frozen=True):
-    """A contact point without its value: kind, label, blind index and status."""
+class ChosenContact(msgspec.Struct, frozen=True):
+    """The contact point of a kind that a message goes to (the primary; the secondary only without one):
+    its blind index and status, and its value where it was asked to be read (decrypted)."""
 
-    kind: str
-    label: str
     index: str
     status: str
+    value: str | None = None
 
 
 class VehicleView(msgspec.Struct, frozen=True):
@@ -160,27 +160,39 @@ class Directory:
         await audit.record(site_id, result.keys(), "read", "contact_points")
         return result
 
-    async def contact_summaries_for(
-        self, site_id: UUID, person_ids: Iterable[UUID]
-    ) -> dict[UUID, list[ContactSummary]]:
-        """Which contact points each person has, their status and blind index, without reading (decrypting)
-        a value: enough to decide whether a message can reach someone, and to match the NCPR list."""
+    async def chosen_contacts_for(
+        self, site_id: UUID, person_ids: Iterable[UUID], *, read: Iterable[ContactKind] = ()
+    ) -> dict[UUID, dict[str, ChosenContact]]:
+        """Each person's chosen contact point of each kind, in one query: whether a message can reach them,
+        and their index to match the NCPR list. Values are read (decrypted, and the read audited) only of
+        the kinds in ``read``, and only of the chosen point: a sender reads just what it sends to."""
         ids = list(person_ids)
-        result: dict[UUID, list[ContactSummary]] = defaultdict(list)
+        result: dict[UUID, dict[str, ChosenContact]] = {}
         if not ids:
             return result
         people, params = any_of("person", ids)
         rows = await fetch_rows(
-            f"SELECT person, kind, label, value_index, status FROM contact_point WHERE site = {{}} AND {people}",
+            "SELECT person, kind, label, value_index, status, value_encrypted FROM contact_point "
+            f"WHERE site = {{}} AND {people} ORDER BY label",  # primary before secondary
             site_id,
             *params,
         )
+        kinds = set(read)
+        encrypted: dict[tuple[UUID, str], str] = {}
         for row in rows:
-            result[row["person"]].append(
-                ContactSummary(kind=row["kind"], label=row["label"], index=row["value_index"], status=row["status"])
+            chosen = result.setdefault(row["person"], {})
+            if row["kind"] in chosen:
+                continue
+            chosen[row["kind"]] = ChosenContact(index=row["value_index"], status=row["status"])
+            if row["kind"] in kinds:
+                encrypted[(row["person"], row["kind"])] = row["value_encrypted"]
+        for (person_id, kind), value in encrypted.items():
+            point = result[person_id][kind]
+            result[person_id][kind] = ChosenContact(
+                index=point.index, status=point.status, value=self._cipher.decrypt(value)
             )
-        for summaries in result.values():
-            summaries.sort(key=lambda v: (v.kind, v.label))
+        if encrypted:
+            await audit.record(site_id, dict.fromkeys(p for p, _ in encrypted), "read", "contact_points")
         return result
 
     def vehicle_row(self, *, site_id: UUID, person_id: UUID, plate: str, kind: str = "car") -> Vehicle:
