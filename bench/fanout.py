@@ -264,18 +264,22 @@ async def ledger_statuses(notification_id: Any) -> Counter[str]:
 async def send_until_final(ctx: Any, notification_id: Any, channels: list[Any], expanding: asyncio.Task[Any]) -> None:
     """Send every channel while the audience is still being expanded (as the workers do: a part's first
     rows start its senders), until every row is final; rows a transient failure put back are sent when
-    they come due."""
+    they come due. Each channel on its own, as each has a send job of its own in a worker: one that has
+    caught up with the expansion does not wait for the others."""
     from notifications import sender
 
-    while True:
-        await asyncio.gather(*(sender.send_pending(ctx, notification_id, c) for c in channels))
-        if not expanding.done():
-            await asyncio.sleep(0.02)
-            continue
-        waits = [due for c in channels if (due := await sender.next_attempt_at(notification_id, c)) is not None]
-        if not waits:
-            return
-        await asyncio.sleep(max(0.0, (min(waits) - dt.datetime.now(dt.UTC)).total_seconds()))
+    async def send_channel(channel: Any) -> None:
+        while True:
+            await sender.send_pending(ctx, notification_id, channel)
+            if not expanding.done():
+                await asyncio.sleep(0.02)
+                continue
+            due = await sender.next_attempt_at(notification_id, channel)
+            if due is None:
+                return
+            await asyncio.sleep(max(0.0, (due - dt.datetime.now(dt.UTC)).total_seconds()))
+
+    await asyncio.gather(*(send_channel(c) for c in channels))
 
 
 async def run_pipeline(site: Any, channels: list[str]) -> dict[str, Any]:
