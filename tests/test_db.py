@@ -284,3 +284,29 @@ async def test_a_bulk_insert_that_ignores_conflicts_writes_each_new_row_once() -
     assert sorted(r["slug"] for r in rows) == [f"bulk-{tag}-{n}" for n in range(6)]
     with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
         await bulk_insert("site", columns, [site(9), first[0]])  # without ignore_conflicts it is an error
+
+
+async def test_a_bulk_insert_larger_than_one_statement_writes_every_row_once() -> None:
+    """On SQLite many rows go in each INSERT statement, as many as its 32,766 parameters allow: 4 columns
+    make 8,191 rows a statement, so 20,000 rows take three, the last one short. Re-inserting with a
+    conflict in every statement skips only the existing rows."""
+    import datetime as dt
+    import secrets
+    from uuid import uuid4
+
+    from app.db import bulk_insert
+    from schema.notifications import NationalDndEntry
+
+    site = Site(name="Bulk", slug=f"bulk-{secrets.token_hex(4)}")
+    await site.save()
+    now = dt.datetime.now(dt.UTC)
+    rows = [(uuid4(), site.id, f"index-{n:05d}", now) for n in range(20_000)]
+    columns = ("id", "site", "phone_index", "imported_at")
+    try:
+        await bulk_insert("national_dnd_entry", columns, rows[:15_000], ignore_conflicts=True)
+        # Rows 0-14,999 exist: each statement of this one meets some, and 5,000 are new.
+        await bulk_insert("national_dnd_entry", columns, rows[::-1], ignore_conflicts=True)
+        written = await NationalDndEntry.select(NationalDndEntry.phone_index).where(NationalDndEntry.site == site.id)
+        assert sorted(r["phone_index"] for r in written) == [f"index-{n:05d}" for n in range(20_000)]
+    finally:
+        await Site.delete().where(Site.id == site.id)
