@@ -11,7 +11,9 @@ process runs here to receive them, so a row is final at ``sent``).
 - **overhead**: an announcement to N people over push, SMS and WhatsApp, rate limits off, with a
   realistic mix (5 % without the app, 10 % SMS off, 5 % WhatsApp off, 8 % in quiet hours). The pipeline
   (expansion, claims, decisions at send time, the ledger) against the baseline: the same provider calls
-  made bare through the same SDKs, with no decisions and no ledger. Target: at most 1.15x the time.
+  made bare through the same SDKs, with no decisions and no ledger. Target: at most 1.15x the time. Each
+  channel is sent on its own, as by its own send job in a worker; both runs use the worker's garbage
+  collector setting (``workers.gc_tuning``).
 - **expansion**: decisions per second while an audience of N people x 3 channels is expanded into
   ledger rows (target: at least 30,000/s), against a baseline of the bare insert of the same rows.
 - **workers**: N people (100,000 by default) on PostgreSQL, two real ``arq`` worker processes sharing one
