@@ -325,7 +325,9 @@ async def test_a_site_chooses_which_categories_it_digests(
         await notify(
             ctx, world, [sleeper], title=title, body="Closed", category=Category.ANNOUNCEMENT, channels=[Channel.SMS]
         )
-    for body in ("Assigned", "In progress"):
+    for minute, body in enumerate(("Assigned", "In progress")):
+        # A minute apart, as updates come: the digest lists them oldest first.
+        clock.now = NIGHT + dt.timedelta(minutes=minute)
         await notify(ctx, world, [sleeper], title="Tap", body=body, category=Category.COMPLAINT, channels=[Channel.SMS])
     clock.now = MORNING
     released = await release_and_send(ctx)
