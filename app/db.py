@@ -509,6 +509,58 @@ async def bulk_execute(sql: str, rows: Sequence[Sequence[Any]]) -> None:
         await connection.executemany(statement, rows)
 
 
+async def update_each(
+    table: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    assignments: str,
+    condition: str,
+    *params: Any,
+) -> None:
+    """Update many rows by id in one statement, each with values of its own, in one transaction.
+
+    ``rows`` are ``(id, *values)``, the values named by ``columns``; ``assignments`` and ``condition`` read
+    them as ``o.<column>`` and mark their other parameters ``{}``, given in ``params`` (assignments' first).
+    SQLite: ``WITH o(...) AS (VALUES ...) UPDATE ... FROM o``, one step per statement where ``executemany``
+    took one per row, each waiting for the GIL again while the event loop was busy; PostgreSQL: ``UPDATE ...
+    FROM unnest(arrays)``, one statement for the batch instead of one execution per row.
+    """
+    if not rows:
+        return
+    names = ["id", *columns]
+    engine = current_engine()
+    if isinstance(engine, PostgresEngine):
+        types = await _postgres_column_types(engine, table)
+        arrays = ", ".join(f"${i}::{types[name]}[]" for i, name in enumerate(names, start=1))
+        numbered = iter(range(len(names) + 1, len(names) + 1 + len(params)))
+        template = (
+            f'UPDATE "{table}" SET {assignments} FROM unnest({arrays}) AS o({", ".join(names)}) '
+            f'WHERE "{table}".id = o.id AND {condition}'
+        )
+        statement = template.format(*(f"${next(numbered)}" for _ in params))
+        async with _postgres_connection(engine) as connection:
+            await connection.execute(statement, *[list(values) for values in zip(*rows, strict=True)], *params)
+        return
+    per_statement = max(1, (SQLITE_MAX_PARAMETERS - len(params)) // len(names))
+    placeholders = "(" + ", ".join("?" for _ in names) + ")"
+    tail = f'UPDATE "{table}" SET {assignments} FROM o WHERE "{table}".id = o.id AND {condition}'.format(
+        *("?" for _ in params)
+    )
+    async with write_turn():
+        assert isinstance(engine, SQLiteEngine)
+        connection = await engine.get_connection()
+        try:
+            await connection.execute("BEGIN IMMEDIATE")
+            for start in range(0, len(rows), per_statement):
+                part = rows[start : start + per_statement]
+                values = ", ".join(placeholders for _ in part)
+                statement = f"WITH o({', '.join(names)}) AS (VALUES {values}) {tail}"
+                await connection.execute(statement, [value for row in part for value in row] + list(params))
+            await connection.execute("COMMIT")
+        finally:
+            await connection.close()
+
+
 def any_of(column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
     """``column`` is one of ``values``, for :func:`fetch_rows`: ``IN ({}, {}, ...)`` on SQLite, one array
     parameter (``= ANY({})``) on PostgreSQL, which plans it once whatever the list's length."""

@@ -19,7 +19,7 @@ from uuid import UUID
 
 import msgspec
 
-from app.db import any_of, bulk_execute, bulk_insert, fetch_rows, is_sqlite, write_transaction, write_turn
+from app.db import any_of, bulk_insert, fetch_rows, is_sqlite, update_each, write_transaction, write_turn
 from notifications.categories import Channel
 from schema.notifications import Delivery
 
@@ -123,22 +123,33 @@ async def renew_claim(token: str, now: dt.datetime) -> set[UUID]:
     return {_uuid(row["id"]) for row in rows}
 
 
-# Each outcome is one row's own UPDATE, fenced by the claim: run as one executemany per batch.
-_WHERE_CLAIMED = " WHERE id = {} AND claim_token = {} AND status = 'sending'"
+# Outcomes are written a batch at a time, each row with its own values, fenced by the claim: only rows
+# this claim still holds in `sending` change (app.db.update_each).
+_CLAIMED = "claim_token = {} AND status = 'sending'"
 
 
 async def record_sent(token: str, provider_ids: dict[UUID, str | None], now: dt.datetime) -> None:
-    await bulk_execute(
-        "UPDATE delivery SET status = 'sent', sent_at = {}, updated_at = {}, provider_id = {}" + _WHERE_CLAIMED,
-        [(now, now, provider_id, delivery_id, token) for delivery_id, provider_id in provider_ids.items()],
+    await update_each(
+        "delivery",
+        ("provider_id",),
+        list(provider_ids.items()),
+        "status = 'sent', sent_at = {}, updated_at = {}, provider_id = o.provider_id",
+        _CLAIMED,
+        now,
+        now,
+        token,
     )
 
 
 async def record_failed(token: str, codes: dict[UUID, str | None], now: dt.datetime) -> None:
-    await bulk_execute(
-        "UPDATE delivery SET status = 'failed', reason = 'provider_error', updated_at = {}, provider_code = {}"
-        + _WHERE_CLAIMED,
-        [(now, code, delivery_id, token) for delivery_id, code in codes.items()],
+    await update_each(
+        "delivery",
+        ("provider_code",),
+        list(codes.items()),
+        "status = 'failed', reason = 'provider_error', updated_at = {}, provider_code = o.provider_code",
+        _CLAIMED,
+        now,
+        token,
     )
 
 
@@ -153,35 +164,61 @@ async def record_retry(
     """Back to pending until `next_attempt_at`. A provider's throttle (429) is not a failed attempt:
     with ``count_attempt=False`` the claim's increment is given back."""
     refund = "" if count_attempt else ", attempts = attempts - 1"
-    await bulk_execute(
-        "UPDATE delivery SET status = 'pending', next_attempt_at = {}, updated_at = {}, provider_code = {}"
-        + refund
-        + _WHERE_CLAIMED,
-        [(next_attempt_at, now, code, delivery_id, token) for delivery_id, code in codes.items()],
+    await update_each(
+        "delivery",
+        ("provider_code",),
+        list(codes.items()),
+        "status = 'pending', next_attempt_at = {}, updated_at = {}, provider_code = o.provider_code" + refund,
+        _CLAIMED,
+        next_attempt_at,
+        now,
+        token,
     )
 
 
 async def record_suppressed(token: str, reasons: dict[UUID, str | None], now: dt.datetime) -> None:
-    await bulk_execute(
-        "UPDATE delivery SET status = 'suppressed', updated_at = {}, reason = {}" + _WHERE_CLAIMED,
-        [(now, reason, delivery_id, token) for delivery_id, reason in reasons.items()],
+    await update_each(
+        "delivery",
+        ("reason",),
+        list(reasons.items()),
+        "status = 'suppressed', updated_at = {}, reason = o.reason",
+        _CLAIMED,
+        now,
+        token,
     )
 
 
 async def record_deferred(
     token: str, until: dict[UUID, dt.datetime], reason: dict[UUID, str | None], now: dt.datetime
 ) -> None:
-    await bulk_execute(
-        "UPDATE delivery SET status = 'deferred', defer_until = {}, updated_at = {}, reason = {}" + _WHERE_CLAIMED,
-        [(when, now, reason[delivery_id], delivery_id, token) for delivery_id, when in until.items()],
+    await update_each(
+        "delivery",
+        ("defer_until", "reason"),
+        [(delivery_id, when, reason[delivery_id]) for delivery_id, when in until.items()],
+        "status = 'deferred', defer_until = o.defer_until, updated_at = {}, reason = o.reason",
+        _CLAIMED,
+        now,
+        token,
     )
 
 
-async def release_claim(token: str, ids: Iterable[UUID], now: dt.datetime) -> None:
-    """Give rows back unsent (e.g. the notification was cancelled meanwhile): they were never sent."""
-    await bulk_execute(
-        "UPDATE delivery SET status = 'pending', updated_at = {}" + _WHERE_CLAIMED,
-        [(now, delivery_id, token) for delivery_id in ids],
+async def release_claim(
+    token: str, ids: Iterable[UUID], now: dt.datetime, *, claimed_before: dt.datetime | None = None
+) -> None:
+    """Give rows back unsent (e.g. the notification was cancelled meanwhile): they were never sent.
+
+    With ``claimed_before`` (recovery: the rows' lease had ended), only rows whose claim was not renewed
+    since: a sender that renews a claim sends its rows at once, and those are not to be sent again."""
+    condition = _CLAIMED if claimed_before is None else _CLAIMED + " AND claimed_at < {}"
+    await update_each(
+        "delivery",
+        (),
+        [(delivery_id,) for delivery_id in ids],
+        "status = 'pending', updated_at = {}",
+        condition,
+        now,
+        token,
+        *([] if claimed_before is None else [claimed_before]),
     )
 
 

@@ -36,7 +36,8 @@ class Reconciled(msgspec.Struct):
 async def reconcile_in_doubt(ctx: NotifyContext, now: dt.datetime | None = None) -> Reconciled:
     now = now or ctx.clock()
     result = Reconciled()
-    rows = await in_doubt(now - dt.timedelta(seconds=ctx.settings.notify_claim_lease_seconds))
+    lease_ended = now - dt.timedelta(seconds=ctx.settings.notify_claim_lease_seconds)
+    rows = await in_doubt(lease_ended)
     groups: dict[tuple[UUID, str, str], list[dict[str, object]]] = defaultdict(list)
     for row in rows:
         key = (UUID(str(row["notification"])), str(row["channel"]), str(row["claim_token"]))
@@ -65,7 +66,9 @@ async def reconcile_in_doubt(ctx: NotifyContext, now: dt.datetime | None = None)
                     found[delivery_id] = provider_id
         await record_sent(token, found, now)
         unsent = [UUID(str(m["id"])) for m in members if UUID(str(m["id"])) not in found]
-        await release_claim(token, unsent, now)
+        # Asking the provider takes a while, and a sender that was only slow may have renewed its claim and
+        # sent meanwhile (not found above: it had not gone yet). Only rows whose claim is still old go back.
+        await release_claim(token, unsent, now, claimed_before=lease_ended)
         result.found_sent += len(found)
         result.released += len(unsent)
         if unsent:

@@ -60,7 +60,7 @@ class TwilioBehaviour(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_concurrent_requests: int | None = None
     # Retry-After (seconds) on those 429s; None: until the current 1-second window is over (1).
     limit_retry_after: int | None = None
-    # Seconds a create request takes to answer (real ones take 100-300 ms); 0 answers at once,
+    # Seconds a create or list request takes to answer (real ones take 100-300 ms); 0 answers at once,
     # which leaves hardly any request in flight for the concurrency cap to see.
     api_latency: float = 0.0
 

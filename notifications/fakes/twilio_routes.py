@@ -61,6 +61,8 @@ def twilio_router(fake: TwilioFake, path: str = "/twilio") -> Router:
             fake.check_auth(request.headers.get("authorization"), account_sid)
         except TwilioApiError as exc:
             return _error(exc)
+        if fake.behaviour.api_latency > 0:
+            await asyncio.sleep(fake.behaviour.api_latency)  # the page is read as the answer goes out
         query = request.query_params
         size = min(1000, int(query.get("PageSize", "50")))
         found = [
