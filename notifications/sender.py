@@ -10,6 +10,7 @@ number or address, a dead push token.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import math
@@ -322,7 +323,9 @@ async def _send_within_limit(
 
     if limiter is None:
         if recipients := await still_held(recipients):
-            yield await adapter.send(message, recipients)
+            async with _claim_kept(ctx, batch.token):
+                answers = await adapter.send(message, recipients)
+            yield answers
         return
     outcomes: list[Outcome] = []
     step = UNLIMITED_CHUNK if limiter.unlimited else limiter.chunk(lane)
@@ -331,7 +334,8 @@ async def _send_within_limit(
         await limiter.acquire(len(part), lane)
         if not (part := await still_held(part)):
             continue
-        answers = await adapter.send(message, part)
+        async with _claim_kept(ctx, batch.token):
+            answers = await adapter.send(message, part)
         waits = [o.retry_after_seconds for o in answers if o.retry_after_seconds is not None]
         if waits:
             # The provider refused for its rate: every sender of this channel waits as long as it asked.
@@ -342,6 +346,31 @@ async def _send_within_limit(
             yield answers
     if outcomes:
         yield outcomes
+
+
+@contextlib.asynccontextmanager
+async def _claim_kept(ctx: NotifyContext, token: str) -> AsyncIterator[None]:
+    """While a batch is with its provider, renew its claim every third of the lease. A sender that is only
+    slow (500 pushes on a loaded machine can take longer than a short lease) keeps its rows; recovery
+    takes only those of a sender that stopped. Without this, recovery gave a live sender's rows back, they
+    were claimed and sent again, and each claim counted an attempt towards MAX_ATTEMPTS."""
+    interval = ctx.settings.notify_claim_lease_seconds / 3
+
+    async def keep() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await renew_claim(token, ctx.clock())
+            except Exception:  # the database is away: recovery may take the rows, which it handles
+                logger.warning("could not renew claim %s while its batch was with the provider", token)
+
+    keeper = asyncio.create_task(keep())
+    try:
+        yield
+    finally:
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeper
 
 
 async def _record_outcomes(

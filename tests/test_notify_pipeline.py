@@ -312,6 +312,30 @@ async def test_a_claim_renewed_while_recovery_asks_the_provider_is_not_given_bac
     assert {r["status"] for r in await ledger(notification_id)} == {"sent"}
 
 
+async def test_a_sender_keeps_its_claim_while_a_slow_provider_call_outlasts_the_lease(
+    world, settings, redis, fakes
+) -> None:  # type: ignore[no-untyped-def]
+    """A batch with its provider longer than the claim lease (500 pushes on a loaded machine): the sender is
+    alive, so recovery must not take its rows, and each push goes once with one attempt."""
+    import asyncio
+
+    people = await add_recipients(world, 2)
+    async with pipeline(settings, redis, fakes, notify_claim_lease_seconds=1) as ctx:
+        notification_id = await announce(
+            world, [Channel.PUSH], audience=Audience(person_ids=[p.person_id for p in people])
+        )
+        await fanout.expand(ctx, notification_id)
+        fakes.fcm.configure(api_latency=2.5)  # the call takes two and a half leases
+        sending = asyncio.create_task(sender.send_pending(ctx, notification_id, Channel.PUSH))
+        await asyncio.sleep(1.6)  # well past the lease since the claim and the renewal before the call
+        await reconcile_in_doubt(ctx)
+        await sending
+        fakes.fcm.configure(api_latency=0.0)
+    rows = await Delivery.select(Delivery.status, Delivery.attempts).where(Delivery.notification == notification_id)
+    assert [(r["status"], r["attempts"]) for r in rows] == [("sent", 1), ("sent", 1)]
+    assert sorted(m.target for m in fakes.fcm.messages) == sorted(p.token for p in people)  # once each
+
+
 async def test_a_dead_second_device_is_removed_while_the_live_one_delivers(world, settings, redis, fakes) -> None:  # type: ignore[no-untyped-def]
     two_devices, one_device = await add_recipients(world, 2)
     stale = f"tok-stale-{two_devices.person_id.hex[:12]}"
