@@ -12,7 +12,7 @@ import gc
 import sqlite3
 import threading
 import weakref
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -389,8 +389,9 @@ def is_unique_violation(error: BaseException) -> bool:
 async def bulk_insert(
     table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, ignore_conflicts: bool = False
 ) -> None:
-    """Insert many rows in one transaction: the driver's executemany on SQLite, one INSERT ... SELECT FROM
-    unnest(arrays) on PostgreSQL (a column per array, a quarter faster than a statement per row).
+    """Insert many rows in one transaction: on SQLite as many rows to an INSERT as its parameters allow; on
+    PostgreSQL binary COPY where conflicts are ignored, else (or when a row exists) one INSERT ... SELECT
+    FROM unnest(arrays), a column per array.
 
     For hot paths only (the delivery ledger's fan-out): building thousands of Piccolo
     objects and compiling one huge INSERT costs more than the database work itself.
@@ -400,13 +401,12 @@ async def bulk_insert(
     names = ", ".join(f'"{c}"' for c in columns)
     conflict = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
     engine = current_engine()
-    if isinstance(engine, PooledSQLiteEngine):
-        await _sqlite_insert(engine, f'INSERT INTO "{table}" ({names}) VALUES', len(columns), rows, conflict)
+    if isinstance(engine, SQLiteEngine):
+        await _sqlite_rows_in_statements(
+            engine, rows, len(columns), lambda values: f'INSERT INTO "{table}" ({names}) VALUES {values}{conflict}'
+        )
         return
-    if not isinstance(engine, PostgresEngine):
-        values = ", ".join("{}" for _ in columns)
-        await bulk_execute(f'INSERT INTO "{table}" ({names}) VALUES ({values}){conflict}', rows)
-        return
+    assert isinstance(engine, PostgresEngine)
     import asyncpg  # local: the SQLite default never loads the PostgreSQL driver
 
     types = await _postgres_column_types(engine, table)
@@ -428,14 +428,22 @@ async def bulk_insert(
 SQLITE_MAX_PARAMETERS = 32_766
 
 
-async def _sqlite_insert(
-    engine: PooledSQLiteEngine, insert: str, width: int, rows: Sequence[Sequence[Any]], conflict: str
+async def _sqlite_rows_in_statements(
+    engine: SQLiteEngine,
+    rows: Sequence[Sequence[Any]],
+    width: int,
+    statement: Callable[[str], str],
+    params: Sequence[Any] = (),
 ) -> None:
-    """Many rows per INSERT statement, in one transaction. The sqlite3 module lets go of the GIL for each
-    step of a statement; ``executemany`` steps once per row, and while the event loop's thread is busy (a
-    fan-out's provider calls) each of those steps waited for the GIL again, up to the 5 ms switch interval:
-    a 3,000-row chunk of the ledger took seconds. A statement of many rows is one step."""
-    per_statement = max(1, SQLITE_MAX_PARAMETERS // width)
+    """Write rows as many to a statement as SQLite's parameters allow, in one write transaction.
+
+    ``statement`` makes the SQL from the rows' ``VALUES`` list (``(?, ?), (?, ?) ...``); ``params`` are bound
+    after the rows' values. The sqlite3 module lets go of the GIL around each step of a statement, and
+    ``executemany`` steps once per row: while the event loop's thread was busy (a fan-out's provider calls),
+    each of those steps waited for the GIL again, up to the 5 ms switch interval, and a 3,000-row chunk of
+    the ledger took seconds. A statement of many rows is one step.
+    """
+    per_statement = max(1, (SQLITE_MAX_PARAMETERS - len(params)) // width)
     placeholders = "(" + ", ".join("?" for _ in range(width)) + ")"
     async with write_turn():
         connection = await engine.get_connection()
@@ -443,8 +451,8 @@ async def _sqlite_insert(
             await connection.execute("BEGIN IMMEDIATE")
             for start in range(0, len(rows), per_statement):
                 part = rows[start : start + per_statement]
-                statement = f"{insert} {', '.join(placeholders for _ in part)}{conflict}"
-                await connection.execute(statement, [value for row in part for value in row])
+                values = ", ".join(placeholders for _ in part)
+                await connection.execute(statement(values), [value for row in part for value in row] + list(params))
             await connection.execute("COMMIT")
         finally:
             await connection.close()
@@ -481,34 +489,6 @@ async def _postgres_column_types(engine: PostgresEngine, table: str) -> dict[str
     return _column_types[table]
 
 
-async def bulk_execute(sql: str, rows: Sequence[Sequence[Any]]) -> None:
-    """Run one statement once per row with the driver's executemany, in one transaction of its own.
-
-    ``sql`` marks its parameters ``{}`` as Piccolo's raw queries do; the engines differ only in their
-    placeholder style. For hot paths only (the ledger's outcomes, a batch at a time): compiling one
-    statement with hundreds of parameters through Piccolo costs more than the database work.
-    """
-    if not rows:
-        return
-    engine = current_engine()
-    count = sql.count("{}")
-    if isinstance(engine, SQLiteEngine):
-        statement = sql.format(*("?" for _ in range(count)))
-        async with write_turn():
-            connection = await engine.get_connection()
-            try:
-                await connection.execute("BEGIN IMMEDIATE")
-                await connection.executemany(statement, rows)
-                await connection.execute("COMMIT")
-            finally:
-                await connection.close()
-        return
-    assert isinstance(engine, PostgresEngine)
-    statement = sql.format(*(f"${i}" for i in range(1, count + 1)))
-    async with _postgres_connection(engine) as connection, connection.transaction():
-        await connection.executemany(statement, rows)
-
-
 async def update_each(
     table: str,
     columns: Sequence[str],
@@ -541,24 +521,13 @@ async def update_each(
         async with _postgres_connection(engine) as connection:
             await connection.execute(statement, *[list(values) for values in zip(*rows, strict=True)], *params)
         return
-    per_statement = max(1, (SQLITE_MAX_PARAMETERS - len(params)) // len(names))
-    placeholders = "(" + ", ".join("?" for _ in names) + ")"
+    assert isinstance(engine, SQLiteEngine)
     tail = f'UPDATE "{table}" SET {assignments} FROM o WHERE "{table}".id = o.id AND {condition}'.format(
         *("?" for _ in params)
     )
-    async with write_turn():
-        assert isinstance(engine, SQLiteEngine)
-        connection = await engine.get_connection()
-        try:
-            await connection.execute("BEGIN IMMEDIATE")
-            for start in range(0, len(rows), per_statement):
-                part = rows[start : start + per_statement]
-                values = ", ".join(placeholders for _ in part)
-                statement = f"WITH o({', '.join(names)}) AS (VALUES {values}) {tail}"
-                await connection.execute(statement, [value for row in part for value in row] + list(params))
-            await connection.execute("COMMIT")
-        finally:
-            await connection.close()
+    await _sqlite_rows_in_statements(
+        engine, rows, len(names), lambda values: f"WITH o({', '.join(names)}) AS (VALUES {values}) {tail}", params
+    )
 
 
 def any_of(column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:

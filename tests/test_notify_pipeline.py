@@ -44,6 +44,13 @@ async def announce(world: Any, channels: list[Channel], **fields: Any) -> Any:
     return notification_id
 
 
+async def expanded(ctx: Any, world: Any, people: list[Any], channel: Channel) -> Any:
+    """An announcement to these people on one channel, expanded into its ledger rows."""
+    notification_id = await announce(world, [channel], audience=Audience(person_ids=[p.person_id for p in people]))
+    await fanout.expand(ctx, notification_id)
+    return notification_id
+
+
 async def run_all(ctx: Any, notification_id: Any) -> None:
     for channel in await fanout.expand(ctx, notification_id):
         await sender.send_pending(ctx, notification_id, channel)
@@ -240,10 +247,7 @@ async def test_an_in_doubt_sms_found_at_the_provider_is_not_sent_again(world, se
     """A sender claimed rows, the provider accepted, and the worker died before recording it."""
     people = await add_recipients(world, 3)
     async with pipeline(settings, redis, fakes) as ctx:
-        notification_id = await announce(
-            world, [Channel.SMS], audience=Audience(person_ids=[p.person_id for p in people])
-        )
-        await fanout.expand(ctx, notification_id)
+        notification_id = await expanded(ctx, world, people, Channel.SMS)
         _, claimed = await claim_batch(notification_id, Channel.SMS, 10, ctx.clock())
         # Send only the first person's message, then "die": nothing is recorded.
         first = next(c for c in claimed if c.person_id == people[0].person_id)
@@ -286,10 +290,7 @@ async def test_a_claim_renewed_while_recovery_asks_the_provider_is_not_given_bac
 
     people = await add_recipients(world, 2)
     async with pipeline(settings, redis, fakes) as ctx:
-        notification_id = await announce(
-            world, [Channel.SMS], audience=Audience(person_ids=[p.person_id for p in people])
-        )
-        await fanout.expand(ctx, notification_id)
+        notification_id = await expanded(ctx, world, people, Channel.SMS)
         token, claimed = await claim_batch(notification_id, Channel.SMS, 10, ctx.clock())
         later = ctx.clock() + dt.timedelta(seconds=settings.notify_claim_lease_seconds + 1)
         fakes.twilio.configure(api_latency=0.5)  # each question to the provider, and each send, takes a while
@@ -321,10 +322,7 @@ async def test_a_sender_keeps_its_claim_while_a_slow_provider_call_outlasts_the_
 
     people = await add_recipients(world, 2)
     async with pipeline(settings, redis, fakes, notify_claim_lease_seconds=1) as ctx:
-        notification_id = await announce(
-            world, [Channel.PUSH], audience=Audience(person_ids=[p.person_id for p in people])
-        )
-        await fanout.expand(ctx, notification_id)
+        notification_id = await expanded(ctx, world, people, Channel.PUSH)
         fakes.fcm.configure(api_latency=2.5)  # the call takes two and a half leases
         sending = asyncio.create_task(sender.send_pending(ctx, notification_id, Channel.PUSH))
         await asyncio.sleep(1.6)  # well past the lease since the claim and the renewal before the call
