@@ -10,7 +10,6 @@ number or address, a dead push token.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import math
@@ -174,6 +173,7 @@ async def _send_batches(
     policy = await load_site_policy(notification.site)
     lane = lane_of(Category(notification.category), Urgency(notification.urgency))
     ready: asyncio.Queue[_Batch | None] = asyncio.Queue(maxsize=1)
+    keepers: dict[str, asyncio.Task[None]] = {}  # by claim token, from the claim until the outcomes are recorded
     last_progress = 0.0
 
     async def claim_and_decide() -> None:
@@ -187,6 +187,7 @@ async def _send_batches(
             batch = await _prepare(ctx, notification, channel, policy, size, summary)
             if batch is None:
                 break
+            keepers[batch.token] = asyncio.create_task(_keep_claim(ctx, batch.token))
             await ready.put(batch)
         for _ in range(SENDING_BATCHES):
             await ready.put(None)
@@ -196,16 +197,21 @@ async def _send_batches(
         while (batch := await ready.get()) is not None:
             async for outcomes in _send_within_limit(ctx, adapter, limiter, lane, channel, batch):
                 await _record_outcomes(ctx, channel, notification.site, batch, outcomes, summary)
+            await _stopped(keepers.pop(batch.token))
             if ctx.progress is not None and time.monotonic() - last_progress >= PROGRESS_INTERVAL_SECONDS:
                 last_progress = time.monotonic()
                 await ctx.progress(notification.site, notification_id, await counters(notification_id))
 
     # A failure in any of them cancels the others; rows they held stay claimed until the lease ends and
     # recovery settles them (notifications.recovery), as for a worker that died.
-    async with asyncio.TaskGroup() as group:
-        group.create_task(claim_and_decide())
-        for _ in range(SENDING_BATCHES):
-            group.create_task(send_and_record())
+    try:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(claim_and_decide())
+            for _ in range(SENDING_BATCHES):
+                group.create_task(send_and_record())
+    finally:
+        for keeper in keepers.values():
+            await _stopped(keeper)
 
 
 async def _prepare(
@@ -281,8 +287,8 @@ async def _prepare(
 
 def claim_size(channel: Channel, limiter: RateLimiter | None, lane: Lane, lease_seconds: float) -> int:
     """Rows to claim at once. Under a provider rate, a few seconds' worth (at most a quarter of the claim
-    lease): claimed rows wait in `sending` for their turn, and a batch that outlasted the lease would
-    look abandoned to recovery, which would give its rows to another sender while this one sends them."""
+    lease): claimed rows wait in `sending` for their turn, where no other worker can take them and where a
+    crash leaves them in doubt until recovery; the fewer, the better shared and the less to reconcile."""
     if limiter is None or limiter.unlimited:
         return BATCH[channel]
     seconds = min(CLAIM_SECONDS_UNDER_LIMIT, lease_seconds / 4)
@@ -301,9 +307,9 @@ async def _send_within_limit(
     outcomes are yielded as it is sent (a batch is seconds of sending: the ledger and the control room
     follow it, and a crash leaves less in doubt); without one, the whole batch's at once.
 
-    The claim is renewed just before each provider call, and only the rows still held are sent: a batch
-    that waited for its turn, or for the rate limiter while Redis was away, may have outlived its lease,
-    and recovery may have given its rows to another sender. Those are not ours to send any more."""
+    The claim is renewed just before each provider call, and only the rows still held are sent. Its keeper
+    (``_keep_claim``) renews it all along, but not while the database is away: a batch may then have
+    outlived its lease, and recovery may have given its rows to another sender. Those are not ours any more."""
     message, rows, facts = batch.message, batch.to_send, batch.facts
     recipients = [
         Recipient(
@@ -323,9 +329,7 @@ async def _send_within_limit(
 
     if limiter is None:
         if recipients := await still_held(recipients):
-            async with _claim_kept(ctx, batch.token):
-                answers = await adapter.send(message, recipients)
-            yield answers
+            yield await adapter.send(message, recipients)
         return
     outcomes: list[Outcome] = []
     step = UNLIMITED_CHUNK if limiter.unlimited else limiter.chunk(lane)
@@ -334,8 +338,7 @@ async def _send_within_limit(
         await limiter.acquire(len(part), lane)
         if not (part := await still_held(part)):
             continue
-        async with _claim_kept(ctx, batch.token):
-            answers = await adapter.send(message, part)
+        answers = await adapter.send(message, part)
         waits = [o.retry_after_seconds for o in answers if o.retry_after_seconds is not None]
         if waits:
             # The provider refused for its rate: every sender of this channel waits as long as it asked.
@@ -348,29 +351,29 @@ async def _send_within_limit(
         yield outcomes
 
 
-@contextlib.asynccontextmanager
-async def _claim_kept(ctx: NotifyContext, token: str) -> AsyncIterator[None]:
-    """While a batch is with its provider, renew its claim every third of the lease. A sender that is only
-    slow (500 pushes on a loaded machine can take longer than a short lease) keeps its rows; recovery
-    takes only those of a sender that stopped. Without this, recovery gave a live sender's rows back, they
-    were claimed and sent again, and each claim counted an attempt towards MAX_ATTEMPTS."""
+async def _keep_claim(ctx: NotifyContext, token: str) -> None:
+    """Renew a claim every third of the lease, from the moment it is taken until its outcomes are recorded.
+
+    A claimed batch waits for a free sender, then for the rate limiter, then for its provider, and on a
+    loaded machine any of these can outlast the lease. The sender is alive all that time, so its rows
+    are not abandoned: recovery must take only those of a sender that stopped. Without this, recovery
+    gave a live sender's rows back; they were claimed again (a second attempt towards MAX_ATTEMPTS each
+    time), and pushes, which the provider cannot be asked about, were sent again."""
     interval = ctx.settings.notify_claim_lease_seconds / 3
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            held = await renew_claim(token, ctx.clock())
+        except Exception:  # the database is away: recovery may take the rows, which it handles
+            logger.warning("could not renew claim %s", token)
+            continue
+        if not held:
+            return  # every row recorded, or given back
 
-    async def keep() -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await renew_claim(token, ctx.clock())
-            except Exception:  # the database is away: recovery may take the rows, which it handles
-                logger.warning("could not renew claim %s while its batch was with the provider", token)
 
-    keeper = asyncio.create_task(keep())
-    try:
-        yield
-    finally:
-        keeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await keeper
+async def _stopped(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)  # its cancellation, not ours
 
 
 async def _record_outcomes(

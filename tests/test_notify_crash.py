@@ -150,12 +150,23 @@ async def test_sigkill_mid_fanout_then_restart_sends_exactly_once(world, setting
         push_shown = _displayed_push(fakes)
         push_raw = Counter(m.target for m in fakes.fcm.messages)
 
-    for person in people:
-        assert sms[person.mobile] == 1, person
-        assert whatsapp[f"whatsapp:{person.mobile}"] == 1, person
-        assert push_shown[person.token] == 1, person
-    rows = await Delivery.select(Delivery.channel, Delivery.status).where(Delivery.notification == notification_id)
+    rows = await Delivery.select(
+        Delivery.person, Delivery.channel, Delivery.status, Delivery.attempts, Delivery.provider_code
+    ).where(Delivery.notification == notification_id)
     ledger = Counter((r["channel"], r["status"]) for r in rows)
+    row_of = {(r["person"], r["channel"]): r for r in rows}
+    wrong = [
+        (person, channel, seen, row_of.get((person.person_id, channel)))
+        for person in people
+        for channel, seen in (
+            ("sms", sms[person.mobile]),
+            ("whatsapp", whatsapp[f"whatsapp:{person.mobile}"]),
+            ("push", push_shown[person.token]),
+        )
+        if seen != 1
+    ]
+    # Each person's message per channel, with the ledger's row beside it: a failure says what the ledger thought.
+    assert not wrong, f"{len(wrong)} people x channels not shown exactly once, e.g. {wrong[:5]}; ledger {ledger}"
     assert ledger == {("push", "sent"): RECIPIENTS, ("sms", "sent"): RECIPIENTS, ("whatsapp", "sent"): RECIPIENTS}
     assert sum(sms.values()) == ledger[("sms", "sent")]
     assert sum(whatsapp.values()) == ledger[("whatsapp", "sent")]

@@ -334,6 +334,33 @@ async def test_a_sender_keeps_its_claim_while_a_slow_provider_call_outlasts_the_
     assert sorted(m.target for m in fakes.fcm.messages) == sorted(p.token for p in people)  # once each
 
 
+async def test_batches_waiting_for_their_turn_longer_than_the_lease_keep_their_claims(
+    world, settings, redis, fakes
+) -> None:  # type: ignore[no-untyped-def]
+    """At 2 SMS/s, batches claimed ahead wait for a free sender and for the rate limiter, seconds past a
+    one-second lease, while recovery runs again and again: the sender is alive, so each row keeps its one
+    claim (one attempt) and each number gets one SMS."""
+    import asyncio
+
+    people = await add_recipients(world, 6)
+    async with pipeline(settings, redis, fakes, notify_claim_lease_seconds=1, notify_rate_sms=2.0) as ctx:
+        notification_id = await expanded(ctx, world, people, Channel.SMS)
+        sending = asyncio.create_task(sender.send_pending(ctx, notification_id, Channel.SMS))
+        released = 0
+        for _ in range(60):  # six sends at 2/s take about 3 s; recovery taking rows back can go on for ever
+            if sending.done():
+                break
+            await asyncio.sleep(0.3)
+            released += (await reconcile_in_doubt(ctx)).released
+        if not sending.done():
+            sending.cancel()
+        assert released == 0
+        await sending
+    rows = await Delivery.select(Delivery.status, Delivery.attempts).where(Delivery.notification == notification_id)
+    assert [(r["status"], r["attempts"]) for r in rows] == [("sent", 1)] * len(people)
+    assert sorted(m.to for m in fakes.twilio.messages) == sorted(p.mobile for p in people)
+
+
 async def test_a_dead_second_device_is_removed_while_the_live_one_delivers(world, settings, redis, fakes) -> None:  # type: ignore[no-untyped-def]
     two_devices, one_device = await add_recipients(world, 2)
     stale = f"tok-stale-{two_devices.person_id.hex[:12]}"
