@@ -245,7 +245,9 @@ async def test_erasure_keeps_billing_records_pseudonymised_and_retention_carries
     # A purge after the period: the old entries go, the balance is carried forward unchanged.
     await record_manual(principal(world, "fm_admin"), ManualPayment(unit_id=unit, amount_minor=100_000, method="cash"))
     before = (await ledger.settlement_of(world.site_id, unit)).balance_minor
-    cutoff = dt.datetime.combine(dt.date.today() + dt.timedelta(days=1), dt.time(), dt.UTC)
+    # Entries are dated in the site's own timezone (Asia/Kolkata), a day ahead of UTC's date in the evening:
+    # a cutoff two days on is after every entry made today, at any hour.
+    cutoff = dt.datetime.combine(dt.date.today() + dt.timedelta(days=2), dt.time(), dt.UTC)
     removed = await classes["billing_records"].apply(
         RetentionRun(site_id=world.site_id, cutoff=cutoff, settings=settings, redis=redis)
     )
