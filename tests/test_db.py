@@ -235,6 +235,28 @@ async def test_the_tests_loop_queries_through_its_pool(settings: Any) -> None:
     assert await Site.count() >= 0
 
 
+async def test_a_pooled_postgres_connection_goes_back_in_one_round_trip_less_with_its_transaction_ended(
+    settings: Any,
+) -> None:
+    """Releasing a connection sends no reset query (asyncpg's default sent one per release, so per Piccolo
+    query), and a transaction a caller left open is still rolled back before anyone else gets it."""
+    if is_sqlite():
+        pytest.skip("PostgreSQL only")
+    engine = current_engine()
+    assert engine.pool is not None
+    seen: list[str] = []
+    async with engine.pool.acquire() as connection:
+        connection.add_query_logger(lambda record: seen.append(record.query))
+        backend = await connection.fetchval("SELECT pg_backend_pid()")
+        await connection.execute("BEGIN")
+        await connection.execute("CREATE TEMPORARY TABLE left_open (n int)")
+    assert seen == ["SELECT pg_backend_pid()", "BEGIN", "CREATE TEMPORARY TABLE left_open (n int)", "ROLLBACK"]
+    async with engine.pool.acquire() as connection:  # the pool lends the connection it got back last
+        assert await connection.fetchval("SELECT pg_backend_pid()") == backend
+        assert not connection.is_in_transaction()
+        assert await connection.fetchval("SELECT to_regclass('pg_temp.left_open') IS NULL")
+
+
 _IDLE_POOL_SCRIPT = """
 import asyncio, sys, threading
 from app.db import PooledSQLiteEngine
