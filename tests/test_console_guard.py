@@ -176,6 +176,15 @@ async def test_nobody_answers_and_the_page_shows_each_rung_as_it_happens(
         )
         t0 = requested[0]["requested_at"]
         deps = deps_of(server)
+        # Every toast the page shows, kept (each goes away after a few seconds).
+        await page.evaluate(
+            """() => {
+                window.shownToasts = [];
+                new MutationObserver((changes) => changes.forEach((change) => change.addedNodes.forEach(
+                    (node) => window.shownToasts.push(node.textContent)))).observe(
+                    document.getElementById("toasts"), { childList: true });
+            }"""
+        )
         # The site's default ladder (45 s SMS, 90 s call, 150 s the guard) under a controlled clock.
         for seconds, rung, text in (
             (45, "message", "SMS sent"),
@@ -193,9 +202,20 @@ async def test_nobody_answers_and_the_page_shows_each_rung_as_it_happens(
         await expect(calls.get_by_role("link", name="+919845012345")).to_have_attribute("href", "tel:+919845012345")
         await expect(item.locator(".age")).to_have_text(lambda_seconds_pattern())
 
+        # The guard prompt's worker died after publishing it and before recording it done: the rung is run
+        # again and publishes its event again, which tells the guard nothing new.
+        await VisitorApprovalStep.update(
+            {VisitorApprovalStep.state: "started", VisitorApprovalStep.lease_until: t0 + dt.timedelta(seconds=151)}
+        ).where((VisitorApprovalStep.approval == UUID(approval_id)) & (VisitorApprovalStep.action == "guard_prompt"))
+        rerun = await ladder.advance_ladders(deps, None, now=t0 + dt.timedelta(seconds=200))
+        assert [s.action for s in rerun if str(s.approval_id) == approval_id] == ["guard_prompt"]
+
         # The guard reaches the flat by phone and records the answer.
         await item.get_by_role("button", name="The flat said yes").click()
         await expect(item).to_have_attribute("data-status", "approved", timeout=2000)
+        # The answer came after the repeated prompt on the same feed, so the page has seen both by now.
+        toasts = await page.evaluate("() => window.shownToasts")
+        assert sum("Nobody answered for Suresh Plumber" in text for text in toasts) == 1, toasts
         row = await VisitorApproval.select().where(VisitorApproval.id == UUID(approval_id)).first()
         assert row is not None and (row["status"], row["decided_via"]) == ("approved", "guard")
         # The answer is published before its step row is written (the guard is waiting): poll for it.

@@ -300,6 +300,9 @@ function onApprovalEscalated(data) {
     refetchSoon();
     return;
   }
+  // A rung that is run again (its worker died before recording it done) publishes its event again:
+  // only the event that moves the record to a new step tells the guard anything new.
+  const advanced = data.step > record.step;
   if (data.step >= record.step) {
     record.step = data.step;
     record.rung = data.action;
@@ -307,7 +310,7 @@ function onApprovalEscalated(data) {
   }
   if (data.call && data.call.length) record.call = data.call;
   renderWaiting();
-  if (data.action === "guard_prompt" && record.status === "pending") {
+  if (advanced && data.action === "guard_prompt" && record.status === "pending") {
     toast(t("Nobody answered for {name}: call {unit} yourself.", { name: record.name, unit: record.unit_label }), "bad");
   }
 }
