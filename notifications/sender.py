@@ -151,6 +151,7 @@ class _Batch(msgspec.Struct):
     """A claimed batch, decided: what to send, to whom, with what text."""
 
     token: str
+    claimed_at: dt.datetime  # by ctx.clock(), as the ledger records it
     claimed: list[Claimed]
     to_send: list[Claimed]
     facts: dict[UUID, PersonFacts]
@@ -173,7 +174,7 @@ async def _send_batches(
     policy = await load_site_policy(notification.site)
     lane = lane_of(Category(notification.category), Urgency(notification.urgency))
     ready: asyncio.Queue[_Batch | None] = asyncio.Queue(maxsize=1)
-    keepers: dict[str, asyncio.Task[None]] = {}  # by claim token, from the claim until the outcomes are recorded
+    keepers: dict[str, _ClaimKeeper] = {}  # by claim token, from the claim until the outcomes are recorded
     last_progress = 0.0
 
     async def claim_and_decide() -> None:
@@ -187,7 +188,7 @@ async def _send_batches(
             batch = await _prepare(ctx, notification, channel, policy, size, summary)
             if batch is None:
                 break
-            keepers[batch.token] = asyncio.create_task(_keep_claim(ctx, batch.token))
+            keepers[batch.token] = _ClaimKeeper(ctx, batch)
             await ready.put(batch)
         for _ in range(SENDING_BATCHES):
             await ready.put(None)
@@ -195,9 +196,10 @@ async def _send_batches(
     async def send_and_record() -> None:
         nonlocal last_progress
         while (batch := await ready.get()) is not None:
-            async for outcomes in _send_within_limit(ctx, adapter, limiter, lane, channel, batch):
+            keeper = keepers[batch.token]
+            async for outcomes in _send_within_limit(ctx, adapter, limiter, lane, channel, batch, keeper):
                 await _record_outcomes(ctx, channel, notification.site, batch, outcomes, summary)
-            await _stopped(keepers.pop(batch.token))
+            await keepers.pop(batch.token).stop()
             if ctx.progress is not None and time.monotonic() - last_progress >= PROGRESS_INTERVAL_SECONDS:
                 last_progress = time.monotonic()
                 await ctx.progress(notification.site, notification_id, await counters(notification_id))
@@ -210,8 +212,8 @@ async def _send_batches(
             for _ in range(SENDING_BATCHES):
                 group.create_task(send_and_record())
     finally:
-        for keeper in keepers.values():
-            await _stopped(keeper)
+        for left in keepers.values():
+            await left.stop()
 
 
 async def _prepare(
@@ -282,7 +284,7 @@ async def _prepare(
     await record_deferred(token, deferred, deferred_reason, now)
     summary.suppressed += len(suppressed)
     summary.deferred += len(deferred)
-    return _Batch(token=token, claimed=claimed, to_send=to_send, facts=facts, message=message)
+    return _Batch(token=token, claimed_at=now, claimed=claimed, to_send=to_send, facts=facts, message=message)
 
 
 def claim_size(channel: Channel, limiter: RateLimiter | None, lane: Lane, lease_seconds: float) -> int:
@@ -302,14 +304,15 @@ async def _send_within_limit(
     lane: Lane,
     channel: Channel,
     batch: _Batch,
+    keeper: _ClaimKeeper,
 ) -> AsyncIterator[list[Outcome]]:
     """Send a batch within the channel's rate; yields outcomes to record. Under a rate each paced chunk's
     outcomes are yielded as it is sent (a batch is seconds of sending: the ledger and the control room
     follow it, and a crash leaves less in doubt); without one, the whole batch's at once.
 
-    The claim is renewed just before each provider call, and only the rows still held are sent. Its keeper
-    (``_keep_claim``) renews it all along, but not while the database is away: a batch may then have
-    outlived its lease, and recovery may have given its rows to another sender. Those are not ours any more."""
+    Only the rows the claim still holds are sent (``_ClaimKeeper.held``). Its keeper renews it all along, but
+    not while the database is away: a batch may then have outlived its lease, and recovery may have given
+    its rows to another sender. Those are not ours any more."""
     message, rows, facts = batch.message, batch.to_send, batch.facts
     recipients = [
         Recipient(
@@ -324,7 +327,7 @@ async def _send_within_limit(
         return
 
     async def still_held(part: list[Recipient]) -> list[Recipient]:
-        held = await renew_claim(batch.token, ctx.clock())
+        held = await keeper.held()
         return [r for r in part if r.delivery_id in held]
 
     if limiter is None:
@@ -351,29 +354,56 @@ async def _send_within_limit(
         yield outcomes
 
 
-async def _keep_claim(ctx: NotifyContext, token: str) -> None:
-    """Renew a claim every third of the lease, from the moment it is taken until its outcomes are recorded.
+class _ClaimKeeper:
+    """Keeps a batch's claim from the moment it is taken until its outcomes are recorded, renewing it every
+    third of the lease, and tells the sender which rows are still its own to send.
 
     A claimed batch waits for a free sender, then for the rate limiter, then for its provider, and on a
-    loaded machine any of these can outlast the lease. The sender is alive all that time, so its rows
-    are not abandoned: recovery must take only those of a sender that stopped. Without this, recovery
-    gave a live sender's rows back; they were claimed again (a second attempt towards MAX_ATTEMPTS each
-    time), and pushes, which the provider cannot be asked about, were sent again."""
-    interval = ctx.settings.notify_claim_lease_seconds / 3
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            held = await renew_claim(token, ctx.clock())
-        except Exception:  # the database is away: recovery may take the rows, which it handles
-            logger.warning("could not renew claim %s", token)
-            continue
-        if not held:
-            return  # every row recorded, or given back
+    loaded machine any of these can outlast the lease. The sender is alive all that time, so its rows are
+    not abandoned: recovery must take only those of a sender that stopped. Without this, recovery gave a
+    live sender's rows back; they were claimed again (a second attempt towards MAX_ATTEMPTS each time), and
+    pushes, which the provider cannot be asked about, were sent again.
 
+    Before each provider call the sender asks :meth:`held`. A renewal less than a third of a lease old
+    answers it: recovery takes only rows whose claim is older than a whole lease, so none of those can
+    have gone. Otherwise it renews first. (Renewing before every call rewrote every row of every batch once
+    more, a third of the ledger's writes during a fan-out.)"""
 
-async def _stopped(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)  # its cancellation, not ours
+    def __init__(self, ctx: NotifyContext, batch: _Batch) -> None:
+        self._ctx = ctx
+        self._token = batch.token
+        self._interval = dt.timedelta(seconds=ctx.settings.notify_claim_lease_seconds / 3)
+        self._held = {row.delivery_id for row in batch.to_send}
+        self._renewed_at = batch.claimed_at
+        self._task = asyncio.create_task(self._keep())
+
+    async def held(self) -> set[UUID]:
+        """The rows still ours to send; renews the claim first unless it was renewed a moment ago."""
+        if self._ctx.clock() - self._renewed_at >= self._interval:
+            await self._renew()
+        return self._held
+
+    async def _renew(self) -> None:
+        now = self._ctx.clock()
+        self._held = await renew_claim(self._token, now)
+        self._renewed_at = now
+
+    async def _keep(self) -> None:
+        while True:
+            due = self._renewed_at + self._interval - self._ctx.clock()
+            await asyncio.sleep(max(due.total_seconds(), 0.0))
+            try:
+                await self._renew()
+            except Exception:  # the database is away: recovery may take the rows, which it handles
+                logger.warning("could not renew claim %s", self._token)
+                await asyncio.sleep(self._interval.total_seconds())
+                continue
+            if not self._held:
+                return  # every row recorded, or given back
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)  # its cancellation, not ours
 
 
 async def _record_outcomes(

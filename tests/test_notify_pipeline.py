@@ -361,6 +361,56 @@ async def test_batches_waiting_for_their_turn_longer_than_the_lease_keep_their_c
     assert sorted(m.to for m in fakes.twilio.messages) == sorted(p.mobile for p in people)
 
 
+async def test_a_claim_is_renewed_before_a_send_only_when_its_last_renewal_is_a_third_of_a_lease_old(
+    world, settings, redis, fakes
+) -> None:  # type: ignore[no-untyped-def]
+    """Renewing every claim before every provider call rewrote each ledger row once more. A claim renewed
+    less than a third of a lease ago is trusted (recovery takes only claims a whole lease old); an older one
+    is renewed first, and a row recovery gave back meanwhile is no longer the sender's."""
+    import dataclasses
+
+    from notifications.ledger import release_claim
+    from schema.notifications import Notification
+
+    people = await add_recipients(world, 3)
+    t0 = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    now = [t0]
+    async with pipeline(settings, redis, fakes, notify_claim_lease_seconds=60) as base:
+        ctx = dataclasses.replace(base, clock=lambda: now[0])
+        notification_id = await expanded(ctx, world, people, Channel.SMS)
+        token, claimed = await claim_batch(notification_id, Channel.SMS, 10, t0)
+        notification = await Notification.objects().where(Notification.id == notification_id).first()
+        assert notification is not None
+        batch = sender._Batch(
+            token=token,
+            claimed_at=t0,
+            claimed=claimed,
+            to_send=claimed,
+            facts={},
+            message=sender.outgoing_of(notification),
+        )
+        keeper = sender._ClaimKeeper(ctx, batch)
+        try:
+            ids = {c.delivery_id for c in claimed}
+
+            async def claimed_at() -> set[dt.datetime]:
+                rows = await Delivery.select(Delivery.claimed_at).where(Delivery.id.is_in(list(ids)))
+                return {r["claimed_at"].replace(tzinfo=dt.UTC) for r in rows}
+
+            now[0] = t0 + dt.timedelta(seconds=19)
+            assert await keeper.held() == ids
+            assert await claimed_at() == {t0}  # not rewritten
+
+            given_back = claimed[0].delivery_id
+            await release_claim(token, [given_back], now[0])
+            now[0] = t0 + dt.timedelta(seconds=21)
+            assert await keeper.held() == ids - {given_back}
+            ids.remove(given_back)
+            assert await claimed_at() == {now[0]}  # renewed
+        finally:
+            await keeper.stop()
+
+
 async def test_a_dead_second_device_is_removed_while_the_live_one_delivers(world, settings, redis, fakes) -> None:  # type: ignore[no-untyped-def]
     two_devices, one_device = await add_recipients(world, 2)
     stale = f"tok-stale-{two_devices.person_id.hex[:12]}"
