@@ -13,7 +13,8 @@ process runs here to receive them, so a row is final at ``sent``).
   (expansion, claims, decisions at send time, the ledger) against the baseline: the same provider calls
   made bare through the same SDKs, with no decisions and no ledger. Target: at most 1.15x the time. Each
   channel is sent on its own, as by its own send job in a worker; both runs use the worker's garbage
-  collector setting (``workers.gc_tuning``).
+  collector setting (``workers.gc_tuning``). The two alternate for ``--rounds`` rounds, each pipeline run
+  compared with the baselines beside it, and the median ratio is the figure: the machine's speed drifts.
 - **expansion**: decisions per second while an audience of N people x 3 channels is expanded into
   ledger rows (target: at least 30,000/s), against a baseline of the bare insert of the same rows.
 - **workers**: N people (100,000 by default) on PostgreSQL, two real ``arq`` worker processes sharing one
@@ -57,7 +58,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
     parser.add_argument("--bulk", type=int, default=3000, help="urgent: the bulk announcement's audience")
     parser.add_argument("--urgent", type=int, default=20, help="urgent: visitor alerts sent")
-    parser.add_argument("--profile", action="store_true", help="overhead: print a cProfile of the pipeline run")
+    parser.add_argument("--rounds", type=int, default=3, help="overhead: pipeline and baseline runs, alternating")
+    parser.add_argument("--profile", action="store_true", help="overhead: print a cProfile of the first pipeline run")
     return parser.parse_args()
 
 
@@ -389,53 +391,83 @@ async def count_at_fakes(base: str) -> tuple[int, int, int, int]:
 
 
 async def overhead(args: argparse.Namespace, base: str) -> None:
+    """Pipeline and baseline runs alternate (P B P B ...): this machine's speed drifts by up to a quarter
+    within minutes, so each pipeline run is compared with the baselines run just before and after it."""
+    import statistics
+
     from app.db import close_database, open_database
     from workers.gc_tuning import tune_garbage_collector
 
     count = args.recipients or 10_000
+    rounds = max(1, args.rounds)
     await open_database()
+    pipelines: list[dict[str, Any]] = []
+    baselines: list[float] = []
+    cpu: dict[str, list[float]] = {"pipeline": [], "baseline": []}
+    duplicates_in_all = 0
     try:
         print(f"building a site with {count} recipients ...", flush=True)
         site, _ = await build_site(count)
-        await asyncio.to_thread(reset_fakes, base)
         tune_garbage_collector()  # as a worker's startup does; the baseline runs under it too
-        profiler = None
-        if args.profile:
-            import cProfile
+        for round_ in range(rounds):
+            await asyncio.to_thread(reset_fakes, base)
+            profiler = None
+            if args.profile and round_ == 0:
+                import cProfile
 
-            profiler = cProfile.Profile()
-            profiler.enable()
-        cpu = time.process_time()
-        result = await run_pipeline(site, ["push", "sms", "whatsapp"])
-        pipeline_cpu = time.process_time() - cpu
-        if profiler is not None:
-            import pstats
+                profiler = cProfile.Profile()
+                profiler.enable()
+            started_cpu = time.process_time()
+            pipelines.append(await run_pipeline(site, ["push", "sms", "whatsapp"]))
+            cpu["pipeline"].append(time.process_time() - started_cpu)
+            if profiler is not None:
+                import pstats
 
-            profiler.disable()
-            stats = pstats.Stats(profiler)
-            stats.sort_stats("cumulative").print_stats(r"notifications|app/|piccolo|aiosqlite", 45)
-            stats.sort_stats("tottime").print_stats(70)
-        sms, whatsapp, pushes, duplicates = await count_at_fakes(base)
-        await asyncio.to_thread(reset_fakes, base)
-        cpu = time.process_time()
-        baseline = await run_baseline(sms, whatsapp, pushes)
-        baseline_cpu = time.process_time() - cpu
+                profiler.disable()
+                stats = pstats.Stats(profiler)
+                stats.sort_stats("cumulative").print_stats(r"notifications|app/|piccolo|aiosqlite", 45)
+                stats.sort_stats("tottime").print_stats(70)
+            sms, whatsapp, pushes, duplicates = await count_at_fakes(base)
+            duplicates_in_all += duplicates
+            await asyncio.to_thread(reset_fakes, base)
+            started_cpu = time.process_time()
+            baselines.append(await run_baseline(sms, whatsapp, pushes))
+            cpu["baseline"].append(time.process_time() - started_cpu)
+            print(
+                f"round {round_ + 1}: pipeline {pipelines[-1]['seconds']:.2f} s, baseline {baselines[-1]:.2f} s; "
+                f"duplicates {duplicates}",
+                flush=True,
+            )
     finally:
         await close_database()
+    # Each pipeline run against the mean of the baselines beside it (the one after it, and the one before).
+    ratios = [run["seconds"] / statistics.mean(baselines[max(0, i - 1) : i + 1]) for i, run in enumerate(pipelines)]
+    result = pipelines[-1]
     rows = sum(result["statuses"].values())
     sends = sms + whatsapp + pushes
     print()
     print(f"database                {database_name()}")
-    print(f"recipients x channels   {count} x 3 = {rows} ledger rows")
+    print(f"recipients x channels   {count} x 3 = {rows} ledger rows, {rounds} rounds (pipeline, baseline, ...)")
     print(f"statuses                {dict(result['statuses'])}")
-    print(f"at the fakes            {sms} SMS, {whatsapp} WhatsApp, {pushes} push; duplicates {duplicates}")
     print(
-        f"expand (decide+insert)  {result['expand_seconds']:.2f} s  ({rows / result['expand_seconds']:.0f} decisions/s)"
+        f"at the fakes            {sms} SMS, {whatsapp} WhatsApp, {pushes} push each round; "
+        f"duplicates {duplicates_in_all} in all rounds"
     )
-    print(f"send -> all rows final  {result['seconds']:.2f} s  ({sends / result['seconds']:.0f} sends/s)")
-    print(f"baseline: bare SDK      {baseline:.2f} s for the same {sends} calls ({sends / baseline:.0f} sends/s)")
-    print(f"pipeline / baseline     {result['seconds'] / baseline:.2f}x the time (target: at most 1.15x)")
-    print(f"CPU of this process     pipeline {pipeline_cpu:.1f} s, baseline {baseline_cpu:.1f} s")
+    for i, run in enumerate(pipelines):
+        print(
+            f"round {i + 1}                 expand {run['expand_seconds']:.2f} s "
+            f"({rows / run['expand_seconds']:.0f} decisions/s); send -> all rows final {run['seconds']:.2f} s; "
+            f"baseline {baselines[i]:.2f} s; pipeline / baselines beside it {ratios[i]:.2f}x"
+        )
+    print(f"baseline: bare SDK      the same {sends} calls; median {statistics.median(baselines):.2f} s")
+    print(
+        f"pipeline / baseline     median {statistics.median(ratios):.2f}x the time, "
+        f"range {min(ratios):.2f}-{max(ratios):.2f}x (target: at most 1.15x)"
+    )
+    print(
+        f"CPU of this process     pipeline {statistics.median(cpu['pipeline']):.1f} s, "
+        f"baseline {statistics.median(cpu['baseline']):.1f} s (medians)"
+    )
     print("garbage collector       the worker's (workers.gc_tuning), in both runs")
 
 
