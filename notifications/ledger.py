@@ -109,11 +109,11 @@ async def claim_batch(
 
 
 async def renew_claim(token: str, now: dt.datetime) -> set[UUID]:
-    """Restart the lease of a claim's rows still to send, just before they are sent; returns those held.
+    """Restart the lease of a claim's rows still to send; returns those held (the sender's claim keeper).
 
-    A batch claimed ahead waits while the one before it sends. Had it waited past the lease, recovery
-    may have given its rows back to be sent by another sender: those are not ours to send any more.
-    (The claim's other rows were already recorded suppressed or deferred: only those to send remain.)"""
+    Rows recovery gave back after a lease ran out (the database was away, say) are not held any more:
+    another sender may be sending them. (The claim's other rows were already recorded suppressed or
+    deferred, or their outcome recorded: only those still to send remain.)"""
     async with write_turn():
         rows = await Delivery.raw(
             "UPDATE delivery SET claimed_at = {} WHERE claim_token = {} AND status = 'sending' RETURNING id",
@@ -208,7 +208,7 @@ async def release_claim(
     """Give rows back unsent (e.g. the notification was cancelled meanwhile): they were never sent.
 
     With ``claimed_before`` (recovery: the rows' lease had ended), only rows whose claim was not renewed
-    since: a sender that renews a claim sends its rows at once, and those are not to be sent again."""
+    since: a sender that renews a claim is alive, and may be sending those rows right now."""
     condition = _CLAIMED if claimed_before is None else _CLAIMED + " AND claimed_at < {}"
     await update_each(
         "delivery",
