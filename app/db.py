@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlparse
 
 import aiosqlite
+import msgspec
 from piccolo.engine.base import Engine
 from piccolo.engine.finder import engine_finder
 from piccolo.engine.postgres import PostgresEngine
@@ -559,26 +560,62 @@ class Row(Protocol):
     def get(self, column: str, default: Any = None, /) -> Any: ...
 
 
-async def fetch_rows(sql: str, *params: Any) -> list[Row]:
-    """A read through the driver itself, rows as the driver gives them (no copy into dicts: a batch's
-    facts read thousands), outside any caller's transaction.
+async def fetch_rows(table: str, columns: Sequence[str], where: str, *params: Any) -> list[Row]:
+    """``SELECT columns FROM table where``, read through the driver itself, outside any caller's transaction.
 
-    ``sql`` marks its parameters ``{}``. For hot paths reading a batch of ids at once (the notification
-    pipeline's facts): Piccolo's query builder cleans and binds each of a thousand ids in Python, which
-    costs more than the query.
+    ``where`` (the conditions, and any ``GROUP BY``) marks its parameters ``{}``. For hot paths reading a
+    batch of ids at once (the notification pipeline's facts): Piccolo's query builder cleans and binds each
+    of a thousand ids in Python, which costs more than the query. Rows come in no particular order.
+
+    On PostgreSQL the rows are asyncpg's records. On SQLite the whole result is one JSON array made by
+    SQLite, turned back into rows here with the converters the driver would have applied: the sqlite3
+    module lets go of the GIL around each step, a row is a step, and while the event loop's thread was busy
+    (a fan-out's provider calls) each row waited for the GIL again, up to the 5 ms switch interval.
     """
     engine = current_engine()
+    names = ", ".join(f'"{column}"' for column in columns)
+    sql = f'SELECT {names} FROM "{table}" {where}'
     count = sql.count("{}")
     if isinstance(engine, SQLiteEngine):
+        one_step = f"SELECT json_group_array(json_array({names})) AS rows FROM ({sql})"
+        converters = [_sqlite_converter(declared) for declared in await _sqlite_declared_types(engine, table, columns)]
         connection = await engine.get_connection()
         try:
-            cursor = await connection.execute(sql.format(*("?" for _ in range(count))), params)
-            rows: Any = await cursor.fetchall()  # dicts already: the engine's row factory
+            cursor = await connection.execute(one_step.format(*("?" for _ in range(count))), params)
+            result: Any = await cursor.fetchone()
         finally:
             await connection.close()
-        return list(rows)
+        return [
+            {
+                column: None if value is None else convert(value)
+                for column, convert, value in zip(columns, converters, values, strict=True)
+            }
+            for values in msgspec.json.decode(result["rows"])
+        ]
     assert isinstance(engine, PostgresEngine)
     statement = sql.format(*(f"${i}" for i in range(1, count + 1)))
     async with _postgres_connection(engine) as connection:
         records: list[Row] = await connection.fetch(statement, *params)
     return records
+
+
+_sqlite_declared: dict[str, dict[str, str]] = {}
+
+
+async def _sqlite_declared_types(engine: SQLiteEngine, table: str, columns: Sequence[str]) -> list[str]:
+    """Each column's declared type as the sqlite3 module reads it (``TIMESTAMPTZ``, ``UUID``...), read once
+    per process."""
+    if table not in _sqlite_declared:
+        rows = await engine.run_querystring(QueryString(f'PRAGMA table_info("{table}")'))
+        _sqlite_declared[table] = {row["name"]: str(row["type"]).split("(")[0].split(" ")[0].upper() for row in rows}
+    declared = _sqlite_declared[table]
+    return [declared[column] for column in columns]
+
+
+def _sqlite_converter(declared: str) -> Callable[[Any], Any]:
+    """A JSON value of a column, as the driver gives the column: through the converter registered for its
+    declared type (Piccolo's, for UUIDs, timestamps and booleans), which takes the value's text as bytes."""
+    convert = sqlite3.converters.get(declared)
+    if convert is None:
+        return lambda value: value
+    return lambda value: convert(str(value).encode())

@@ -80,7 +80,7 @@ async def existing_people(notification_id: UUID, person_ids: Sequence[UUID]) -> 
     Read through the driver: once per chunk of an audience, a thousand ids at a time."""
     people, params = any_of("person", person_ids)
     rows = await fetch_rows(
-        f"SELECT DISTINCT person FROM delivery WHERE notification = {{}} AND {people}", notification_id, *params
+        "delivery", ("person",), f"WHERE notification = {{}} AND {people} GROUP BY person", notification_id, *params
     )
     return {_uuid(row["person"]) for row in rows}
 
@@ -93,18 +93,48 @@ async def claim_batch(
     # In no particular order: the first due rows the (notification, channel, status) index finds. Ordered by
     # id, every claim sorted all of a channel's pending rows (10,000 for a 10,000-person announcement) to
     # take the first 500.
-    pick = (
-        "SELECT id FROM delivery WHERE notification = {} AND channel = {} AND status = 'pending' "
+    due = (
+        "FROM delivery WHERE notification = {} AND channel = {} AND status = 'pending' "
         "AND (next_attempt_at IS NULL OR next_attempt_at <= {}) LIMIT {}"
     )
-    if not is_sqlite():
-        pick += " FOR UPDATE SKIP LOCKED"  # concurrent senders take disjoint rows
-    sql = (
-        "UPDATE delivery SET status = 'sending', claim_token = {}, claimed_at = {}, updated_at = {}, "
-        f"attempts = attempts + 1 WHERE id IN ({pick}) RETURNING id, person, attempts"
-    )
+    claim = "UPDATE delivery SET status = 'sending', claim_token = {}, claimed_at = {}, updated_at = {}, "
+    if is_sqlite():
+        # Picked and claimed in two statements of one step each, under the write lock: UPDATE ... RETURNING
+        # hands back a row per step, and each step waited for the GIL again while the event loop was busy
+        # (see app.db.fetch_rows).
+        async with write_transaction():
+            picked = await Delivery.raw(
+                "SELECT json_group_array(json_array(id, person, attempts)) AS rows "
+                f"FROM (SELECT id, person, attempts {due})",
+                notification_id,
+                str(channel),
+                now,
+                limit,
+            )
+            rows = msgspec.json.decode(picked[0]["rows"], type=list[tuple[str, str, int]])
+            if rows:
+                ids = msgspec.json.encode([row[0] for row in rows]).decode()
+                await Delivery.raw(
+                    claim + "attempts = attempts + 1 WHERE id IN (SELECT value FROM json_each({}))",
+                    token,
+                    now,
+                    now,
+                    ids,
+                )
+        return token, [Claimed(UUID(id_), UUID(person), attempts + 1) for id_, person, attempts in rows]
     async with write_transaction():
-        rows = await Delivery.raw(sql, token, now, now, notification_id, str(channel), now, limit)
+        rows = await Delivery.raw(
+            claim
+            + f"attempts = attempts + 1 WHERE id IN (SELECT id {due} FOR UPDATE SKIP LOCKED) "  # disjoint per sender
+            "RETURNING id, person, attempts",
+            token,
+            now,
+            now,
+            notification_id,
+            str(channel),
+            now,
+            limit,
+        )
     return token, [Claimed(_uuid(r["id"]), _uuid(r["person"]), int(r["attempts"])) for r in rows]
 
 

@@ -128,7 +128,7 @@ async def consent_matrix(person_ids: Sequence[UUID]) -> dict[UUID, dict[tuple[Ch
         return result
     people, params = any_of("person", list(person_ids))
     rows = await fetch_rows(
-        f"SELECT person, channel, category, enabled FROM notification_preference WHERE {people}", *params
+        "notification_preference", ("person", "channel", "category", "enabled"), f"WHERE {people}", *params
     )
     for row in rows:
         result[row["person"]][(Channel(row["channel"]), Category(row["category"]))] = bool(row["enabled"])
@@ -247,6 +247,6 @@ async def dnd_of(person_ids: Sequence[UUID], fallback_timezone: str) -> dict[UUI
         return {}
     people, params = any_of("person", list(person_ids))
     rows = await fetch_rows(
-        f"SELECT person, timezone, windows, snooze_until FROM do_not_disturb WHERE {people}", *params
+        "do_not_disturb", ("person", "timezone", "windows", "snooze_until"), f"WHERE {people}", *params
     )
     return {row["person"]: dnd_settings_from_row(row, fallback_timezone) for row in rows}

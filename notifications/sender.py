@@ -20,13 +20,12 @@ from uuid import UUID
 import msgspec
 
 from app.observability.metrics import count_provider_errors
-from app.people.directory import ContactKind
 from notifications import digest
 from notifications.categories import DEFAULT_TTL_SECONDS, Category, Channel, Urgency
 from notifications.channels.base import ChannelAdapter, Outcome, Outgoing, Recipient
 from notifications.contacts import mark_contact
 from notifications.context import NotifyContext
-from notifications.facts import PersonFacts, load_facts, load_site_policy
+from notifications.facts import CONTACT_KIND_OF, PersonFacts, load_facts, load_site_policy
 from notifications.lanes import Lane, lane_of
 from notifications.ledger import (
     MAX_ATTEMPTS,
@@ -51,14 +50,6 @@ logger = logging.getLogger("opshub.notify.sender")
 BATCH = {Channel.PUSH: 500, Channel.IN_APP: 500, Channel.EMAIL: 100, Channel.SMS: 200, Channel.WHATSAPP: 200}
 PROGRESS_INTERVAL_SECONDS = 0.25
 CLAIM_SECONDS_UNDER_LIMIT = 5
-# The contact value each channel sends to: only those are read (decrypted) for a batch.
-ADDRESS_OF: dict[Channel, tuple[ContactKind, ...]] = {
-    Channel.SMS: ("mobile",),
-    Channel.WHATSAPP: ("mobile",),
-    Channel.EMAIL: ("email",),
-    Channel.PUSH: (),
-    Channel.IN_APP: (),
-}
 # Sends per rate check on a channel without a rate (a whole batch: FCM takes 500 per call); a provider's pause
 # (429) stops the batches after it.
 UNLIMITED_CHUNK = 500
@@ -239,8 +230,10 @@ async def _prepare(
         notification.site,
         policy.timezone,
         people,
-        addresses=ADDRESS_OF[channel],
+        # The contact value the channel sends to is the only one read (decrypted) for a batch.
+        addresses=(CONTACT_KIND_OF[channel],) if channel in CONTACT_KIND_OF else (),
         push_tokens=channel is Channel.PUSH,
+        channels=(channel,),
     )
     category, urgency = Category(notification.category), Urgency(notification.urgency)
     message = outgoing_of(notification)

@@ -12,6 +12,7 @@ from notifications import fanout, sender
 from notifications.audience import Audience
 from notifications.categories import Category, Channel, Urgency
 from notifications.digest import release_due
+from notifications.facts import load_facts
 from notifications.fakes import running_fakes
 from notifications.ledger import claim_batch
 from notifications.preferences import ConsentChange, QuietHours, change_consent, consent_history, set_dnd
@@ -425,3 +426,43 @@ async def test_a_dead_second_device_is_removed_while_the_live_one_delivers(world
     assert not await Device.exists().where(Device.push_token == stale)
     assert await Device.exists().where(Device.push_token == two_devices.token)
     assert Counter(m.target for m in fakes.fcm.messages)[two_devices.token] == 1
+
+
+async def test_a_sender_reads_only_the_contact_points_its_channel_decides_on(world, settings, redis, fakes) -> None:  # type: ignore[no-untyped-def]
+    people = await add_recipients(world, 2)
+    ids = [p.person_id for p in people]
+    now = dt.datetime.now(dt.UTC)
+
+    def decide_on(facts: Any, channel: Channel) -> Any:
+        return facts.facts(
+            channel=channel, category=Category.ANNOUNCEMENT, urgency=Urgency.NORMAL, created_at=now, now=now
+        )
+
+    async with pipeline(settings, redis, fakes) as ctx:
+        push = await load_facts(
+            ctx.directory, world.site_id, "Asia/Kolkata", ids, addresses=(), channels=[Channel.PUSH]
+        )
+        sms = await load_facts(
+            ctx.directory, world.site_id, "Asia/Kolkata", ids, addresses=("mobile",), channels=[Channel.SMS]
+        )
+        everything = await load_facts(ctx.directory, world.site_id, "Asia/Kolkata", ids, addresses=())
+    for person in people:
+        # A push batch reads no contact points at all: its facts refuse to decide on a phone or e-mail.
+        assert push[person.person_id].kinds_read == frozenset()
+        assert decide_on(push[person.person_id], Channel.PUSH).contact_present
+        with pytest.raises(ValueError, match="mobile"):
+            decide_on(push[person.person_id], Channel.SMS)
+        # An SMS batch reads the mobile (and its value), not the e-mail.
+        assert sms[person.person_id].kinds_read == frozenset({"mobile"})
+        assert sms[person.person_id].mobile == person.mobile
+        assert decide_on(sms[person.person_id], Channel.SMS).contact_present
+        with pytest.raises(ValueError, match="email"):
+            decide_on(sms[person.person_id], Channel.EMAIL)
+        # Expansion decides on every channel, so it reads both kinds (their values are not decrypted).
+        facts = everything[person.person_id]
+        assert (facts.kinds_read, facts.has_mobile, facts.has_email, facts.mobile) == (
+            frozenset({"mobile", "email"}),
+            True,
+            True,
+            None,
+        )

@@ -161,25 +161,33 @@ class Directory:
         return result
 
     async def chosen_contacts_for(
-        self, site_id: UUID, person_ids: Iterable[UUID], *, read: Iterable[ContactKind] = ()
+        self,
+        site_id: UUID,
+        person_ids: Iterable[UUID],
+        *,
+        kinds: Iterable[ContactKind] = ("mobile", "email"),
+        read: Iterable[ContactKind] = (),
     ) -> dict[UUID, dict[str, ChosenContact]]:
-        """Each person's chosen contact point of each kind, in one query: whether a message can reach them,
-        and their index to match the NCPR list. Values are read (decrypted, and the read audited) only of
-        the kinds in ``read``, and only of the chosen point: a sender reads just what it sends to."""
+        """Each person's chosen contact point of each of ``kinds``, in one query: whether a message can reach
+        them, and their index to match the NCPR list. Values are read (decrypted, and the read audited) only
+        of the kinds in ``read``, and only of the chosen point: a sender reads just what it sends to."""
         ids = list(person_ids)
         result: dict[UUID, dict[str, ChosenContact]] = {}
-        if not ids:
+        wanted = sorted(set(kinds))
+        if not ids or not wanted:
             return result
         people, params = any_of("person", ids)
         rows = await fetch_rows(
-            "SELECT person, kind, label, value_index, status, value_encrypted FROM contact_point "
-            f"WHERE site = {{}} AND {people} ORDER BY label",  # primary before secondary
+            "contact_point",
+            ("person", "kind", "label", "value_index", "status", "value_encrypted"),
+            f"WHERE site = {{}} AND {people} AND kind IN ({', '.join('{}' for _ in wanted)})",
             site_id,
             *params,
+            *wanted,
         )
         kinds = set(read)
         encrypted: dict[tuple[UUID, str], str] = {}
-        for row in rows:
+        for row in sorted(rows, key=lambda row: str(row["label"])):  # primary before secondary
             chosen = result.setdefault(row["person"], {})
             if row["kind"] in chosen:
                 continue
