@@ -332,3 +332,52 @@ async def test_a_bulk_insert_larger_than_one_statement_writes_every_row_once() -
         assert sorted(r["phone_index"] for r in written) == [f"index-{n:05d}" for n in range(20_000)]
     finally:
         await Site.delete().where(Site.id == site.id)
+
+
+async def test_rows_read_through_the_driver_have_the_types_piccolo_gives_them() -> None:
+    """fetch_rows on SQLite reads a whole result as one JSON array (one step of the statement) and converts
+    each value back as the driver would have: UUIDs, booleans, timestamps and NULLs come out as Piccolo's own
+    select gives them, on either database."""
+    import datetime as dt
+    import secrets
+
+    from app.db import any_of, fetch_rows
+    from schema.tables import Person
+
+    site = Site(name="Types", slug=f"types-{secrets.token_hex(4)}")
+    await site.save()
+    now = dt.datetime(2026, 12, 6, 21, 30, 15, 123456, tzinfo=dt.UTC)
+    people = [
+        Person(site=site.id, full_name="Active", is_active=True, timezone=None, created_at=now, updated_at=now),
+        Person(
+            site=site.id,
+            full_name="Gone",
+            is_active=False,
+            timezone="Europe/Berlin",
+            created_at=now,
+            updated_at=now,
+            deactivated_at=now + dt.timedelta(days=1),
+        ),
+    ]
+    for person in people:
+        await person.save()
+    columns = ("id", "site", "full_name", "is_active", "timezone", "created_at", "deactivated_at")
+    ids, params = any_of("id", [p.id for p in people])
+    read = await fetch_rows("person", columns, f"WHERE site = {{}} AND {ids}", site.id, *params)
+    expected = await Person.select(*(getattr(Person, c) for c in columns)).where(Person.site == site.id)
+    as_dicts = sorted(({c: row[c] for c in columns} for row in read), key=lambda row: row["full_name"])
+    assert as_dicts == sorted(expected, key=lambda row: row["full_name"])
+    assert [type(as_dicts[1][c]).__name__ for c in columns] == [
+        "UUID",
+        "UUID",
+        "str",
+        "bool",
+        "str",
+        "datetime",
+        "datetime",
+    ]
+    assert (as_dicts[0]["timezone"], as_dicts[0]["deactivated_at"], as_dicts[0]["is_active"]) == (None, None, True)
+    # Grouped, and nothing found.
+    grouped = await fetch_rows("person", ("site",), "WHERE site = {} GROUP BY site", site.id)
+    assert [row["site"] for row in grouped] == [site.id]
+    assert await fetch_rows("person", ("id",), "WHERE site = {} AND 1 = 0", site.id) == []
