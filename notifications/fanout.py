@@ -182,7 +182,15 @@ class _Decider:
 
     async def rows_for(self, people: list[UUID]) -> list[tuple[object, ...]]:
         notification, now = self._notification, self._now
-        facts = await load_facts(self._ctx.directory, notification.site, self._policy.timezone, people, addresses=())
+        facts = await load_facts(
+            self._ctx.directory,
+            notification.site,
+            self._policy.timezone,
+            people,
+            addresses=(),
+            push_tokens=Channel.PUSH in self._channels,
+            channels=self._channels,  # an announcement by push alone reads no contact points
+        )
         decisions = {(p, c): self.decide(facts[p], c) for p in people for c in self._channels}
         for channel in self._channels:
             minutes = bursts_apply(self._policy, self._category, self._urgency, channel)
