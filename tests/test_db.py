@@ -381,3 +381,24 @@ async def test_rows_read_through_the_driver_have_the_types_piccolo_gives_them() 
     grouped = await fetch_rows("person", ("site",), "WHERE site = {} GROUP BY site", site.id)
     assert [row["site"] for row in grouped] == [site.id]
     assert await fetch_rows("person", ("id",), "WHERE site = {} AND 1 = 0", site.id) == []
+
+
+async def test_every_pooled_connection_enforces_foreign_keys_for_queries_and_transactions() -> None:
+    """SQLite checks foreign keys only on connections that ask for it: each of the pool's connections asks
+    once, when it is opened (Piccolo asked again before every statement, a trip to the connection's thread
+    each). Erasure relies on it: deleting a site deletes its buildings."""
+    import secrets
+
+    from schema.tables import Building
+
+    sites = [Site(name="FK", slug=f"fk-{secrets.token_hex(4)}") for _ in range(3)]
+    for site in sites:
+        await site.save()
+        await Building(site=site.id, code="A", name="A").save()
+    # Enough concurrent queries to take several of the pool's connections, then one inside a transaction.
+    await asyncio.gather(*(Site.delete().where(Site.id == site.id) for site in sites[:2]))
+    async with write_transaction():
+        await Site.delete().where(Site.id == sites[2].id)
+    assert await Building.count().where(Building.site.is_in([s.id for s in sites])) == 0
+    with pytest.raises(Exception, match=r"(?i)foreign key"):
+        await Building(site=sites[0].id, code="B", name="B").save()
