@@ -635,4 +635,8 @@ def _sqlite_converter(declared: str) -> Callable[[Any], Any]:
     convert = sqlite3.converters.get(declared)
     if convert is None:
         return lambda value: value
+    # Piccolo's converters also take the text itself (behind the wrapper that decodes bytes first).
+    from_text = getattr(convert, "__wrapped__", None)
+    if from_text is not None:
+        return lambda value: from_text(value if isinstance(value, str) else str(value))
     return lambda value: convert(str(value).encode())
