@@ -631,7 +631,8 @@ async def _sqlite_declared_types(engine: SQLiteEngine, table: str, columns: Sequ
 
 def _sqlite_converter(declared: str) -> Callable[[Any], Any]:
     """A JSON value of a column, as the driver gives the column: through the converter registered for its
-    declared type (Piccolo's, for UUIDs, timestamps and booleans), which takes the value's text as bytes."""
+    declared type (Piccolo's, for UUIDs, timestamps and booleans). The driver hands a converter the value's
+    text as bytes."""
     convert = sqlite3.converters.get(declared)
     if convert is None:
         return lambda value: value
