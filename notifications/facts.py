@@ -61,7 +61,7 @@ class PersonFacts(msgspec.Struct, frozen=True, kw_only=True):
             return bool(self.push_tokens), "ok"
         if channel is Channel.IN_APP:
             return True, "ok"
-        kind: ContactKind = "email" if channel is Channel.EMAIL else "mobile"
+        kind = CONTACT_KIND_OF[channel]
         if kind not in self.kinds_read:
             raise ValueError(f"facts loaded without {kind} contact points cannot decide on {channel}")
         if kind == "email":
@@ -117,16 +117,15 @@ async def load_facts(
     person_ids: list[UUID],
     *,
     addresses: Iterable[ContactKind] = ("mobile", "email"),
-    push_tokens: bool = True,
     channels: Iterable[Channel] | None = None,
 ) -> dict[UUID, PersonFacts]:
     """What the policy needs about these people, in a few bulk queries. Contact values are read
     (decrypted) only of the kinds in ``addresses``: deciding needs only whether a contact point exists,
-    its status and its index; a sender reads the one its channel sends to. Without ``push_tokens`` (a
-    sender of a channel other than push), the devices are not read.
+    its status and its index; a sender reads the one its channel sends to.
 
-    With ``channels``, only what deciding on those channels needs: a push sender reads no contact points
-    and no national DND entries, an SMS sender only mobiles (a batch's largest read, otherwise)."""
+    With ``channels`` (default: every channel), only what deciding on those channels needs: a push sender
+    reads no contact points and no national DND entries, an SMS sender only mobiles (a batch's largest read,
+    otherwise) and no devices."""
     if not person_ids:
         return {}
     deciding = tuple(Channel) if channels is None else tuple(channels)
@@ -139,7 +138,7 @@ async def load_facts(
     dnd = await dnd_of(person_ids, site_timezone)
     contacts = await directory.chosen_contacts_for(site_id, person_ids, kinds=kinds, read=addresses) if kinds else {}
     tokens: dict[UUID, list[str]] = {}
-    if push_tokens:
+    if Channel.PUSH in deciding:
         people, params = any_of("person", person_ids)
         for row in await fetch_rows("device", ("person", "push_token"), f"WHERE {people}", *params):
             tokens.setdefault(row["person"], []).append(row["push_token"])

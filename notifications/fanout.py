@@ -188,8 +188,7 @@ class _Decider:
             self._policy.timezone,
             people,
             addresses=(),
-            push_tokens=Channel.PUSH in self._channels,
-            channels=self._channels,  # an announcement by push alone reads no contact points
+            channels=self._channels,  # an announcement by push alone reads no contact points, by SMS no devices
         )
         decisions = {(p, c): self.decide(facts[p], c) for p in people for c in self._channels}
         for channel in self._channels:

@@ -232,7 +232,6 @@ async def _prepare(
         people,
         # The contact value the channel sends to is the only one read (decrypted) for a batch.
         addresses=(CONTACT_KIND_OF[channel],) if channel in CONTACT_KIND_OF else (),
-        push_tokens=channel is Channel.PUSH,
         channels=(channel,),
     )
     category, urgency = Category(notification.category), Urgency(notification.urgency)

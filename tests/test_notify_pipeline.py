@@ -455,6 +455,8 @@ async def test_a_sender_reads_only_the_contact_points_its_channel_decides_on(wor
         # An SMS batch reads the mobile (and its value), not the e-mail.
         assert sms[person.person_id].kinds_read == frozenset({"mobile"})
         assert sms[person.person_id].mobile == person.mobile
+        # Devices only for push: an SMS batch does not read them.
+        assert (push[person.person_id].push_tokens, sms[person.person_id].push_tokens) == ((person.token,), ())
         assert decide_on(sms[person.person_id], Channel.SMS).contact_present
         with pytest.raises(ValueError, match="email"):
             decide_on(sms[person.person_id], Channel.EMAIL)
