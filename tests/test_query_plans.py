@@ -78,3 +78,64 @@ async def test_no_index_covers_every_row_by_status() -> None:
     assert "ix_delivery_status_defer_until" not in definitions
     for name in SCANS:
         assert "WHERE" in definitions[name].upper(), definitions[name]
+
+
+async def _times_analyzed(table: str) -> int:
+    """How often ``table``'s statistics were read (PostgreSQL); on SQLite, 1 when it has any, else 0."""
+    if is_sqlite():
+        if not await _sqlite_has_statistics():
+            return 0
+        rows = await Delivery.raw("SELECT COUNT(*) AS n FROM sqlite_stat1 WHERE tbl = {}", table)
+        return 1 if rows[0]["n"] else 0
+    rows = await Delivery.raw(
+        "SELECT analyze_count + autoanalyze_count AS n FROM pg_stat_user_tables WHERE relname = {}", table
+    )
+    return int(rows[0]["n"])
+
+
+async def _sqlite_has_statistics() -> bool:
+    """sqlite_stat1 exists once anything has been analyzed in the database."""
+    return bool(await Delivery.raw("SELECT name FROM sqlite_master WHERE name = 'sqlite_stat1'"))
+
+
+async def _forget_statistics(table: str) -> None:
+    if is_sqlite():
+        if await _sqlite_has_statistics():
+            await Delivery.raw("DELETE FROM sqlite_stat1 WHERE tbl = {}", table)
+    else:
+        await Delivery.raw("SELECT pg_stat_clear_snapshot()")
+
+
+async def test_a_bulk_import_of_people_refreshes_the_statistics_the_pipeline_plans_with(
+    world: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An import of many people has the planner's statistics read again at once (app.db.refresh_statistics):
+    without them both databases read a batch's contact points by site, every contact point of it. One
+    person added at the desk does not pay for an ANALYZE."""
+    from app.auth.roles import Role
+    from app.people import service
+    from app.people.directory import directory_for
+
+    monkeypatch.setattr(service, "REFRESH_STATISTICS_FROM", 20)
+    directory = directory_for(world.settings)
+
+    def people(count: int, first: int) -> list[service.NewPerson]:
+        return [
+            service.NewPerson(
+                full_name=f"Imported {first + i}",
+                roles=frozenset({Role.OCCUPANT}),
+                primary_mobile=f"+9198{first + i:08d}",
+                email=f"imported{first + i}@example.test",
+            )
+            for i in range(count)
+        ]
+
+    await _forget_statistics("contact_point")
+    before = await _times_analyzed("contact_point")
+    await service.create_people(directory, world.site_id, people(5, 1))
+    await _forget_statistics("contact_point")
+    assert await _times_analyzed("contact_point") == before, "a few people: no ANALYZE"
+
+    await service.create_people(directory, world.site_id, people(25, 100))
+    assert await _times_analyzed("contact_point") > before
+    assert await _times_analyzed("person") > 0

@@ -13,12 +13,16 @@ import msgspec
 from piccolo.table import Table
 
 from app.auth.roles import Role
+from app.db import refresh_statistics
 from app.people.directory import ContactKind, ContactLabel, Directory
 from schema.tables import Occupancy, Person, PersonRole, TechnicianSkill
 
 OccupancyRelation = str  # owner | tenant | allottee | family
 _CHUNK = 500  # rows per INSERT: well under SQLite's bound-parameter limit
 RELATIONS = frozenset({"owner", "tenant", "allottee", "family"})
+# People created at once from which the planner's statistics are read again (app.db.refresh_statistics):
+# an import of a tower or a township, not the one person added at the desk.
+REFRESH_STATISTICS_FROM = 1000
 
 
 class UnitLink(msgspec.Struct, frozen=True):
@@ -81,6 +85,8 @@ async def create_people(directory: Directory, site_id: UUID, people: Sequence[Ne
     for table, rows in dependants.items():
         for start in range(0, len(rows), _CHUNK):
             await table.insert(*rows[start : start + _CHUNK])
+    if len(persons) >= REFRESH_STATISTICS_FROM:
+        await refresh_statistics([Person._meta.tablename, *(table._meta.tablename for table in dependants)])
     return [p.id for p in persons]
 
 
