@@ -508,10 +508,8 @@ async def refresh_statistics(tables: Sequence[str]) -> None:
             connection = await engine.get_connection()
             try:
                 await connection.execute(f"PRAGMA analysis_limit = {SQLITE_ANALYSIS_LIMIT}")
-                for name in names:
+                for name in names:  # each commits by itself: the pool's connections have no isolation level
                     await connection.execute(f"ANALYZE {name}")
-                if connection.in_transaction:
-                    await connection.commit()
             finally:
                 await connection.close()
         return

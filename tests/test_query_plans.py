@@ -138,3 +138,32 @@ async def test_a_bulk_import_of_people_refreshes_the_statistics_the_pipeline_pla
     await service.create_people(directory, world.site_id, people(25, 100))
     assert await _times_analyzed("contact_point") > before
     assert await _times_analyzed("person") > 0
+
+
+async def test_an_occupant_import_refreshes_the_statistics_after_its_transaction(
+    world: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The occupant import writes in chunks inside one transaction; the statistics are read again once it has
+    committed, counting every person it created (inside it, SQLite's ANALYZE would wait for the import's own
+    write lock, and PostgreSQL's would not see the new rows)."""
+    import csv
+    import io
+
+    from app.occupants import importer
+    from app.people import service
+    from app.people.directory import directory_for
+
+    monkeypatch.setattr(service, "REFRESH_STATISTICS_FROM", 20)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(["full_name", "unit", "relation", "primary_mobile"])
+    for i in range(25):
+        writer.writerow([f"Resident {i}", "A-101", "owner", f"97{40_000_000 + i:08d}"])
+
+    await _forget_statistics("contact_point")
+    before = await _times_analyzed("contact_point")
+    result = await importer.import_occupants(
+        directory_for(world.settings), world.site_id, buffer.getvalue().encode(), max_bytes=100_000
+    )
+    assert (result.created, result.failed) == (25, 0)
+    assert await _times_analyzed("contact_point") > before

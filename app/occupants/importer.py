@@ -37,7 +37,7 @@ from app.occupants import service
 from app.occupants.service import EMAIL, PRIMARY_MOBILE, SECONDARY_MOBILE, SLOT_FIELDS, Slot
 from app.people.directory import Directory
 from app.people.normalise import normalise_email, normalise_phone
-from app.people.service import NewPerson, UnitLink
+from app.people.service import NewPerson, UnitLink, refresh_people_statistics
 from schema.tables import Unit
 
 COLUMNS: tuple[str, ...] = (
@@ -517,7 +517,10 @@ async def import_occupants(
         plan = await _plan(directory, site_id, checked)
         if not dry_run:
             await _write(directory, site, plan)
-    return plan.result(dry_run)
+    result = plan.result(dry_run)
+    if not dry_run:
+        await refresh_people_statistics(result.created)
+    return result
 
 
 async def _write(directory: Directory, site: service.SiteContext, plan: _Plan) -> None:

@@ -13,9 +13,9 @@ import msgspec
 from piccolo.table import Table
 
 from app.auth.roles import Role
-from app.db import refresh_statistics
+from app.db import current_engine, refresh_statistics
 from app.people.directory import ContactKind, ContactLabel, Directory
-from schema.tables import Occupancy, Person, PersonRole, TechnicianSkill
+from schema.tables import ContactPoint, Occupancy, Person, PersonRole, TechnicianSkill, Vehicle
 
 OccupancyRelation = str  # owner | tenant | allottee | family
 _CHUNK = 500  # rows per INSERT: well under SQLite's bound-parameter limit
@@ -23,6 +23,7 @@ RELATIONS = frozenset({"owner", "tenant", "allottee", "family"})
 # People created at once from which the planner's statistics are read again (app.db.refresh_statistics):
 # an import of a tower or a township, not the one person added at the desk.
 REFRESH_STATISTICS_FROM = 1000
+PEOPLE_TABLES: tuple[type[Table], ...] = (Person, PersonRole, TechnicianSkill, Occupancy, ContactPoint, Vehicle)
 
 
 class UnitLink(msgspec.Struct, frozen=True):
@@ -85,9 +86,20 @@ async def create_people(directory: Directory, site_id: UUID, people: Sequence[Ne
     for table, rows in dependants.items():
         for start in range(0, len(rows), _CHUNK):
             await table.insert(*rows[start : start + _CHUNK])
-    if len(persons) >= REFRESH_STATISTICS_FROM:
-        await refresh_statistics([Person._meta.tablename, *(table._meta.tablename for table in dependants)])
+    if not current_engine().transaction_exists():
+        # Inside a caller's transaction the rows are not committed yet (and on SQLite another connection's
+        # ANALYZE would wait for that transaction's write lock): the caller refreshes after its commit, as
+        # the occupant import does.
+        await refresh_people_statistics(len(persons))
     return [p.id for p in persons]
+
+
+async def refresh_people_statistics(created: int) -> None:
+    """After ``created`` people were committed: from REFRESH_STATISTICS_FROM up, the planner's statistics of
+    the people tables are read again, so that the notification pipeline's reads of a batch of them are
+    planned by person, not by site."""
+    if created >= REFRESH_STATISTICS_FROM:
+        await refresh_statistics([table._meta.tablename for table in PEOPLE_TABLES])
 
 
 async def create_person(directory: Directory, site_id: UUID, new: NewPerson) -> UUID:
