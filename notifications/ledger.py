@@ -30,7 +30,7 @@ PROGRESS_RANK = {"pending": 0, "sending": 1, "deferred": 1, "sent": 2, "delivere
 MAX_ATTEMPTS = 5
 
 
-class Claimed(msgspec.Struct, frozen=True):
+class Claimed(msgspec.Struct, frozen=True, gc=False):
     delivery_id: UUID
     person_id: UUID
     attempts: int
@@ -85,10 +85,19 @@ async def existing_people(notification_id: UUID, person_ids: Sequence[UUID]) -> 
     return {_uuid(row["person"]) for row in rows}
 
 
-async def claim_batch(
-    notification_id: UUID, channel: Channel, limit: int, now: dt.datetime
-) -> tuple[str, list[Claimed]]:
-    """Atomically move up to `limit` due pending rows to `sending` under a fresh claim token."""
+class Claim(msgspec.Struct, frozen=True, gc=False):
+    """Rows moved to ``sending`` under one token, and whether their notification was cancelled by then."""
+
+    token: str
+    rows: list[Claimed]
+    cancelled: bool
+
+
+async def claim_batch(notification_id: UUID, channel: Channel, limit: int, now: dt.datetime) -> Claim:
+    """Atomically move up to `limit` due pending rows to `sending` under a fresh claim token.
+
+    The notification's status is read in the same statement: a batch of a notification cancelled meanwhile
+    is not sent (one round trip a batch where a separate read was another)."""
     token = secrets.token_hex(8)
     # In no particular order: the first due rows the (notification, channel, status) index finds. Ordered by
     # id, every claim sorted all of a channel's pending rows (10,000 for a 10,000-person announcement) to
@@ -98,14 +107,16 @@ async def claim_batch(
         "AND (next_attempt_at IS NULL OR next_attempt_at <= {}) LIMIT {}"
     )
     claim = "UPDATE delivery SET status = 'sending', claim_token = {}, claimed_at = {}, updated_at = {}, "
+    status_of_notification = "(SELECT status FROM notification WHERE id = {})"
     if is_sqlite():
         # Picked and claimed in two statements of one step each, under the write lock: UPDATE ... RETURNING
         # hands back a row per step, and each step waited for the GIL again while the event loop was busy
         # (see app.db.fetch_rows).
         async with write_transaction():
             picked = await Delivery.raw(
-                "SELECT json_group_array(json_array(id, person, attempts)) AS rows "
-                f"FROM (SELECT id, person, attempts {due})",
+                f"SELECT json_group_array(json_array(id, person, attempts)) AS rows, {status_of_notification} "
+                f"AS status FROM (SELECT id, person, attempts {due})",
+                notification_id,
                 notification_id,
                 str(channel),
                 now,
@@ -121,21 +132,27 @@ async def claim_batch(
                     now,
                     ids,
                 )
-        return token, [Claimed(UUID(id_), UUID(person), attempts + 1) for id_, person, attempts in rows]
-    async with write_transaction():
-        rows = await Delivery.raw(
-            claim
-            + f"attempts = attempts + 1 WHERE id IN (SELECT id {due} FOR UPDATE SKIP LOCKED) "  # disjoint per sender
-            "RETURNING id, person, attempts",
-            token,
-            now,
-            now,
-            notification_id,
-            str(channel),
-            now,
-            limit,
-        )
-    return token, [Claimed(_uuid(r["id"]), _uuid(r["person"]), int(r["attempts"])) for r in rows]
+        claimed = [Claimed(UUID(id_), UUID(person), attempts + 1) for id_, person, attempts in rows]
+        return Claim(token, claimed, cancelled=picked[0]["status"] == "cancelled")
+    # One statement, atomic on its own: no transaction around it (BEGIN and COMMIT were two more round trips).
+    # The subquery's rows are locked and skipped by any other sender's, so claims are disjoint.
+    found = await Delivery.raw(
+        f"WITH status AS (SELECT {status_of_notification} AS status), claimed AS ("
+        + claim
+        + f"attempts = attempts + 1 WHERE id IN (SELECT id {due} FOR UPDATE SKIP LOCKED) "
+        "RETURNING id, person, attempts) "
+        "SELECT claimed.id, claimed.person, claimed.attempts, status.status FROM status LEFT JOIN claimed ON true",
+        notification_id,
+        token,
+        now,
+        now,
+        notification_id,
+        str(channel),
+        now,
+        limit,
+    )
+    claimed = [Claimed(_uuid(r["id"]), _uuid(r["person"]), int(r["attempts"])) for r in found if r["id"] is not None]
+    return Claim(token, claimed, cancelled=bool(found) and found[0]["status"] == "cancelled")
 
 
 async def renew_claim(token: str, now: dt.datetime) -> set[UUID]:

@@ -218,13 +218,13 @@ async def _prepare(
     """Claim a batch and decide each row again with today's consent and DND; the rows not to send are
     recorded at once. None when nothing is due."""
     now = ctx.clock()
-    token, claimed = await claim_batch(notification.id, channel, size, now)
+    claim = await claim_batch(notification.id, channel, size, now)
+    token, claimed, cancelled = claim.token, claim.rows, claim.cancelled
     if not claimed:
         return None
     summary.claimed += len(claimed)
-    status = await Notification.select(Notification.status).where(Notification.id == notification.id).first()
-    cancelled = status is not None and status["status"] == "cancelled"
     people = [c.person_id for c in claimed]
+    category, urgency = Category(notification.category), Urgency(notification.urgency)
     facts = await load_facts(
         ctx.directory,
         notification.site,
@@ -233,8 +233,9 @@ async def _prepare(
         # The contact value the channel sends to is the only one read (decrypted) for a batch.
         addresses=(CONTACT_KIND_OF[channel],) if channel in CONTACT_KIND_OF else (),
         channels=(channel,),
+        # A digest's items are decided again each in its own category.
+        national_dnd=category is Category.PROMOTIONAL or notification.kind == digest.DIGEST_KIND,
     )
-    category, urgency = Category(notification.category), Urgency(notification.urgency)
     message = outgoing_of(notification)
     # One moment for the whole batch: people with equal decision keys get equal decisions, and most share one.
     by_key: dict[tuple[object, ...], Decision] = {}

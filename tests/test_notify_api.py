@@ -17,7 +17,7 @@ from arq.constants import job_key_prefix
 from app.auth.roles import Role
 from app.people.directory import directory_for
 from notifications import fanout, sender
-from notifications.categories import Category, Channel
+from notifications.categories import Category, Channel, Urgency
 from notifications.channels.in_app import InAppAdapter
 from notifications.context import NotifyContext
 from notifications.facts import load_facts
@@ -431,6 +431,20 @@ async def test_ncpr_import_reports_rows_is_idempotent_and_is_used_by_the_policy(
 
     facts = await load_facts(directory_for(world.settings), world.site_id, "Asia/Kolkata", [person_id])
     assert facts[person_id].on_national_dnd
+    # Only promotional texts look at the registry, so a sender of anything else does not read it; facts read
+    # without it cannot decide a promotional text.
+    unread = await load_facts(
+        directory_for(world.settings), world.site_id, "Asia/Kolkata", [person_id], national_dnd=False
+    )
+    assert not unread[person_id].on_national_dnd
+    at = dt.datetime.now(dt.UTC)
+    unread[person_id].facts(
+        channel=Channel.SMS, category=Category.ANNOUNCEMENT, urgency=Urgency.NORMAL, created_at=at, now=at
+    )
+    with pytest.raises(ValueError, match="national DND"):
+        unread[person_id].facts(
+            channel=Channel.SMS, category=Category.PROMOTIONAL, urgency=Urgency.NORMAL, created_at=at, now=at
+        )
 
     cleared = await client.delete("/api/ncpr", headers=world.headers("site_admin"))
     assert (cleared.status_code, cleared.json()) == (200, {"removed": 4})

@@ -14,7 +14,7 @@ from notifications.categories import Category, Channel, Urgency
 from notifications.digest import release_due
 from notifications.facts import load_facts
 from notifications.fakes import running_fakes
-from notifications.ledger import claim_batch
+from notifications.ledger import claim_batch, release_claim
 from notifications.preferences import ConsentChange, QuietHours, change_consent, consent_history, set_dnd
 from notifications.recovery import reconcile_in_doubt
 from notifications.service import NotificationRequest, cancel_notification, create_notification
@@ -233,6 +233,31 @@ async def test_transient_failure_is_retried_with_backoff(world, settings, redis,
     assert len(fakes.twilio.messages) == 1
 
 
+async def test_a_batch_claimed_after_the_cancel_but_before_its_rows_were_suppressed_is_not_sent(  # type: ignore[no-untyped-def]
+    world, settings, redis, fakes
+) -> None:
+    """cancel_notification marks the notification, then its pending rows: a sender claiming in between gets
+    rows of a cancelled notification, and the claim tells it so."""
+    from schema.notifications import Notification
+
+    await add_recipients(world, 3)
+    async with pipeline(settings, redis, fakes) as ctx:
+        notification_id = await announce(world, [Channel.SMS])
+        await fanout.expand(ctx, notification_id)
+        claim = await claim_batch(notification_id, Channel.SMS, 10, ctx.clock())
+        assert (len(claim.rows), claim.cancelled) == (3, False)
+        await release_claim(claim.token, [row.delivery_id for row in claim.rows], ctx.clock())
+        await Notification.update({Notification.status: "cancelled"}).where(Notification.id == notification_id)
+        late = await claim_batch(notification_id, Channel.SMS, 1, ctx.clock())
+        assert (len(late.rows), late.cancelled) == (1, True)
+        await release_claim(late.token, [row.delivery_id for row in late.rows], ctx.clock())
+        await sender.send_pending(ctx, notification_id, Channel.SMS)
+    assert not fakes.twilio.messages
+    rows = await ledger(notification_id)
+    assert sum(1 for r in rows if (r["status"], r["reason"]) == ("suppressed", "cancelled")) == 3
+    assert not [r for r in rows if r["status"] in ("pending", "sending", "sent")]
+
+
 async def test_cancel_before_sending_stops_everything(world, settings, redis, fakes) -> None:  # type: ignore[no-untyped-def]
     await add_recipients(world, 3)
     async with pipeline(settings, redis, fakes) as ctx:
@@ -249,7 +274,7 @@ async def test_an_in_doubt_sms_found_at_the_provider_is_not_sent_again(world, se
     people = await add_recipients(world, 3)
     async with pipeline(settings, redis, fakes) as ctx:
         notification_id = await expanded(ctx, world, people, Channel.SMS)
-        _, claimed = await claim_batch(notification_id, Channel.SMS, 10, ctx.clock())
+        claimed = (await claim_batch(notification_id, Channel.SMS, 10, ctx.clock())).rows
         # Send only the first person's message, then "die": nothing is recorded.
         first = next(c for c in claimed if c.person_id == people[0].person_id)
         from notifications.channels.base import Recipient
@@ -292,7 +317,8 @@ async def test_a_claim_renewed_while_recovery_asks_the_provider_is_not_given_bac
     people = await add_recipients(world, 2)
     async with pipeline(settings, redis, fakes) as ctx:
         notification_id = await expanded(ctx, world, people, Channel.SMS)
-        token, claimed = await claim_batch(notification_id, Channel.SMS, 10, ctx.clock())
+        claim = await claim_batch(notification_id, Channel.SMS, 10, ctx.clock())
+        token, claimed = claim.token, claim.rows
         later = ctx.clock() + dt.timedelta(seconds=settings.notify_claim_lease_seconds + 1)
         fakes.twilio.configure(api_latency=0.5)  # each question to the provider, and each send, takes a while
         recovering = asyncio.create_task(reconcile_in_doubt(ctx, later))
@@ -379,7 +405,8 @@ async def test_a_claim_is_renewed_before_a_send_only_when_its_last_renewal_is_a_
     async with pipeline(settings, redis, fakes, notify_claim_lease_seconds=60) as base:
         ctx = dataclasses.replace(base, clock=lambda: now[0])
         notification_id = await expanded(ctx, world, people, Channel.SMS)
-        token, claimed = await claim_batch(notification_id, Channel.SMS, 10, t0)
+        claim = await claim_batch(notification_id, Channel.SMS, 10, t0)
+        token, claimed = claim.token, claim.rows
         notification = await Notification.objects().where(Notification.id == notification_id).first()
         assert notification is not None
         batch = sender._Batch(
