@@ -24,7 +24,7 @@ CONTACT_KIND_OF: dict[Channel, ContactKind] = {
 }
 
 
-class PersonFacts(msgspec.Struct, frozen=True, kw_only=True):
+class PersonFacts(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     person_id: UUID
     choices: dict[tuple[Channel, Category], bool]
     dnd: DndSettings | None

@@ -96,7 +96,7 @@ class SitePolicy(msgspec.Struct, frozen=True):
     digest: dict[Category, DigestRule] = msgspec.field(default_factory=lambda: dict(DEFAULT_DIGEST))
 
 
-class Facts(msgspec.Struct, frozen=True, kw_only=True):
+class Facts(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     channel: Channel
     category: Category
     urgency: Urgency
@@ -109,7 +109,7 @@ class Facts(msgspec.Struct, frozen=True, kw_only=True):
     now: dt.datetime
 
 
-class Decision(msgspec.Struct, frozen=True):
+class Decision(msgspec.Struct, frozen=True, gc=False):
     action: Action
     reason: Reason | None = None
     defer_until: dt.datetime | None = None

@@ -41,7 +41,7 @@ class ContactPointView(msgspec.Struct, frozen=True):
     status: str
 
 
-class ChosenContact(msgspec.Struct, frozen=True):
+class ChosenContact(msgspec.Struct, frozen=True, gc=False):
     """The contact point of a kind that a message goes to (the primary; the secondary only without one):
     its blind index and status, and its value where it was asked to be read (decrypted)."""
 

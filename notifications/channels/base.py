@@ -25,7 +25,7 @@ class Outgoing(msgspec.Struct, frozen=True, kw_only=True):
     ttl_seconds: int = 24 * 3600
 
 
-class Recipient(msgspec.Struct, frozen=True, kw_only=True):
+class Recipient(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     delivery_id: UUID
     person_id: UUID
     # E.164 phone for sms/whatsapp, email address for email; push tokens for push.
@@ -39,7 +39,7 @@ OutcomeStatus = Literal["sent", "retry", "failed"]
 Effect = Literal["opted_out", "invalid_address", "dead_tokens"]
 
 
-class Outcome(msgspec.Struct, frozen=True, kw_only=True):
+class Outcome(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     delivery_id: UUID
     status: OutcomeStatus
     provider_id: str | None = None
