@@ -69,7 +69,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Report files built by export jobs (under export_dir/reports): their download link works this long,
     # then the file is deleted (app.reports.jobs).
     report_file_ttl_seconds: int = 24 * 3600
-    # Comma-separated Fernet keys, newest first: the first encrypts, all decrypt.
+    # Comma-separated keys (32 bytes, url-safe base64, as Fernet's), newest first: the first encrypts, all decrypt.
     data_encryption_keys: str = DEV_DATA_KEYS
     blind_index_key: str = DEV_BLIND_INDEX_KEY
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -3,14 +3,16 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import msgspec
 import pytest
-from cryptography.fernet import Fernet
+from cryptography.fernet import Fernet, MultiFernet
 
 from app.people.directory import directory_for
 from app.privacy.rotation import encrypted_columns, reencrypt_all
+from app.security.crypto import GCM_PREFIX, parse_fernet_keys
 from schema.tables import ContactPoint, Vehicle
 from tests.support.privacy import make_subject, scan_database
 from tests.support.world import World
@@ -94,6 +96,45 @@ async def test_key_rotation_keeps_old_data_readable_and_the_job_moves_it_to_the_
     assert {r["value_encrypted"] for r in await raw_values()} == after
     plates = await Vehicle.select(Vehicle.plate_encrypted).where(Vehicle.person == subject.person_id)
     assert directory_for(new_only).cipher.is_current(plates[0]["plate_encrypted"])
+
+
+def test_values_are_sealed_with_aes_gcm_and_a_changed_byte_is_refused(settings: Any) -> None:
+    cipher = directory_for(settings).cipher
+    sealed = cipher.encrypt("+919845012345")
+    assert sealed.startswith(GCM_PREFIX) and "9845012345" not in sealed
+    assert cipher.decrypt(sealed) == "+919845012345"
+    assert cipher.encrypt("+919845012345") != sealed, "a fresh nonce for every value"
+    raw = bytearray(base64.b64decode(sealed[len(GCM_PREFIX) :]))
+    raw[-1] ^= 1
+    with pytest.raises(ValueError):
+        cipher.decrypt(GCM_PREFIX + base64.b64encode(bytes(raw)).decode())
+    for unreadable in (GCM_PREFIX, GCM_PREFIX + "not base64!", GCM_PREFIX + "AAAA"):
+        with pytest.raises(ValueError):
+            cipher.decrypt(unreadable)
+
+
+async def test_values_written_as_fernet_tokens_stay_readable_and_the_job_rewrites_them(
+    world: World, settings: Any, redis: Any
+) -> None:
+    """Before 2026-12 personal values were Fernet tokens under the same keys."""
+    subject = await make_subject(world)
+    directory = directory_for(settings)
+    fernet = MultiFernet(parse_fernet_keys(settings.data_encryption_keys))
+    rows = await ContactPoint.select(ContactPoint.id, ContactPoint.value_encrypted).where(
+        ContactPoint.person == subject.person_id
+    )
+    for row in rows:
+        legacy = fernet.encrypt(directory.cipher.decrypt(row["value_encrypted"]).encode()).decode()
+        await ContactPoint.update({ContactPoint.value_encrypted: legacy}).where(ContactPoint.id == row["id"])
+    shown = await directory.contact_points_for(world.site_id, [subject.person_id])
+    assert {c.value for c in shown[subject.person_id]} == {subject.mobile, subject.secondary_mobile, subject.email}
+
+    rotated = await privacy_jobs.privacy_reencrypt({"settings": settings, "redis": redis}, str(world.site_id))
+    assert rotated["contact_point.value_encrypted"] == len(rows)
+    after = await ContactPoint.select(ContactPoint.value_encrypted).where(ContactPoint.person == subject.person_id)
+    assert all(directory.cipher.is_current(row["value_encrypted"]) for row in after)
+    shown = await directory.contact_points_for(world.site_id, [subject.person_id])
+    assert {c.value for c in shown[subject.person_id]} == {subject.mobile, subject.secondary_mobile, subject.email}
 
 
 async def test_reencrypt_is_for_platform_admins(client: Any, world: World) -> None:

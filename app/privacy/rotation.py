@@ -1,8 +1,9 @@
 """Key rotation for encrypted columns, without downtime.
 
-``OPSHUB_DATA_ENCRYPTION_KEYS`` lists Fernet keys newest first: the first encrypts, all of them
-decrypt (MultiFernet). To rotate: put a new key first and deploy (new writes use it, old data
-stays readable), run the re-encrypt job (``privacy_reencrypt``), then drop the old key.
+``OPSHUB_DATA_ENCRYPTION_KEYS`` lists keys (32 bytes, url-safe base64, as Fernet's) newest first: the
+first encrypts, all of them decrypt (app.security.crypto). To rotate: put a new key first and deploy
+(new writes use it, old data stays readable), run the re-encrypt job (``privacy_reencrypt``), then drop
+the old key. The same job rewrites values of the earlier format (Fernet) in the current one (AES-GCM).
 
 The job finds every encrypted column by convention: a column whose name ends in ``_encrypted``
 in any table of the Piccolo app, so columns other modules add are covered without registering.
