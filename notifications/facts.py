@@ -10,7 +10,7 @@ import msgspec
 
 from app.db import any_of, fetch_rows
 from app.people.directory import ContactKind, Directory
-from notifications.categories import PHONE_CHANNELS, Category, Channel, Urgency
+from notifications.categories import Category, Channel, Urgency
 from notifications.policy import DigestRule, DndSettings, Facts, SitePolicy
 from notifications.preferences import consent_matrix, dnd_of, is_enabled
 from schema.jsonvalue import as_dict
@@ -40,8 +40,9 @@ class PersonFacts(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     # The contact kinds read for these facts (a sender reads only its channel's): deciding on a channel whose
     # kind was not read would take an unread contact point for a missing one.
     kinds_read: frozenset[ContactKind] = frozenset({"mobile", "email"})
-    # Whether the mobile was looked up in the national DND registry (only promotional messages need it).
-    national_dnd_read: bool = True
+    # Whether what only a promotional message's decision needs was read: the mobile's entry in the national
+    # DND registry, and the person's own timezone for 09:00-21:00 (without quiet hours it sets nothing else).
+    promotional_read: bool = True
 
     def address(self, channel: Channel) -> str | None:
         if channel in (Channel.SMS, Channel.WHATSAPP):
@@ -74,8 +75,8 @@ class PersonFacts(msgspec.Struct, frozen=True, gc=False, kw_only=True):
         self, *, channel: Channel, category: Category, urgency: Urgency, created_at: dt.datetime, now: dt.datetime
     ) -> Facts:
         present, status = self._contact(channel)
-        if category is Category.PROMOTIONAL and channel in PHONE_CHANNELS and not self.national_dnd_read:
-            raise ValueError("facts loaded without the national DND registry cannot decide on promotional texts")
+        if category is Category.PROMOTIONAL and not self.promotional_read:
+            raise ValueError("facts loaded without the national DND registry and timezones cannot decide promotions")
         return Facts(
             channel=channel,
             category=category,
@@ -122,7 +123,7 @@ async def load_facts(
     *,
     addresses: Iterable[ContactKind] = ("mobile", "email"),
     channels: Iterable[Channel] | None = None,
-    national_dnd: bool = True,
+    promotional: bool = True,
 ) -> dict[UUID, PersonFacts]:
     """What the policy needs about these people, in a few bulk queries. Contact values are read
     (decrypted) only of the kinds in ``addresses``: deciding needs only whether a contact point exists,
@@ -130,17 +131,19 @@ async def load_facts(
 
     With ``channels`` (default: every channel), only what deciding on those channels needs: a push sender
     reads no contact points and no national DND entries, an SMS sender only mobiles (a batch's largest read,
-    otherwise) and no devices. Without ``national_dnd``, the mobiles are not looked up in the national DND
-    registry: only promotional texts need that, and it is a batch's read less."""
+    otherwise) and no devices. Without ``promotional``, neither the national DND registry nor the timezones of
+    people without quiet hours are read: only a promotional message's decision needs them (its 09:00-21:00
+    is the person's own), and they were two of a batch's reads."""
     if not person_ids:
         return {}
     deciding = tuple(Channel) if channels is None else tuple(channels)
     kinds = frozenset(CONTACT_KIND_OF[c] for c in deciding if c in CONTACT_KIND_OF)
     choices = await consent_matrix(person_ids)
-    ids, params = any_of("id", person_ids)
-    person_zones = {
-        row["id"]: row["timezone"] for row in await fetch_rows("person", ("id", "timezone"), f"WHERE {ids}", *params)
-    }
+    person_zones: dict[UUID, str] = {}
+    if promotional:
+        ids, params = any_of("id", person_ids)
+        rows = await fetch_rows("person", ("id", "timezone"), f"WHERE {ids}", *params)
+        person_zones = {row["id"]: row["timezone"] for row in rows}
     dnd = await dnd_of(person_ids, site_timezone)
     contacts = await directory.chosen_contacts_for(site_id, person_ids, kinds=kinds, read=addresses) if kinds else {}
     tokens: dict[UUID, list[str]] = {}
@@ -150,7 +153,7 @@ async def load_facts(
             tokens.setdefault(row["person"], []).append(row["push_token"])
     indexes = {chosen["mobile"].index: pid for pid, chosen in contacts.items() if "mobile" in chosen}
     listed: set[UUID] = set()
-    if indexes and national_dnd:
+    if indexes and promotional:
         listed_in, params = any_of("phone_index", list(indexes))
         rows = await fetch_rows(
             "national_dnd_entry", ("phone_index",), f"WHERE site = {{}} AND {listed_in}", site_id, *params
@@ -178,6 +181,6 @@ async def load_facts(
             mobile=mobile.value if mobile else None,
             email=email.value if email else None,
             kinds_read=kinds,
-            national_dnd_read=national_dnd,
+            promotional_read=promotional,
         )
     return result

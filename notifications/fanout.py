@@ -189,7 +189,7 @@ class _Decider:
             people,
             addresses=(),
             channels=self._channels,  # an announcement by push alone reads no contact points, by SMS no devices
-            national_dnd=self._category is Category.PROMOTIONAL or notification.kind == DIGEST_KIND,
+            promotional=self._category is Category.PROMOTIONAL or notification.kind == DIGEST_KIND,
         )
         decisions = {(p, c): self.decide(facts[p], c) for p in people for c in self._channels}
         for channel in self._channels:

@@ -234,7 +234,7 @@ async def _prepare(
         addresses=(CONTACT_KIND_OF[channel],) if channel in CONTACT_KIND_OF else (),
         channels=(channel,),
         # A digest's items are decided again each in its own category.
-        national_dnd=category is Category.PROMOTIONAL or notification.kind == digest.DIGEST_KIND,
+        promotional=category is Category.PROMOTIONAL or notification.kind == digest.DIGEST_KIND,
     )
     message = outgoing_of(notification)
     # One moment for the whole batch: people with equal decision keys get equal decisions, and most share one.

@@ -21,6 +21,7 @@ from notifications.categories import Category, Channel, Urgency
 from notifications.channels.in_app import InAppAdapter
 from notifications.context import NotifyContext
 from notifications.facts import load_facts
+from notifications.policy import Action, Decision, Reason, SitePolicy, decide
 from notifications.providers import Providers
 from realtime.history import read_since
 from realtime.topics import user_topic
@@ -431,24 +432,61 @@ async def test_ncpr_import_reports_rows_is_idempotent_and_is_used_by_the_policy(
 
     facts = await load_facts(directory_for(world.settings), world.site_id, "Asia/Kolkata", [person_id])
     assert facts[person_id].on_national_dnd
-    # Only promotional texts look at the registry, so a sender of anything else does not read it; facts read
-    # without it cannot decide a promotional text.
+    # Only promotional messages look at the registry (and at 09:00-21:00 in the person's own timezone), so
+    # a sender of anything else reads neither; facts read without them cannot decide a promotion.
     unread = await load_facts(
-        directory_for(world.settings), world.site_id, "Asia/Kolkata", [person_id], national_dnd=False
+        directory_for(world.settings), world.site_id, "Asia/Kolkata", [person_id], promotional=False
     )
     assert not unread[person_id].on_national_dnd
     at = dt.datetime.now(dt.UTC)
     unread[person_id].facts(
         channel=Channel.SMS, category=Category.ANNOUNCEMENT, urgency=Urgency.NORMAL, created_at=at, now=at
     )
-    with pytest.raises(ValueError, match="national DND"):
-        unread[person_id].facts(
-            channel=Channel.SMS, category=Category.PROMOTIONAL, urgency=Urgency.NORMAL, created_at=at, now=at
-        )
+    for channel in (Channel.SMS, Channel.PUSH):
+        with pytest.raises(ValueError, match="national DND"):
+            unread[person_id].facts(
+                channel=channel, category=Category.PROMOTIONAL, urgency=Urgency.NORMAL, created_at=at, now=at
+            )
 
     cleared = await client.delete("/api/ncpr", headers=world.headers("site_admin"))
     assert (cleared.status_code, cleared.json()) == (200, {"removed": 4})
     assert (await client.get("/api/ncpr", headers=headers)).json()["entries"] == 0
+
+
+async def test_a_promotion_waits_for_nine_in_the_persons_own_timezone_and_an_announcement_does_not(
+    world: World,
+) -> None:
+    """A person without quiet hours but with a timezone of their own: 07:00 in New York is outside the
+    promotional window there (it is 17:30 on the site's clock, Asia/Kolkata)."""
+    from notifications.preferences import ConsentChange, change_consent
+    from schema.tables import Person
+
+    person_id = await world.add_person("abroad", frozenset({Role.OCCUPANT}), mobile=random_mobile())
+    await Person.update({Person.timezone: "America/New_York"}).where(Person.id == person_id)
+    await change_consent(  # promotions only with an explicit opt-in
+        site_id=world.site_id,
+        person_id=person_id,
+        changes=[ConsentChange(Channel.SMS, Category.PROMOTIONAL, True)],
+        source="app",
+        policy_version="test",
+    )
+    at = dt.datetime(2026, 12, 7, 12, 0, tzinfo=dt.UTC)  # 07:00 in New York
+    directory = directory_for(world.settings)
+    policy = SitePolicy(timezone="Asia/Kolkata")
+    read = await load_facts(directory, world.site_id, "Asia/Kolkata", [person_id], channels=[Channel.SMS])
+    promotion = read[person_id].facts(
+        channel=Channel.SMS, category=Category.PROMOTIONAL, urgency=Urgency.NORMAL, created_at=at, now=at
+    )
+    assert decide(promotion, policy) == Decision(
+        Action.DEFER, Reason.PROMOTIONAL_HOURS, defer_until=dt.datetime(2026, 12, 7, 14, 0, tzinfo=dt.UTC)
+    )
+    lean = await load_facts(
+        directory, world.site_id, "Asia/Kolkata", [person_id], channels=[Channel.SMS], promotional=False
+    )
+    announcement = lean[person_id].facts(
+        channel=Channel.SMS, category=Category.ANNOUNCEMENT, urgency=Urgency.NORMAL, created_at=at, now=at
+    )
+    assert decide(announcement, policy) == Decision(Action.SEND)
 
 
 async def test_ncpr_import_refuses_what_is_not_a_registry(client: Any, world: World, other_world: World) -> None:
