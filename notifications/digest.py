@@ -37,6 +37,14 @@ from schema.jsonvalue import as_dict, as_list
 from schema.notifications import Delivery, Notification
 
 DIGEST_KIND = "digest"
+
+
+def decides_promotions(category: Category, kind: str) -> bool:
+    """Whether deciding this notification may decide a promotion (``load_facts(promotional=...)``): it is one,
+    or it is a digest, whose items are each decided again in their own category."""
+    return category is Category.PROMOTIONAL or kind == DIGEST_KIND
+
+
 # A digest's text is cut here, with a line saying how many more items are in the app.
 MAX_BODY_CHARACTERS = 900
 MAX_ITEM_CHARACTERS = 160

@@ -24,7 +24,7 @@ import msgspec
 from notifications.audience import Audience, audience_chunks, count_audience
 from notifications.categories import Category, Channel, Urgency
 from notifications.context import NotifyContext
-from notifications.digest import DIGEST_KIND, BurstGate, bursts_apply, thread_of
+from notifications.digest import BurstGate, bursts_apply, decides_promotions, thread_of
 from notifications.facts import PersonFacts, load_facts, load_site_policy
 from notifications.ledger import counters, existing_people, insert_rows
 from notifications.policy import Action, Decision, Decisions, Reason, SitePolicy
@@ -189,7 +189,7 @@ class _Decider:
             people,
             addresses=(),
             channels=self._channels,  # an announcement by push alone reads no contact points, by SMS no devices
-            promotional=self._category is Category.PROMOTIONAL or notification.kind == DIGEST_KIND,
+            promotional=decides_promotions(self._category, notification.kind),
         )
         decisions = {(p, c): self.decide(facts[p], c) for p in people for c in self._channels}
         for channel in self._channels:

@@ -85,7 +85,7 @@ async def existing_people(notification_id: UUID, person_ids: Sequence[UUID]) -> 
     return {_uuid(row["person"]) for row in rows}
 
 
-class Claim(msgspec.Struct, frozen=True, gc=False):
+class Claim(msgspec.Struct, frozen=True):
     """Rows moved to ``sending`` under one token, and whether their notification was cancelled by then."""
 
     token: str

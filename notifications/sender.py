@@ -233,8 +233,7 @@ async def _prepare(
         # The contact value the channel sends to is the only one read (decrypted) for a batch.
         addresses=(CONTACT_KIND_OF[channel],) if channel in CONTACT_KIND_OF else (),
         channels=(channel,),
-        # A digest's items are decided again each in its own category.
-        promotional=category is Category.PROMOTIONAL or notification.kind == digest.DIGEST_KIND,
+        promotional=digest.decides_promotions(category, notification.kind),
     )
     message = outgoing_of(notification)
     # One moment for the whole batch: people with equal decision keys get equal decisions, and most share one.

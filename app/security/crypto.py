@@ -9,7 +9,7 @@ Equality lookups use an HMAC-SHA256 "blind index" of the normalised value, so th
 database never needs the plaintext to find a person by phone or plate.
 
 Why GCM: a Fernet decryption costs about 10 us in Python (a base64 decode, an HMAC object, a cipher
-context and an unpadder per value), an AES-GCM one about 1 us in one call. A 10,000-person
+context and an unpadder per value), an AES-GCM one about 2.6 us with its base64. A 10,000-person
 announcement by SMS and WhatsApp decrypts 17,000 mobiles on the worker's event loop.
 """
 
@@ -34,8 +34,12 @@ NONCE_BYTES = 12  # random per value: far below GCM's limit for one key at any s
 _KEY_INFO = b"opshub personal data, AES-256-GCM, v2"
 
 
+def _configured_keys(spec: str) -> list[str]:
+    return [part.strip() for part in spec.split(",") if part.strip()]
+
+
 def parse_fernet_keys(spec: str) -> list[Fernet]:
-    keys = [part.strip() for part in spec.split(",") if part.strip()]
+    keys = _configured_keys(spec)
     if not keys:
         raise ValueError("at least one key is required")
     fernets: list[Fernet] = []
@@ -57,7 +61,7 @@ class PiiCipher:
     def __init__(self, encryption_keys: str, blind_index_key: str) -> None:
         fernets = parse_fernet_keys(encryption_keys)  # validates every key
         self._fernet = MultiFernet(fernets)  # reads values written before the current format
-        self._keys = [_gcm_key(part.strip()) for part in encryption_keys.split(",") if part.strip()]
+        self._keys = [_gcm_key(key) for key in _configured_keys(encryption_keys)]
         self._index_key = blind_index_key.encode()
 
     def encrypt(self, plaintext: str) -> str:
