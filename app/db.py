@@ -15,7 +15,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextvars import ContextVar
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import urlparse
 
 import aiosqlite
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     import asyncpg  # the SQLite default never loads the PostgreSQL driver
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 30.0
+T = TypeVar("T")
 
 
 def sqlite_path_for(settings: Settings) -> Path:
@@ -215,6 +216,26 @@ class PooledSQLiteEngine(SQLiteEngine):
             idle, self._idle = self._idle, []
         for connection in idle:
             await connection.discard()
+
+    async def run_on_connection(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` with a pooled connection's own ``sqlite3`` connection, on that connection's thread.
+
+        One trip for what would be several: each ``await`` of a statement is a trip to the connection's
+        thread and back, and each trip hands the GIL over and back. While the event loop's thread is busy (a
+        fan-out's provider calls) each handover made the loop wait for its core, about a millisecond a
+        trip. ``work`` runs outside the event loop: it must not touch asyncio objects."""
+        connection = await self.get_connection()
+        try:
+            result: T = await connection._execute(work, connection._conn)
+        except asyncio.CancelledError:
+            # The work may still be running on the connection's thread: never lend it again.
+            connection.stop()
+            raise
+        except BaseException:
+            await connection.close()
+            raise
+        await connection.close()
+        return result
 
     async def _run_in_existing_connection(
         self,
@@ -475,17 +496,38 @@ async def _sqlite_rows_in_statements(
     """
     per_statement = max(1, (SQLITE_MAX_PARAMETERS - len(params)) // width)
     placeholders = "(" + ", ".join("?" for _ in range(width)) + ")"
-    async with write_turn():
-        connection = await engine.get_connection()
+    statements: list[tuple[str, list[Any]]] = []
+    for start in range(0, len(rows), per_statement):
+        part = rows[start : start + per_statement]
+        values = ", ".join(placeholders for _ in part)
+        statements.append((statement(values), [value for row in part for value in row] + list(params)))
+
+    def write(connection: sqlite3.Connection) -> None:
+        for sql, values_of_rows in statements:
+            connection.execute(sql, values_of_rows)
+
+    await sqlite_write_in_one_trip(engine, write)
+
+
+async def sqlite_write_in_one_trip(engine: Engine[Any], work: Callable[[sqlite3.Connection], T]) -> T:
+    """``work`` in one write transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back if it raises), in
+    this process's turn to write, in one trip to a connection's thread (:meth:`PooledSQLiteEngine.run_on_connection`):
+    a transaction of two statements was four trips."""
+    assert isinstance(engine, PooledSQLiteEngine)
+
+    def in_transaction(connection: sqlite3.Connection) -> T:
+        connection.execute("BEGIN IMMEDIATE")
         try:
-            await connection.execute("BEGIN IMMEDIATE")
-            for start in range(0, len(rows), per_statement):
-                part = rows[start : start + per_statement]
-                values = ", ".join(placeholders for _ in part)
-                await connection.execute(statement(values), [value for row in part for value in row] + list(params))
-            await connection.execute("COMMIT")
-        finally:
-            await connection.close()
+            result = work(connection)
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+        return result
+
+    async with engine.write_turn():
+        return await engine.run_on_connection(in_transaction)
 
 
 # Rows SQLite's ANALYZE reads of each index, as its documentation suggests for a quick, approximate sample.

@@ -402,3 +402,54 @@ async def test_every_pooled_connection_enforces_foreign_keys_for_queries_and_tra
     assert await Building.count().where(Building.site.is_in([s.id for s in sites])) == 0
     with pytest.raises(Exception, match=r"(?i)foreign key"):
         await Building(site=sites[0].id, code="B", name="B").save()
+
+
+class _Trips:
+    """Counts trips to aiosqlite connections' threads (each a GIL handover there and back)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        original = aiosqlite.Connection._execute
+
+        async def counted(connection: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
+            self.count += 1
+            return await original(connection, fn, *args, **kwargs)
+
+        monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+
+
+async def test_a_write_of_several_statements_is_one_trip_and_is_undone_whole_when_one_fails(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bulk write's BEGIN IMMEDIATE, statements and COMMIT go to the connection's thread together: 20,000
+    rows in two INSERTs are one trip where they were four. A write whose last statement fails leaves
+    nothing of its first, and its connection goes back outside any transaction."""
+    if not is_sqlite():
+        pytest.skip("SQLite only: PostgreSQL writes go through asyncpg")
+    import datetime as dt
+    import secrets
+    from uuid import uuid4
+
+    from app.db import bulk_insert
+    from schema.notifications import NationalDndEntry
+
+    site = Site(name="Trips", slug=f"trips-{secrets.token_hex(4)}")
+    await site.save()
+    now = dt.datetime.now(dt.UTC)
+    rows = [(uuid4(), site.id, f"index-{n:05d}", now) for n in range(20_000)]
+    columns = ("id", "site", "phone_index", "imported_at")
+    engine = current_engine()
+    assert isinstance(engine, PooledSQLiteEngine)
+    try:
+        await Site.exists()  # an idle connection to lend: opening one is trips of its own
+        trips = _Trips(monkeypatch)
+        await bulk_insert("national_dnd_entry", columns, rows[:15_000])
+        assert trips.count == 1
+        # 5,000 new rows, then (in the next statement) one that exists: the write fails, whole.
+        with pytest.raises(Exception, match=r"(?i)unique"):
+            await bulk_insert("national_dnd_entry", columns, [*rows[15_000:], *([rows[0]] * 9_000)])
+        assert await NationalDndEntry.count().where(NationalDndEntry.site == site.id) == 15_000
+        assert all(not connection.in_transaction for connection in engine.idle_connections())
+    finally:
+        await NationalDndEntry.delete().where(NationalDndEntry.site == site.id)
+        await Site.delete().where(Site.id == site.id)
