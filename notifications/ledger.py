@@ -13,13 +13,23 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
 from uuid import UUID
 
 import msgspec
 
-from app.db import any_of, bulk_insert, fetch_rows, is_sqlite, update_each, write_transaction, write_turn
+from app.db import (
+    any_of,
+    bulk_insert,
+    current_engine,
+    fetch_rows,
+    is_sqlite,
+    sqlite_write_in_one_trip,
+    update_each,
+    write_turn,
+)
 from notifications.categories import Channel
 from schema.notifications import Delivery
 
@@ -109,31 +119,27 @@ async def claim_batch(notification_id: UUID, channel: Channel, limit: int, now: 
     claim = "UPDATE delivery SET status = 'sending', claim_token = {}, claimed_at = {}, updated_at = {}, "
     status_of_notification = "(SELECT status FROM notification WHERE id = {})"
     if is_sqlite():
-        # Picked and claimed in two statements of one step each, under the write lock: UPDATE ... RETURNING
-        # hands back a row per step, and each step waited for the GIL again while the event loop was busy
-        # (see app.db.fetch_rows).
-        async with write_transaction():
-            picked = await Delivery.raw(
-                f"SELECT json_group_array(json_array(id, person, attempts)) AS rows, {status_of_notification} "
-                f"AS status FROM (SELECT id, person, attempts {due})",
-                notification_id,
-                notification_id,
-                str(channel),
-                now,
-                limit,
-            )
-            rows = msgspec.json.decode(picked[0]["rows"], type=list[tuple[str, str, int]])
-            if rows:
-                ids = msgspec.json.encode([row[0] for row in rows]).decode()
-                await Delivery.raw(
-                    claim + "attempts = attempts + 1 WHERE id IN (SELECT value FROM json_each({}))",
-                    token,
-                    now,
-                    now,
-                    ids,
-                )
+        # Picked and claimed in two statements of one step each: UPDATE ... RETURNING hands back a row per
+        # step, and each step waited for the GIL again while the event loop was busy (see app.db.fetch_rows).
+        # Both, and the transaction around them, in one trip to the connection's thread.
+        pick = (
+            f"SELECT json_group_array(json_array(id, person, attempts)) AS rows, {status_of_notification} "
+            f"AS status FROM (SELECT id, person, attempts {due})"
+        ).replace("{}", "?")
+        take = (
+            claim + "attempts = attempts + 1 WHERE id IN (SELECT json_extract(value, '$[0]') FROM json_each({}))"
+        ).replace("{}", "?")
+
+        def pick_and_take(connection: sqlite3.Connection) -> tuple[str, str | None]:
+            picked = connection.execute(pick, (notification_id, notification_id, str(channel), now, limit)).fetchone()
+            if picked["rows"] != "[]":
+                connection.execute(take, (token, now, now, picked["rows"]))
+            return picked["rows"], picked["status"]
+
+        found, status = await sqlite_write_in_one_trip(current_engine(), pick_and_take)
+        rows = msgspec.json.decode(found, type=list[tuple[str, str, int]])
         claimed = [Claimed(UUID(id_), UUID(person), attempts + 1) for id_, person, attempts in rows]
-        return Claim(token, claimed, cancelled=picked[0]["status"] == "cancelled")
+        return Claim(token, claimed, cancelled=status == "cancelled")
     # One statement, atomic on its own: no transaction around it (BEGIN and COMMIT were two more round trips).
     # The subquery's rows are locked and skipped by any other sender's, so claims are disjoint.
     found = await Delivery.raw(

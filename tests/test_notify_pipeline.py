@@ -495,3 +495,36 @@ async def test_a_sender_reads_only_the_contact_points_its_channel_decides_on(wor
             True,
             None,
         )
+
+
+async def test_a_claim_on_sqlite_is_one_trip_to_the_database_thread(  # type: ignore[no-untyped-def]
+    world, settings, redis, fakes, monkeypatch
+) -> None:
+    """Picking the due rows, claiming them and the transaction around both go to the connection's thread in
+    one trip: each trip hands the GIL over and back, and cost the busy event loop about a millisecond."""
+    import aiosqlite
+
+    from app.db import is_sqlite
+
+    if not is_sqlite():
+        pytest.skip("SQLite only: on PostgreSQL a claim is one statement")
+    await add_recipients(world, 3)
+    async with pipeline(settings, redis, fakes) as ctx:
+        notification_id = await announce(world, [Channel.SMS])
+        await fanout.expand(ctx, notification_id)
+        trips = 0
+        original = aiosqlite.Connection._execute
+
+        async def counted(connection: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
+            nonlocal trips
+            trips += 1
+            return await original(connection, fn, *args, **kwargs)
+
+        monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+        claim = await claim_batch(notification_id, Channel.SMS, 2, ctx.clock())
+        monkeypatch.undo()
+        assert (trips, len(claim.rows), claim.cancelled) == (1, 2, False)
+        rest = await claim_batch(notification_id, Channel.SMS, 10, ctx.clock())
+        assert rest.rows and not {r.delivery_id for r in rest.rows} & {r.delivery_id for r in claim.rows}
+        statuses = Counter(r["status"] for r in await ledger(notification_id))
+    assert statuses["sending"] == len(claim.rows) + len(rest.rows) and not statuses["pending"]
