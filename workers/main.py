@@ -83,6 +83,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["settings"] = settings
     ctx["started_pool"] = await open_database()
     ctx["notify"] = build_notify_context(settings, ctx["redis"])
+    ctx["parts_here"] = notify_jobs.PartsHere()  # shared by every job of this process (arq copies ctx per job)
     tune_garbage_collector()
 
 

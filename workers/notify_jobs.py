@@ -98,6 +98,23 @@ async def notify_expand(ctx: dict[str, Any], notification_id: str) -> int:
 # Parts one worker expands at a time. Expanding is mostly this process's own CPU, so a second part here
 # would only wait for the first; handed back to the queue, it goes to a worker with a core to spare.
 PARTS_AT_ONCE = 1
+
+
+class PartsHere:
+    """The parts this worker process is expanding now: one object for the whole process, put in arq's
+    context at start-up. arq gives each job a copy of that context, so a count kept in a job's own context
+    was never seen by the next job: one worker that took a township's parts at once expanded them all at
+    once, while the others stayed idle."""
+
+    def __init__(self) -> None:
+        self.expanding = 0
+
+
+def parts_here(ctx: dict[str, Any]) -> PartsHere:
+    """This process's :class:`PartsHere` (a job run by hand, outside a worker, gets one of its own)."""
+    return cast(PartsHere, ctx.setdefault("parts_here", PartsHere()))
+
+
 # How long a handed-back part waits in the queue, so another worker's look finds it first.
 HAND_BACK_SECONDS = 0.2
 
@@ -105,14 +122,15 @@ HAND_BACK_SECONDS = 0.2
 async def notify_expand_part(ctx: dict[str, Any], notification_id: str, part: int, lane: Lane | None = None) -> int:
     notify: NotifyContext = ctx["notify"]
     lane = lane or await lane_of_notification(UUID(notification_id))
-    if lane is Lane.BULK and ctx.setdefault("expanding_parts", 0) >= PARTS_AT_ONCE:
+    here = parts_here(ctx)
+    if lane is Lane.BULK and here.expanding >= PARTS_AT_ONCE:
         # arq hands a worker every due job it can run; share a big audience's parts with the others.
         later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=HAND_BACK_SECONDS)
         await ctx["redis"].enqueue_job(
             "notify_expand_part", notification_id, part, _defer_until=later, _expires=JOB_EXPIRY
         )
         return 0
-    ctx["expanding_parts"] = ctx.get("expanding_parts", 0) + 1
+    here.expanding += 1
     try:
         senders = senders_for(notify.settings, lane)
 
@@ -125,7 +143,7 @@ async def notify_expand_part(ctx: dict[str, Any], notification_id: str, part: in
                 return 0
             channels = await fanout.expand_part(notify, UUID(notification_id), part, first_rows=start_sending)
     finally:
-        ctx["expanding_parts"] -= 1
+        here.expanding -= 1
     logger.info(
         "expanded part %d of notification %s",
         part,

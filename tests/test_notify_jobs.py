@@ -1,0 +1,88 @@
+"""The notification jobs as a worker runs them: arq gives every job a copy of the worker's context, and a
+send job that finds its sender slot taken leaves."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from arq import create_pool
+from arq.connections import ArqRedis, RedisSettings
+from arq.constants import job_key_prefix
+
+from notifications import fanout
+from notifications.audience import Audience
+from notifications.categories import Category, Channel
+from notifications.lanes import Lane
+from notifications.service import NotificationRequest, create_notification
+from schema.notifications import Delivery
+from tests.support.notify import add_recipients, pipeline
+from workers.main import queue_name
+from workers.notify_jobs import PartsHere, notify_expand_part
+
+NOTIFY_JOBS = ("notify_expand", "notify_expand_part", "notify_send")
+
+
+@pytest.fixture
+async def jobs(settings: Any) -> AsyncIterator[ArqRedis]:
+    """The workers' arq queue; notification jobs a test leaves there are removed afterwards."""
+    pool = await create_pool(RedisSettings.from_dsn(settings.redis_url), default_queue_name=queue_name(settings))
+    try:
+        yield pool
+    finally:
+        for job in await pool.queued_jobs():
+            if job.function in NOTIFY_JOBS:
+                await pool.zrem(queue_name(settings), job.job_id)
+                await pool.delete(job_key_prefix + job.job_id)
+        await pool.aclose()
+
+
+@pytest.fixture
+async def fakes() -> Any:
+    from notifications.fakes import running_fakes
+
+    async with running_fakes() as running:
+        running.twilio.configure(callbacks_enabled=False)
+        yield running
+
+
+async def announcement(world: Any, people: list[Any]) -> Any:
+    request = NotificationRequest(
+        title="Lift",
+        body="Lift B is back in service",
+        category=Category.ANNOUNCEMENT,
+        audience=Audience(person_ids=[p.person_id for p in people]),
+        channels=[Channel.SMS],
+    )
+    notification_id, _ = await create_notification(site_id=world.site_id, request=request)
+    return notification_id
+
+
+async def queued(pool: ArqRedis, function: str, notification_id: Any) -> list[Any]:
+    return [job for job in await pool.queued_jobs() if job.function == function and job.args[0] == str(notification_id)]
+
+
+async def test_a_worker_expands_one_part_at_a_time_and_hands_the_others_back(  # type: ignore[no-untyped-def]
+    world, settings, redis, fakes, jobs
+) -> None:
+    """Two parts' jobs start at once in one worker, each with its own copy of the worker's context, as arq
+    runs them: one is expanded, the other goes back to the queue for a worker with a core to spare. (A count
+    kept in a job's own copy was never seen by the other: one worker expanded every part at once.)"""
+    people = await add_recipients(world, 240)
+    async with pipeline(settings, redis, fakes, notify_expansion_part_size=100) as ctx:
+        notification_id = await announcement(world, people)
+        planned = await fanout.plan(ctx, notification_id)
+        assert planned is not None and len(planned.todo) >= 2
+        worker = {"redis": jobs, "notify": ctx, "settings": ctx.settings, "parts_here": PartsHere()}
+        first, second = await asyncio.gather(
+            notify_expand_part({**worker}, str(notification_id), 0, Lane.BULK),
+            notify_expand_part({**worker}, str(notification_id), 1, Lane.BULK),
+        )
+    assert (first, second) == (1, 0)  # the first expanded (its one channel), the second handed back
+    handed_back = [job for job in await queued(jobs, "notify_expand_part", notification_id) if job.args[1] == 1]
+    assert len(handed_back) == 1
+    assert handed_back[0].score > handed_back[0].enqueue_time.timestamp() * 1000  # it waits a moment in the queue
+    written = await Delivery.select(Delivery.person).where(Delivery.notification == notification_id)
+    assert 0 < len(written) < len(people)  # one part's rows, not both
