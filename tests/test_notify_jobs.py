@@ -4,6 +4,7 @@ send job that finds its sender slot taken leaves."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,7 +21,7 @@ from notifications.service import NotificationRequest, create_notification
 from schema.notifications import Delivery
 from tests.support.notify import add_recipients, pipeline
 from workers.main import queue_name
-from workers.notify_jobs import PartsHere, notify_expand_part
+from workers.notify_jobs import PartsHere, enqueue_retry, notify_expand_part
 
 NOTIFY_JOBS = ("notify_expand", "notify_expand_part", "notify_send")
 
@@ -86,3 +87,27 @@ async def test_a_worker_expands_one_part_at_a_time_and_hands_the_others_back(  #
     assert handed_back[0].score > handed_back[0].enqueue_time.timestamp() * 1000  # it waits a moment in the queue
     written = await Delivery.select(Delivery.person).where(Delivery.notification == notification_id)
     assert 0 < len(written) < len(people)  # one part's rows, not both
+
+
+async def test_rows_due_when_a_sender_lets_go_of_its_slot_get_a_send_job_at_once(  # type: ignore[no-untyped-def]
+    world, settings, redis, fakes, jobs
+) -> None:
+    """A part expanded on another worker wrote rows after this sender's last claim found none; the send job
+    that part asked for found this sender's slot taken and left. Letting go, the sender asks for a send now,
+    where before the rows waited for the tick's sweep, a claim lease later."""
+    people = await add_recipients(world, 3)
+    async with pipeline(settings, redis, fakes) as ctx:
+        notification_id = await announcement(world, people)
+        await fanout.expand(ctx, notification_id)  # pending SMS rows, due now, that nobody is sending
+        worker = {"redis": jobs, "notify": ctx, "settings": ctx.settings}
+        await enqueue_retry(worker, notification_id, str(Channel.SMS))
+        asked = await queued(jobs, "notify_send", notification_id)
+        assert [job.args[1] for job in asked] == [str(Channel.SMS)]
+        assert asked[0].score <= (ctx.clock() + dt.timedelta(seconds=1)).timestamp() * 1000  # now, not later
+
+        # Rows waiting for a backoff still get their job at the time they come due, not now.
+        later = ctx.clock() + dt.timedelta(seconds=60)
+        await Delivery.update({Delivery.next_attempt_at: later}).where(Delivery.notification == notification_id)
+        await enqueue_retry(worker, notification_id, str(Channel.SMS))
+        retries = [job for job in await queued(jobs, "notify_send", notification_id) if job not in asked]
+        assert len(retries) == 1 and retries[0].score >= later.timestamp() * 1000 - 1

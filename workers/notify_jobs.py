@@ -173,16 +173,25 @@ async def notify_send(ctx: dict[str, Any], notification_id: str, channel: str) -
         )
         if summary.out_of_time:
             await enqueue_send(ctx, UUID(notification_id), channel)
-        await enqueue_retry(ctx, UUID(notification_id), channel)
+        else:
+            await enqueue_retry(ctx, UUID(notification_id), channel)
         return summary.sent
     return 0
 
 
 async def enqueue_retry(ctx: dict[str, Any], notification_id: UUID, channel: str) -> None:
-    """Rows left waiting for a backoff or a provider's Retry-After get a job at the time they come due,
-    rather than waiting for the tick's stalled-notification sweep (a claim lease later)."""
+    """After a sender has let go of its slot: rows left waiting for a backoff or a provider's Retry-After get a
+    job at the time they come due, rather than waiting for the tick's stalled-notification sweep (a claim
+    lease later); rows due already get one now.
+
+    Rows are due already when they were written after the sender's last claim found nothing, by a part
+    expanded on another worker: the send job that part asked for found this sender's slot taken and left
+    (another sender had it), and without this they waited for the sweep."""
     due = await sender.next_attempt_at(notification_id, Channel(channel))
-    if due is None or due <= ctx["notify"].clock():
+    if due is None:
+        return
+    if due <= ctx["notify"].clock():
+        await enqueue_send(ctx, notification_id, channel)
         return
     await ctx["redis"].enqueue_job(
         "notify_send",
