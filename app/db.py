@@ -224,18 +224,24 @@ class PooledSQLiteEngine(SQLiteEngine):
         thread and back, and each trip hands the GIL over and back. While the event loop's thread is busy (a
         fan-out's provider calls) each handover made the loop wait for its core, about a millisecond a
         trip. ``work`` runs outside the event loop: it must not touch asyncio objects."""
+        async with self._lent() as connection:
+            result: T = await connection._execute(work, connection._conn)
+        return result
+
+    @contextlib.asynccontextmanager
+    async def _lent(self) -> AsyncIterator[PooledSQLiteConnection]:
+        """A connection for one piece of work, back to the pool after it. Work that was cancelled may still
+        be running on the connection's thread: that connection is stopped, never lent again."""
         connection = await self.get_connection()
         try:
-            result: T = await connection._execute(work, connection._conn)
+            yield connection
         except asyncio.CancelledError:
-            # The work may still be running on the connection's thread: never lend it again.
             connection.stop()
             raise
         except BaseException:
             await connection.close()
             raise
         await connection.close()
-        return result
 
     async def _run_in_existing_connection(
         self,
@@ -262,20 +268,8 @@ class PooledSQLiteEngine(SQLiteEngine):
         query_type: str = "generic",
         table: Any = None,
     ) -> Any:
-        connection = await self.get_connection()
-        try:
-            response = await self._run_in_existing_connection(
-                connection, query, args, query_type=query_type, table=table
-            )
-        except asyncio.CancelledError:
-            # The statement may still be running on the connection's thread: never lend it again.
-            connection.stop()
-            raise
-        except BaseException:
-            await connection.close()
-            raise
-        await connection.close()
-        return response
+        async with self._lent() as connection:
+            return await self._run_in_existing_connection(connection, query, args, query_type=query_type, table=table)
 
 
 def current_engine() -> Engine[Any]:

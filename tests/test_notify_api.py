@@ -10,9 +10,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from arq import create_pool
-from arq.connections import ArqRedis, RedisSettings
-from arq.constants import job_key_prefix
+from arq.connections import ArqRedis
 
 from app.auth.roles import Role
 from app.people.directory import directory_for
@@ -26,26 +24,16 @@ from notifications.providers import Providers
 from realtime.history import read_since
 from realtime.topics import user_topic
 from schema.notifications import NationalDndEntry
+from tests.support.notify import notify_queue
 from tests.support.world import World
-from workers.main import queue_name
 
 PROBLEM = "application/problem+json"
-NOTIFY_JOBS = ("notify_expand", "notify_send")
 
 
 @pytest.fixture
 async def jobs(settings: Any) -> AsyncIterator[ArqRedis]:
-    """The arq queue the web app enqueues into; notify jobs left by a test are removed afterwards
-    (a later test runs a real burst worker on the same queue)."""
-    pool = await create_pool(RedisSettings.from_dsn(settings.redis_url), default_queue_name=queue_name(settings))
-    try:
+    async with notify_queue(settings) as pool:
         yield pool
-    finally:
-        for job in await pool.queued_jobs():
-            if job.function in NOTIFY_JOBS:
-                await pool.zrem(queue_name(settings), job.job_id)
-                await pool.delete(job_key_prefix + job.job_id)
-        await pool.aclose()
 
 
 async def queued_expands(pool: ArqRedis) -> list[str]:

@@ -9,9 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from arq import create_pool
-from arq.connections import ArqRedis, RedisSettings
-from arq.constants import job_key_prefix
+from arq.connections import ArqRedis
 
 from notifications import fanout
 from notifications.audience import Audience
@@ -19,25 +17,14 @@ from notifications.categories import Category, Channel
 from notifications.lanes import Lane
 from notifications.service import NotificationRequest, create_notification
 from schema.notifications import Delivery
-from tests.support.notify import add_recipients, pipeline
-from workers.main import queue_name
+from tests.support.notify import add_recipients, notify_queue, pipeline
 from workers.notify_jobs import PartsHere, enqueue_retry, notify_expand_part
-
-NOTIFY_JOBS = ("notify_expand", "notify_expand_part", "notify_send")
 
 
 @pytest.fixture
 async def jobs(settings: Any) -> AsyncIterator[ArqRedis]:
-    """The workers' arq queue; notification jobs a test leaves there are removed afterwards."""
-    pool = await create_pool(RedisSettings.from_dsn(settings.redis_url), default_queue_name=queue_name(settings))
-    try:
+    async with notify_queue(settings) as pool:
         yield pool
-    finally:
-        for job in await pool.queued_jobs():
-            if job.function in NOTIFY_JOBS:
-                await pool.zrem(queue_name(settings), job.job_id)
-                await pool.delete(job_key_prefix + job.job_id)
-        await pool.aclose()
 
 
 @pytest.fixture

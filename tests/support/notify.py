@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from uuid import UUID
 
 import msgspec
+from arq import create_pool
+from arq.connections import ArqRedis, RedisSettings
+from arq.constants import job_key_prefix
 from redis.asyncio import Redis
 
 from app.auth.roles import Role
@@ -88,3 +91,23 @@ async def pipeline(
         yield NotifyContext(settings=wired, redis=redis, directory=directory_for(wired), providers=providers)
     finally:
         await providers.aclose()
+
+
+NOTIFY_JOB_FUNCTIONS = ("notify_expand", "notify_expand_part", "notify_send")
+
+
+@asynccontextmanager
+async def notify_queue(settings: Settings) -> AsyncIterator[ArqRedis]:
+    """The workers' arq queue, as the web app enqueues into it; notification jobs a test leaves there are
+    removed on the way out (a later test runs a real worker on the same queue)."""
+    from workers.main import queue_name
+
+    pool = await create_pool(RedisSettings.from_dsn(settings.redis_url), default_queue_name=queue_name(settings))
+    try:
+        yield pool
+    finally:
+        for job in await pool.queued_jobs():
+            if job.function in NOTIFY_JOB_FUNCTIONS:
+                await pool.zrem(queue_name(settings), job.job_id)
+                await pool.delete(job_key_prefix + job.job_id)
+        await pool.aclose()
