@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import sqlite3
 import threading
@@ -17,6 +18,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import urlparse
+from uuid import UUID
 
 import aiosqlite
 import msgspec
@@ -667,19 +669,24 @@ async def fetch_rows(table: str, columns: Sequence[str], where: str, *params: An
     count = sql.count("{}")
     if isinstance(engine, SQLiteEngine):
         one_step = f"SELECT json_group_array(json_array({names})) AS rows FROM ({sql})"
-        declared = await _sqlite_declared_types(engine, table, columns)
-        converting = [(i, convert) for i, convert in enumerate(map(_sqlite_converter, declared)) if convert is not None]
+        decoder, converting = _sqlite_rows_decoder(tuple(await _sqlite_declared_types(engine, table, columns)))
         connection = await engine.get_connection()
         try:
             (result,) = await connection.execute_fetchall(one_step.format(*("?" for _ in range(count))), params)
         finally:
             await connection.close()
-        rows: list[list[Any]] = msgspec.json.decode(result["rows"])
+        rows: list[tuple[Any, ...]] = decoder.decode(result["rows"])
+        if not converting:
+            return [dict(zip(columns, values, strict=True)) for values in rows]
+        converted: list[Row] = []
         for values in rows:  # a batch's facts are tens of thousands of values: convert only those that need it
+            row = dict(zip(columns, values, strict=True))
             for i, convert in converting:
-                if values[i] is not None:
-                    values[i] = convert(values[i])
-        return [dict(zip(columns, values, strict=True)) for values in rows]
+                column = columns[i]
+                if row[column] is not None:
+                    row[column] = convert(row[column])
+            converted.append(row)
+        return converted
     assert isinstance(engine, PostgresEngine)
     statement = sql.format(*(f"${i}" for i in range(1, count + 1)))
     async with _postgres_connection(engine) as connection:
@@ -698,6 +705,25 @@ async def _sqlite_declared_types(engine: SQLiteEngine, table: str, columns: Sequ
         _sqlite_declared[table] = {row["name"]: str(row["type"]).split("(")[0].split(" ")[0].upper() for row in rows}
     declared = _sqlite_declared[table]
     return [declared[column] for column in columns]
+
+
+@functools.lru_cache(maxsize=256)
+def _sqlite_rows_decoder(
+    declared: tuple[str, ...],
+) -> tuple[msgspec.json.Decoder[list[tuple[Any, ...]]], list[tuple[int, Callable[[Any], Any]]]]:
+    """The decoder of a result's JSON rows, and the converters left to apply (by position).
+
+    UUID columns are decoded by msgspec, in C: Piccolo's converter parsed each in Python, and a fan-out's
+    batches read tens of thousands of them on the event loop's thread. The others go through their
+    column's converter (:func:`_sqlite_converter`)."""
+    types = tuple(UUID | None if kind == "UUID" else Any for kind in declared)
+    decoder: msgspec.json.Decoder[list[tuple[Any, ...]]] = msgspec.json.Decoder(list[tuple[types]])  # type: ignore[valid-type]
+    converting = [
+        (i, convert)
+        for i, convert in enumerate(map(_sqlite_converter, declared))
+        if convert is not None and declared[i] != "UUID"
+    ]
+    return decoder, converting
 
 
 def _sqlite_converter(declared: str) -> Callable[[Any], Any] | None:
