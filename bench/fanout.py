@@ -475,11 +475,9 @@ async def overhead(args: argparse.Namespace, base: str) -> None:
 
 
 async def expansion(args: argparse.Namespace, base: str) -> None:
-    from uuid import uuid4
-
     from app.db import bulk_insert, close_database, open_database
     from notifications import fanout
-    from notifications.ledger import LEDGER_COLUMNS
+    from notifications.ledger import LEDGER_COLUMNS, new_row_id
     from workers.gc_tuning import tune_garbage_collector
 
     count = args.recipients or 10_000
@@ -500,7 +498,7 @@ async def expansion(args: argparse.Namespace, base: str) -> None:
         now = dt.datetime.now(dt.UTC)
         started = time.perf_counter()
         rows = [
-            (uuid4(), site.id, notification_id, pid, channel, "pending", None, None, 0, now, now)
+            (new_row_id(), site.id, notification_id, pid, channel, "pending", None, None, 0, now, now)
             for pid in ids
             for channel in ("push", "sms", "whatsapp")
         ]

@@ -32,6 +32,7 @@ from app.db import is_sqlite, write_transaction
 from app.people.directory import Directory
 from notifications.categories import DEFAULT_TTL_SECONDS, DIGEST_CHANNELS, Category, Channel, Urgency
 from notifications.facts import PersonFacts, load_facts, load_site_policy
+from notifications.ledger import new_row_id
 from notifications.policy import Action, Reason, SitePolicy, decide
 from schema.jsonvalue import as_dict, as_list
 from schema.notifications import Delivery, Notification
@@ -295,6 +296,7 @@ async def _create_digest(
     # Inside the release's transaction: not ledger.insert_rows, which writes on a connection of its own.
     await Delivery.insert(
         Delivery(
+            id=new_row_id(),
             site=site_id,
             notification=digest_id,
             person=person_id,

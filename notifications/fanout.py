@@ -26,7 +26,7 @@ from notifications.categories import Category, Channel, Urgency
 from notifications.context import NotifyContext
 from notifications.digest import BurstGate, bursts_apply, decides_promotions, thread_of
 from notifications.facts import PersonFacts, load_facts, load_site_policy
-from notifications.ledger import counters, existing_people, insert_rows
+from notifications.ledger import counters, existing_people, insert_rows, new_row_id
 from notifications.policy import Action, Decision, Decisions, Reason, SitePolicy
 from schema.jsonvalue import as_dict, as_list
 from schema.notifications import Notification, NotificationPart
@@ -201,7 +201,7 @@ class _Decider:
         site, notification_id = notification.site, notification.id
         return [
             (
-                uuid4(),
+                new_row_id(),
                 site,
                 notification_id,
                 person_id,

@@ -19,6 +19,7 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
+from uuid_utils.compat import uuid7
 
 from app.db import (
     any_of,
@@ -63,6 +64,15 @@ def now_utc() -> dt.datetime:
 
 def _uuid(value: Any) -> UUID:
     return value if isinstance(value, UUID) else UUID(str(value))
+
+
+def new_row_id() -> UUID:
+    """The id of a new ledger row: a UUIDv7, whose leading bits are the time it was made.
+
+    Rows made together have neighbouring ids, so a batch's inserts and updates touch a few pages of the
+    primary key's index instead of one page each all over it (random ids did, and each fan-out added
+    30,000 of them: the writes cost more the larger the ledger grew)."""
+    return uuid7()
 
 
 LEDGER_COLUMNS = (

@@ -202,8 +202,9 @@ async def test_quiet_hours_updates_and_an_announcement_become_one_digest_per_cha
         notification = await Notification.objects().where(Notification.id == digest_id).first()
         assert notification is not None
         assert (notification.kind, notification.status) == (DIGEST_KIND, "completed")
-        digest_rows = await Delivery.select(Delivery.status).where(Delivery.notification == digest_id)
+        digest_rows = await Delivery.select(Delivery.id, Delivery.status).where(Delivery.notification == digest_id)
         assert [r["status"] for r in digest_rows] == ["sent"], channel
+        assert [r["id"].version for r in digest_rows] == [7], "ledger ids are time-ordered (ledger.new_row_id)"
     # The underlying notifications are complete: every row is final.
     statuses = await Notification.select(Notification.status).where(Notification.id.is_in([*updates, announcement]))
     assert {s["status"] for s in statuses} == {"completed"}

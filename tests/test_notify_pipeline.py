@@ -99,6 +99,20 @@ async def test_announcement_reaches_every_person_once_per_channel(world, setting
     assert all(m.content_sid for m in whatsapp), "outside the 24h window WhatsApp must use the template"
 
 
+async def test_an_audience_s_ledger_rows_have_ids_in_the_order_they_were_made(world, settings, redis, fakes) -> None:  # type: ignore[no-untyped-def]
+    """UUIDv7 ids: a batch's rows sit side by side in the primary key's index (ledger.new_row_id)."""
+    people = await add_recipients(world, 12)
+    before = dt.datetime.now(dt.UTC)
+    async with pipeline(settings, redis, fakes) as ctx:
+        notification_id = await expanded(ctx, world, people, Channel.SMS)
+    after = dt.datetime.now(dt.UTC)
+    rows = await ledger(notification_id)
+    assert len(rows) == 12
+    assert {row["id"].version for row in rows} == {7}
+    made = [dt.datetime.fromtimestamp((row["id"].int >> 80) / 1000, dt.UTC) for row in rows]
+    assert all(before - dt.timedelta(milliseconds=1) <= when <= after for when in made), (before, made, after)
+
+
 async def test_withdrawal_between_enqueue_and_send_suppresses(world, settings, redis, fakes) -> None:  # type: ignore[no-untyped-def]
     keep, withdraw = await add_recipients(world, 2)
     async with pipeline(settings, redis, fakes) as ctx:
