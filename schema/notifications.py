@@ -130,7 +130,7 @@ class Delivery(Table, tablename="delivery"):
     # Set when a sender claims the row; a claim older than the lease is "in doubt".
     claimed_at = Timestamptz(null=True, default=None)
     claim_token = Varchar(length=32, null=True, default=None)
-    provider_id = Varchar(length=64, null=True, default=None)  # indexed where set (opshub_0017_ledger_indexes)
+    provider_id = Varchar(length=64, null=True, default=None)  # not indexed: no query reads by it (opshub_0023)
     provider_code = Varchar(length=32, null=True, default=None)
     created_at = Timestamptz()
     updated_at = Timestamptz()
