@@ -6,7 +6,10 @@ import datetime as dt
 from collections import Counter
 from typing import Any
 
+import firebase_admin
+import httpx
 import pytest
+from firebase_admin import messaging
 
 from notifications import fanout, sender
 from notifications.audience import Audience
@@ -16,6 +19,7 @@ from notifications.facts import load_facts
 from notifications.fakes import running_fakes
 from notifications.ledger import claim_batch, release_claim
 from notifications.preferences import ConsentChange, QuietHours, change_consent, consent_history, set_dnd
+from notifications.providers import FIREBASE_APP_NAME
 from notifications.recovery import reconcile_in_doubt
 from notifications.service import NotificationRequest, cancel_notification, create_notification
 from schema.notifications import Delivery
@@ -245,6 +249,46 @@ async def test_transient_failure_is_retried_with_backoff(world, settings, redis,
     row = (await ledger(notification_id))[0]
     assert (row["status"], row["attempts"]) == ("sent", 2)
     assert len(fakes.twilio.messages) == 1
+
+
+class _AnswerLost(httpx.AsyncBaseTransport):
+    """Passes each request on to the fake, which takes it, then loses the first ``count`` answers on the way
+    back: the connection drops as a keep-alive connection the server has just closed does."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, count: int) -> None:
+        self.inner, self.count = inner, count
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if self.count > 0:
+            self.count -= 1
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request)
+        return response
+
+
+async def test_a_push_whose_answer_was_lost_is_sent_again_not_failed(world, settings, redis, fakes) -> None:  # type: ignore[no-untyped-def]
+    """firebase-admin reports a dropped connection as UnknownError with no HTTP answer: transient, not a
+    permanent failure. The repeat has the same tag, so the device shows one notification."""
+    (person,) = await add_recipients(world, 1)
+    clock = {"now": dt.datetime.now(dt.UTC)}
+    async with pipeline(settings, redis, fakes) as ctx:
+        ctx.clock = lambda: clock["now"]
+        app = firebase_admin.get_app(f"{FIREBASE_APP_NAME}:{ctx.settings.fcm_base_url}")
+        # firebase-admin's retrying transports wrap the HTTP one (as notifications.fakes.sdk_wiring wires them).
+        retrying = messaging._get_messaging_service(app)._async_client._mounts.values()
+        for transport in retrying:
+            transport._wrapped_transport = _AnswerLost(transport._wrapped_transport, count=1)
+        notification_id = await announce(world, [Channel.PUSH], audience=Audience(person_ids=[person.person_id]))
+        await run_all(ctx, notification_id)
+        row = (await ledger(notification_id))[0]
+        assert (row["status"], row["attempts"], row["provider_code"]) == ("pending", 1, "UNKNOWN"), row
+        clock["now"] = row["next_attempt_at"]
+        await sender.send_pending(ctx, notification_id, Channel.PUSH)
+    row = (await ledger(notification_id))[0]
+    assert (row["status"], row["attempts"]) == ("sent", 2)
+    arrived = [m for m in fakes.fcm.messages if m.target == person.token]
+    assert len(arrived) == 2, "the first arrived, its answer did not"
+    assert {m.message["android"]["notification"]["tag"] for m in arrived} == {str(row["id"])}
 
 
 async def test_a_batch_claimed_after_the_cancel_but_before_its_rows_were_suppressed_is_not_sent(  # type: ignore[no-untyped-def]

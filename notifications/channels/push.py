@@ -102,7 +102,7 @@ def _outcome(recipient: Recipient, results: list[tuple[str, Exception | str]]) -
             dead_tokens=dead,
         )
     errors = [res for _, res in results if isinstance(res, Exception) and not isinstance(res, DEAD_TOKEN_ERRORS)]
-    if any(isinstance(e, TRANSIENT_ERRORS) or not isinstance(e, fcm_errors.FirebaseError) for e in errors):
+    if any(_transient(e) for e in errors):
         waits = [w for w in (_retry_after(e) for e in errors) if w is not None]
         return Outcome(
             delivery_id=recipient.delivery_id,
@@ -113,6 +113,18 @@ def _outcome(recipient: Recipient, results: list[tuple[str, Exception | str]]) -
             retry_after_seconds=max(waits) if waits else None,
         )
     return Outcome(delivery_id=recipient.delivery_id, status="failed", provider_code=_code(errors[0]), dead_tokens=dead)
+
+
+def _transient(error: Exception) -> bool:
+    """Worth trying again: FCM's own transient answers, and any failure with no HTTP answer at all.
+
+    firebase-admin turns a connection that dropped before its response (a keep-alive connection the server
+    had just closed, a reset) into ``UnknownError`` with no ``http_response``. The message may or may not
+    have arrived; a repeat carries the same tag (the delivery id), so a device shows it once. Marked failed,
+    it was a message lost for good on a blip of the network."""
+    if not isinstance(error, fcm_errors.FirebaseError):
+        return True
+    return isinstance(error, TRANSIENT_ERRORS) or error.http_response is None
 
 
 def _retry_after(error: Exception) -> float | None:
