@@ -37,6 +37,9 @@ class PersonFacts(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     # The values themselves, read (decrypted) only when asked for: the sender's SMS, WhatsApp and e-mail.
     mobile: str | None = None
     email: str | None = None
+    # Or kept encrypted until the sender knows whom it sends to (open_addresses): nobody's is read in vain.
+    mobile_sealed: str | None = None
+    email_sealed: str | None = None
     # The contact kinds read for these facts (a sender reads only its channel's): deciding on a channel whose
     # kind was not read would take an unread contact point for a missing one.
     kinds_read: frozenset[ContactKind] = frozenset({"mobile", "email"})
@@ -124,6 +127,7 @@ async def load_facts(
     addresses: Iterable[ContactKind] = ("mobile", "email"),
     channels: Iterable[Channel] | None = None,
     promotional: bool = True,
+    sealed: Iterable[ContactKind] = (),
 ) -> dict[UUID, PersonFacts]:
     """What the policy needs about these people, in a few bulk queries. Contact values are read
     (decrypted) only of the kinds in ``addresses``: deciding needs only whether a contact point exists,
@@ -133,7 +137,8 @@ async def load_facts(
     reads no contact points and no national DND entries, an SMS sender only mobiles (a batch's largest read,
     otherwise) and no devices. Without ``promotional``, neither the national DND registry nor the timezones of
     people without quiet hours are read: only a promotional message's decision needs them (its 09:00-21:00
-    is the person's own), and they were two of a batch's reads."""
+    is the person's own), and they were two of a batch's reads. Of the kinds in ``sealed`` the values are kept
+    encrypted, for :func:`open_addresses` to read of just the people a batch sends to."""
     if not person_ids:
         return {}
     deciding = tuple(Channel) if channels is None else tuple(channels)
@@ -145,7 +150,11 @@ async def load_facts(
         rows = await fetch_rows("person", ("id", "timezone"), f"WHERE {ids}", *params)
         person_zones = {row["id"]: row["timezone"] for row in rows}
     dnd = await dnd_of(person_ids, site_timezone)
-    contacts = await directory.chosen_contacts_for(site_id, person_ids, kinds=kinds, read=addresses) if kinds else {}
+    contacts = (
+        await directory.chosen_contacts_for(site_id, person_ids, kinds=kinds, read=addresses, keep_sealed=sealed)
+        if kinds
+        else {}
+    )
     tokens: dict[UUID, list[str]] = {}
     if Channel.PUSH in deciding:
         people, params = any_of("person", person_ids)
@@ -180,7 +189,24 @@ async def load_facts(
             on_national_dnd=pid in listed,
             mobile=mobile.value if mobile else None,
             email=email.value if email else None,
+            mobile_sealed=mobile.sealed if mobile else None,
+            email_sealed=email.sealed if email else None,
             kinds_read=kinds,
             promotional_read=promotional,
         )
     return result
+
+
+async def open_addresses(
+    directory: Directory, site_id: UUID, channel: Channel, facts: dict[UUID, PersonFacts], person_ids: Iterable[UUID]
+) -> dict[UUID, PersonFacts]:
+    """These people's facts with the address ``channel`` sends to read (decrypted) from its sealed value;
+    everyone else's as they were. A sender calls it once it has decided whom of a batch it sends to."""
+    kind = CONTACT_KIND_OF.get(channel)
+    if kind is None:
+        return facts
+    field = f"{kind}_sealed"
+    sealed = {pid: value for pid in dict.fromkeys(person_ids) if (value := getattr(facts[pid], field)) is not None}
+    opened = await directory.open_contacts(site_id, sealed)
+    unsealed = {pid: msgspec.structs.replace(facts[pid], **{kind: value, field: None}) for pid, value in opened.items()}
+    return {**facts, **unsealed}

@@ -25,7 +25,7 @@ from notifications.categories import DEFAULT_TTL_SECONDS, Category, Channel, Urg
 from notifications.channels.base import ChannelAdapter, Outcome, Outgoing, Recipient
 from notifications.contacts import mark_contact
 from notifications.context import NotifyContext
-from notifications.facts import CONTACT_KIND_OF, PersonFacts, load_facts, load_site_policy
+from notifications.facts import CONTACT_KIND_OF, PersonFacts, load_facts, load_site_policy, open_addresses
 from notifications.lanes import Lane, lane_of
 from notifications.ledger import (
     MAX_ATTEMPTS,
@@ -230,8 +230,10 @@ async def _prepare(
         notification.site,
         policy.timezone,
         people,
-        # The contact value the channel sends to is the only one read (decrypted) for a batch.
-        addresses=(CONTACT_KIND_OF[channel],) if channel in CONTACT_KIND_OF else (),
+        # The contact value the channel sends to is the only one read for a batch, and only of the people it is
+        # sent to: it stays sealed (encrypted) until they are decided.
+        addresses=(),
+        sealed=(CONTACT_KIND_OF[channel],) if channel in CONTACT_KIND_OF else (),
         channels=(channel,),
         promotional=digest.decides_promotions(category, notification.kind),
     )
@@ -272,6 +274,7 @@ async def _prepare(
             deferred_reason[row.delivery_id] = str(decision.reason)
         else:
             suppressed[row.delivery_id] = str(decision.reason)
+    facts = await open_addresses(ctx.directory, notification.site, channel, facts, (row.person_id for row in to_send))
     await record_suppressed(token, suppressed, now)
     await record_deferred(token, deferred, deferred_reason, now)
     summary.suppressed += len(suppressed)

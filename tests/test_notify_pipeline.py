@@ -11,6 +11,7 @@ import httpx
 import pytest
 from firebase_admin import messaging
 
+from app.privacy import audit
 from notifications import fanout, sender
 from notifications.audience import Audience
 from notifications.categories import Category, Channel, Urgency
@@ -553,6 +554,35 @@ async def test_a_sender_reads_only_the_contact_points_its_channel_decides_on(wor
             True,
             None,
         )
+
+
+async def test_a_sender_opens_only_the_addresses_it_sends_to(world, settings, redis, fakes) -> None:  # type: ignore[no-untyped-def]
+    """A batch decides on whether a mobile exists and its status; its value is decrypted (and, where reads are
+    audited, recorded as read) only for the people the batch then sends to, not for those it suppresses or
+    defers."""
+    sent_to, withdrew, quiet = await add_recipients(world, 3)
+    async with pipeline(settings, redis, fakes) as ctx:
+        notification_id = await expanded(ctx, world, [sent_to, withdrew, quiet], Channel.SMS)
+        await change_consent(
+            site_id=world.site_id,
+            person_id=withdrew.person_id,
+            changes=[ConsentChange(Channel.SMS, Category.ANNOUNCEMENT, granted=False)],
+            source="app",
+            policy_version="test",
+        )
+        await set_dnd(
+            site_id=world.site_id,
+            person_id=quiet.person_id,
+            timezone="UTC",
+            quiet_hours=[QuietHours(weekday=d, start="00:00", end="23:59") for d in range(7)],
+            snooze_until=None,
+        )
+        with audit.acting_as(None, route="test: a sender's reads") as reads:
+            await sender.send_pending(ctx, notification_id, Channel.SMS)
+    assert [m.to for m in fakes.twilio.messages] == [sent_to.mobile]
+    statuses = {r["person"]: r["status"] for r in await ledger(notification_id)}
+    assert statuses == {sent_to.person_id: "sent", withdrew.person_id: "suppressed", quiet.person_id: "deferred"}
+    assert {subject for subject, action, data in reads.seen if data == "contact_points"} == {sent_to.person_id}
 
 
 async def test_a_claim_on_sqlite_is_one_trip_to_the_database_thread(  # type: ignore[no-untyped-def]

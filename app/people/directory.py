@@ -7,7 +7,7 @@ equality lookups (see ``app.security.crypto``). Nothing else queries those colum
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Literal
 from uuid import UUID
@@ -43,11 +43,13 @@ class ContactPointView(msgspec.Struct, frozen=True):
 
 class ChosenContact(msgspec.Struct, frozen=True, gc=False):
     """The contact point of a kind that a message goes to (the primary; the secondary only without one):
-    its blind index and status, and its value where it was asked to be read (decrypted)."""
+    its blind index and status, and its value where it was asked to be read (decrypted), or kept sealed (still
+    encrypted, for :meth:`Directory.open_contacts` to read later, of only the people it turns out to need)."""
 
     index: str
     status: str
     value: str | None = None
+    sealed: str | None = None
 
 
 class VehicleView(msgspec.Struct, frozen=True):
@@ -167,10 +169,12 @@ class Directory:
         *,
         kinds: Iterable[ContactKind] = ("mobile", "email"),
         read: Iterable[ContactKind] = (),
+        keep_sealed: Iterable[ContactKind] = (),
     ) -> dict[UUID, dict[str, ChosenContact]]:
         """Each person's chosen contact point of each of ``kinds``, in one query: whether a message can reach
         them, and their index to match the NCPR list. Values are read (decrypted, and the read audited) only
-        of the kinds in ``read``, and only of the chosen point: a sender reads just what it sends to."""
+        of the kinds in ``read``, and only of the chosen point. Of the kinds in ``keep_sealed`` the value is
+        kept encrypted: a sender decides first, then opens the values of just the people it sends to."""
         ids = list(person_ids)
         result: dict[UUID, dict[str, ChosenContact]] = {}
         wanted = sorted(set(kinds))
@@ -185,13 +189,17 @@ class Directory:
             *params,
             *wanted,
         )
-        kinds = set(read)
+        kinds, sealed = set(read), set(keep_sealed)
         encrypted: dict[tuple[UUID, str], str] = {}
         for row in sorted(rows, key=lambda row: str(row["label"])):  # primary before secondary
             chosen = result.setdefault(row["person"], {})
             if row["kind"] in chosen:
                 continue
-            chosen[row["kind"]] = ChosenContact(index=row["value_index"], status=row["status"])
+            chosen[row["kind"]] = ChosenContact(
+                index=row["value_index"],
+                status=row["status"],
+                sealed=row["value_encrypted"] if row["kind"] in sealed else None,
+            )
             if row["kind"] in kinds:
                 encrypted[(row["person"], row["kind"])] = row["value_encrypted"]
         for (person_id, kind), value in encrypted.items():
@@ -202,6 +210,14 @@ class Directory:
         if encrypted:
             await audit.record(site_id, dict.fromkeys(p for p, _ in encrypted), "read", "contact_points")
         return result
+
+    async def open_contacts(self, site_id: UUID, sealed: Mapping[UUID, str]) -> dict[UUID, str]:
+        """The values of contact points kept sealed by :meth:`chosen_contacts_for` (one per person), decrypted;
+        the read is audited as :meth:`chosen_contacts_for`'s are."""
+        opened = {person_id: self._cipher.decrypt(value) for person_id, value in sealed.items()}
+        if opened:
+            await audit.record(site_id, opened, "read", "contact_points")
+        return opened
 
     def vehicle_row(self, *, site_id: UUID, person_id: UUID, plate: str, kind: str = "car") -> Vehicle:
         normalised = normalise_plate(plate)
