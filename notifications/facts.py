@@ -54,6 +54,20 @@ class PersonFacts(msgspec.Struct, frozen=True, gc=False, kw_only=True):
             return self.email
         return None
 
+    def sealed_address(self, channel: Channel) -> str | None:
+        """The encrypted value of the address this channel sends to, where it was kept sealed."""
+        if channel in (Channel.SMS, Channel.WHATSAPP):
+            return self.mobile_sealed
+        if channel is Channel.EMAIL:
+            return self.email_sealed
+        return None
+
+    def opened(self, channel: Channel, address: str) -> PersonFacts:
+        """These facts with the address this channel sends to read, and no longer sealed."""
+        if channel is Channel.EMAIL:
+            return msgspec.structs.replace(self, email=address, email_sealed=None)
+        return msgspec.structs.replace(self, mobile=address, mobile_sealed=None)
+
     def decision_key(self, channel: Channel, category: Category) -> tuple[object, ...]:
         """What, of this person, a decision on this channel and category depends on (the rest is the
         notification's and the moment's): people with equal keys get equal decisions."""
@@ -202,11 +216,10 @@ async def open_addresses(
 ) -> dict[UUID, PersonFacts]:
     """These people's facts with the address ``channel`` sends to read (decrypted) from its sealed value;
     everyone else's as they were. A sender calls it once it has decided whom of a batch it sends to."""
-    kind = CONTACT_KIND_OF.get(channel)
-    if kind is None:
+    if channel not in CONTACT_KIND_OF:
         return facts
-    field = f"{kind}_sealed"
-    sealed = {pid: value for pid in dict.fromkeys(person_ids) if (value := getattr(facts[pid], field)) is not None}
+    sealed = {
+        pid: value for pid in dict.fromkeys(person_ids) if (value := facts[pid].sealed_address(channel)) is not None
+    }
     opened = await directory.open_contacts(site_id, sealed)
-    unsealed = {pid: msgspec.structs.replace(facts[pid], **{kind: value, field: None}) for pid, value in opened.items()}
-    return {**facts, **unsealed}
+    return {**facts, **{pid: facts[pid].opened(channel, address) for pid, address in opened.items()}}
