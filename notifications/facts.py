@@ -48,19 +48,11 @@ class PersonFacts(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     promotional_read: bool = True
 
     def address(self, channel: Channel) -> str | None:
-        if channel in (Channel.SMS, Channel.WHATSAPP):
-            return self.mobile
-        if channel is Channel.EMAIL:
-            return self.email
-        return None
+        return _of_channel(channel, self.mobile, self.email)
 
     def sealed_address(self, channel: Channel) -> str | None:
         """The encrypted value of the address this channel sends to, where it was kept sealed."""
-        if channel in (Channel.SMS, Channel.WHATSAPP):
-            return self.mobile_sealed
-        if channel is Channel.EMAIL:
-            return self.email_sealed
-        return None
+        return _of_channel(channel, self.mobile_sealed, self.email_sealed)
 
     def opened(self, channel: Channel, address: str) -> PersonFacts:
         """These facts with the address this channel sends to read, and no longer sealed."""
@@ -106,6 +98,12 @@ class PersonFacts(msgspec.Struct, frozen=True, gc=False, kw_only=True):
             created_at=created_at,
             now=now,
         )
+
+
+def _of_channel(channel: Channel, mobile: str | None, email: str | None) -> str | None:
+    """Of a person's mobile and e-mail, the one this channel sends to (push and in-app: neither)."""
+    kind = CONTACT_KIND_OF.get(channel)
+    return mobile if kind == "mobile" else email if kind == "email" else None
 
 
 def site_policy(site_row: dict[str, object]) -> SitePolicy:

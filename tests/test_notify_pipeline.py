@@ -66,6 +66,28 @@ async def ledger(notification_id: Any) -> list[dict[str, Any]]:
     return list(await Delivery.select().where(Delivery.notification == notification_id))
 
 
+async def withdraw_sms(world: Any, person: Any) -> None:
+    """The person turns announcements by SMS off, in the app."""
+    await change_consent(
+        site_id=world.site_id,
+        person_id=person.person_id,
+        changes=[ConsentChange(Channel.SMS, Category.ANNOUNCEMENT, granted=False)],
+        source="app",
+        policy_version="test",
+    )
+
+
+async def quiet_every_day(world: Any, person: Any, start: str, end: str) -> None:
+    """The person's quiet hours, start to end (UTC) on every day of the week."""
+    await set_dnd(
+        site_id=world.site_id,
+        person_id=person.person_id,
+        timezone="UTC",
+        quiet_hours=[QuietHours(weekday=d, start=start, end=end) for d in range(7)],
+        snooze_until=None,
+    )
+
+
 def per_recipient(fakes: Any) -> dict[str, Counter[str]]:
     return {
         "sms": Counter(m.to for m in fakes.twilio.messages if m.channel == "sms"),
@@ -123,13 +145,7 @@ async def test_withdrawal_between_enqueue_and_send_suppresses(world, settings, r
     async with pipeline(settings, redis, fakes) as ctx:
         notification_id = await announce(world, [Channel.SMS])
         await fanout.expand(ctx, notification_id)  # both rows are pending now
-        await change_consent(
-            site_id=world.site_id,
-            person_id=withdraw.person_id,
-            changes=[ConsentChange(Channel.SMS, Category.ANNOUNCEMENT, granted=False)],
-            source="app",
-            policy_version="test",
-        )
+        await withdraw_sms(world, withdraw)
         await sender.send_pending(ctx, notification_id, Channel.SMS)
     assert [m.to for m in fakes.twilio.messages] == [keep.mobile]
     row = next(r for r in await ledger(notification_id) if r["person"] == withdraw.person_id)
@@ -138,13 +154,7 @@ async def test_withdrawal_between_enqueue_and_send_suppresses(world, settings, r
 
 async def test_deferred_message_goes_out_when_dnd_ends_and_stale_one_expires(world, settings, redis, fakes) -> None:  # type: ignore[no-untyped-def]
     (sleeper,) = await add_recipients(world, 1)
-    await set_dnd(
-        site_id=world.site_id,
-        person_id=sleeper.person_id,
-        timezone="UTC",
-        quiet_hours=[QuietHours(weekday=d, start="22:00", end="06:00") for d in range(7)],
-        snooze_until=None,
-    )
+    await quiet_every_day(world, sleeper, "22:00", "06:00")
     night = dt.datetime(2026, 11, 25, 23, 0, tzinfo=dt.UTC)
     clock = {"now": night}
     async with pipeline(settings, redis, fakes) as ctx:
@@ -182,13 +192,7 @@ async def _backdate(notification_id: Any, when: dt.datetime) -> None:
 
 async def test_critical_visitor_alert_breaks_through_dnd(world, settings, redis, fakes) -> None:  # type: ignore[no-untyped-def]
     (sleeper,) = await add_recipients(world, 1)
-    await set_dnd(
-        site_id=world.site_id,
-        person_id=sleeper.person_id,
-        timezone="UTC",
-        quiet_hours=[QuietHours(weekday=d, start="00:00", end="23:59") for d in range(7)],
-        snooze_until=None,
-    )
+    await quiet_every_day(world, sleeper, "00:00", "23:59")
     async with pipeline(settings, redis, fakes) as ctx:
         notification_id = await announce(
             world,
@@ -563,20 +567,8 @@ async def test_a_sender_opens_only_the_addresses_it_sends_to(world, settings, re
     sent_to, withdrew, quiet = await add_recipients(world, 3)
     async with pipeline(settings, redis, fakes) as ctx:
         notification_id = await expanded(ctx, world, [sent_to, withdrew, quiet], Channel.SMS)
-        await change_consent(
-            site_id=world.site_id,
-            person_id=withdrew.person_id,
-            changes=[ConsentChange(Channel.SMS, Category.ANNOUNCEMENT, granted=False)],
-            source="app",
-            policy_version="test",
-        )
-        await set_dnd(
-            site_id=world.site_id,
-            person_id=quiet.person_id,
-            timezone="UTC",
-            quiet_hours=[QuietHours(weekday=d, start="00:00", end="23:59") for d in range(7)],
-            snooze_until=None,
-        )
+        await withdraw_sms(world, withdrew)
+        await quiet_every_day(world, quiet, "00:00", "23:59")
         with audit.acting_as(None, route="test: a sender's reads") as reads:
             await sender.send_pending(ctx, notification_id, Channel.SMS)
     assert [m.to for m in fakes.twilio.messages] == [sent_to.mobile]
