@@ -39,6 +39,7 @@ from schema.notifications import Delivery
 from tests.support.notify import add_recipients, pipeline
 from tests.support.servers import FAST, InProcessServer
 from tests.support.world import World
+from workers import maintenance
 from workers.main import WorkerSettings, queue_name, redis_settings
 
 PROBLEM = "application/problem+json"
@@ -249,6 +250,69 @@ async def test_a_job_enqueued_by_a_request_logs_that_requests_id(client: Any, wo
     assert {line["job_id"] for line in send_lines} != {job.job_id}
 
 
+async def test_a_scrape_reads_the_ledger_as_a_worker_last_counted_it_not_the_ledger_itself(
+    client: Any, world: World, settings: Any, redis: Any
+) -> None:
+    """Counting the ledger by status scans all of it (a year of fan-outs: tens of millions of rows), so a
+    worker's cron counts it once a minute and every process's scrape reads that count from Redis."""
+    from app.observability.metrics import ledger_counts_key
+    from notifications.ledger import LEDGER_COLUMNS, insert_rows, new_row_id, now_utc
+
+    admin = world.headers("platform_admin")
+    assert any(
+        job.coroutine is maintenance.count_ledger_statuses and job.run_at_startup and job.unique
+        for job in WorkerSettings.cron_jobs
+    )
+    await redis.delete(ledger_counts_key(settings))
+    never_counted = await scrape(client, admin)
+    assert sample(never_counted, "opshub_notification_deliveries", status="pending") is None
+    assert sample(never_counted, "opshub_notification_deliveries_counted_timestamp_seconds") is None
+    assert sample(never_counted, "opshub_scrape_source_up", source="database") == 1
+
+    started = now_utc().timestamp()
+    counted = await maintenance.count_ledger_statuses({"redis": redis, "settings": settings})
+    finished = now_utc().timestamp()
+    first = await scrape(client, admin)
+    for status, count in counted.items():
+        assert sample(first, "opshub_notification_deliveries", status=status) == count, status
+    counted_at = sample(first, "opshub_notification_deliveries_counted_timestamp_seconds")
+    assert counted_at is not None and started <= counted_at <= finished
+
+    # The ledger changes; the scrape still says what was counted, until the next count.
+    [recipient] = await add_recipients(world, 1)
+    notification_id, _ = await create_notification(
+        site_id=world.site_id,
+        request=NotificationRequest(
+            title="Water",
+            body="Tower B water off",
+            category=Category.ANNOUNCEMENT,
+            audience=Audience(person_ids=[recipient.person_id]),
+            channels=[Channel.SMS],
+        ),
+    )
+    row = dict.fromkeys(LEDGER_COLUMNS)
+    now = now_utc()
+    row.update(
+        id=new_row_id(),
+        site=world.site_id,
+        notification=UUID(str(notification_id)),
+        person=recipient.person_id,
+        channel="sms",
+        status="pending",
+        attempts=0,
+        created_at=now,
+        updated_at=now,
+    )
+    await insert_rows([tuple(row.values())])
+    unchanged = await scrape(client, admin)
+    assert sample(unchanged, "opshub_notification_deliveries", status="pending") == counted["pending"]
+    assert sample(unchanged, "opshub_notification_deliveries_counted_timestamp_seconds") == counted_at
+    recounted = await maintenance.count_ledger_statuses({"redis": redis, "settings": settings})
+    assert recounted["pending"] >= counted["pending"] + 1
+    latest = await scrape(client, admin)
+    assert sample(latest, "opshub_notification_deliveries", status="pending") == recounted["pending"]
+
+
 def test_a_job_enqueued_outside_any_request_carries_no_id() -> None:
     payload = {"t": 1, "f": "notify_tick", "a": (), "k": {}, "et": 0}
     assert ORIGIN_KEY not in deserialize_job(serialize_job(payload))
@@ -400,6 +464,7 @@ async def test_provider_errors_from_the_twilio_fake_and_ledger_rows_by_status(
 ) -> None:
     admin = world.headers("platform_admin")
     labels = {"provider": "twilio", "channel": "sms", "code": "20429"}
+    await maintenance.count_ledger_statuses({"redis": redis, "settings": settings})
     before = await scrape(client, admin)
     errors_before = sample(before, "opshub_provider_errors_total", **labels) or 0.0
     recipients = await add_recipients(world, 3)
@@ -422,11 +487,14 @@ async def test_provider_errors_from_the_twilio_fake_and_ledger_rows_by_status(
     assert logs.lines and not [line for line in logs.lines if line["logger"].startswith(("twilio", "httpx"))]
     after = await scrape(client, admin)
     assert sample(after, "opshub_provider_errors_total", **labels) == errors_before + 2
-    # Ledger rows by status, all sites: what the database holds at the scrape.
+    # Ledger rows by status, all sites: what the database held when the worker's cron last counted.
+    counted = await maintenance.count_ledger_statuses({"redis": redis, "settings": settings})
+    after = await scrape(client, admin)
     rows = await Delivery.raw("SELECT status, COUNT(*) AS n FROM delivery GROUP BY status")
     in_db = {str(row["status"]): int(row["n"]) for row in rows}
     for status in ("pending", "sent", "failed", "suppressed", "deferred"):
         assert sample(after, "opshub_notification_deliveries", status=status) == in_db.get(status, 0), status
+        assert counted[status] == in_db.get(status, 0), status
     mine = await Delivery.select(Delivery.status).where(Delivery.notification == UUID(str(notification_id)))
     assert sorted(r["status"] for r in mine) == ["pending", "pending", "sent"]  # two wait for their retry
     pending = sample(after, "opshub_notification_deliveries", status="pending") or 0.0

@@ -140,6 +140,8 @@ class WorkerSettings:
     ]
     cron_jobs: ClassVar[list[Any]] = [
         cron(maintenance.purge_expired_refresh_tokens, hour={3}, minute={15}, run_at_startup=False, unique=True),
+        # Every minute, one worker: the ledger's rows by status for every process's metrics scrape.
+        cron(maintenance.count_ledger_statuses, second={0}, run_at_startup=True, unique=True),
         # Every 5 s: re-derive due, deferred, in-doubt and stalled work from the ledger.
         cron(notify_jobs.notify_tick, second=set(range(0, 60, 5)), run_at_startup=True, unique=True),
         *(job for module in MODULE_JOBS for job in module.CRON_JOBS),

@@ -5,8 +5,11 @@ Two kinds, so that a scrape of the web process sees what every process did:
 - process-local, kept in this process's ``REGISTRY``: request latency (``asgi``), slow-consumer cuts
   (``realtime.connection``), plus the process's CPU, memory and GC;
 - read at scrape time from what all processes share (``scrape``): websocket connections and outbox depth
-  from this process's hub, the arq queue depth from Redis, ledger rows by status from the database, and
-  provider errors from a Redis hash that every worker increments (``count_provider_errors``).
+  from this process's hub, the arq queue depth from Redis, provider errors from a Redis hash that every
+  worker increments (``count_provider_errors``), and the ledger's rows by status as a worker last counted
+  them (``record_ledger_counts``, every minute): counting them is a scan of the whole ledger, which a year
+  of fan-outs makes tens of millions of rows, and a scrape of every process every few seconds must not
+  repeat it.
 
 A source that cannot be read leaves its families out and says so in ``opshub_scrape_source_up``.
 """
@@ -14,6 +17,7 @@ A source that cannot be read leaves its families out and says so in ``opshub_scr
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter as Tally
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final
@@ -158,6 +162,47 @@ def hub_families(hub: Hub | None) -> list[Metric]:
     return [connections, consoles, outbox, largest, shard_up, shard_topics, shard_outages]
 
 
+def ledger_counts_key(settings: Settings) -> str:
+    return f"{settings.redis_prefix}metrics:ledger_statuses"
+
+
+COUNTED_AT: Final = "counted_at"
+
+
+async def record_ledger_counts(redis: Redis, settings: Settings) -> dict[str, int]:
+    """Count the ledger's rows by status and keep the counts, with when, for every process's scrape.
+    Returns the counts."""
+    from notifications.ledger import rows_by_status
+
+    counts = {**dict.fromkeys(LEDGER_STATUSES, 0), **await rows_by_status()}
+    async with redis.pipeline(transaction=True) as pipe:  # a scrape reads all of one count, never half of two
+        pipe.delete(ledger_counts_key(settings))
+        pipe.hset(ledger_counts_key(settings), mapping={**counts, COUNTED_AT: repr(time.time())})
+        await pipe.execute()
+    return counts
+
+
+def _ledger_families(stored: dict[Any, Any]) -> list[Metric]:
+    """The last count's families; none before a worker first counted."""
+    values = {(k.decode() if isinstance(k, bytes) else str(k)): v for k, v in stored.items()}
+    counted_at = values.pop(COUNTED_AT, None)
+    if counted_at is None:
+        return []
+    ledger = GaugeMetricFamily(
+        "opshub_notification_deliveries",
+        "Delivery ledger rows by status, all sites, as a worker last counted them.",
+        labels=["status"],
+    )
+    for status, count in sorted(values.items()):
+        ledger.add_metric([status], int(count))
+    when = GaugeMetricFamily(
+        "opshub_notification_deliveries_counted_timestamp_seconds",
+        "When a worker last counted the ledger's rows by status (Unix time): an old one means no worker counts.",
+    )
+    when.add_metric([], float(counted_at))
+    return [ledger, when]
+
+
 async def redis_families(redis: Redis, settings: Settings) -> list[Metric]:
     from workers.main import queue_name
 
@@ -165,7 +210,8 @@ async def redis_families(redis: Redis, settings: Settings) -> list[Metric]:
     async with redis.pipeline(transaction=False) as pipe:
         pipe.zcard(queue)
         pipe.hgetall(provider_errors_key(settings))
-        depth, errors = await pipe.execute()
+        pipe.hgetall(ledger_counts_key(settings))
+        depth, errors, ledger = await pipe.execute()
     queued = GaugeMetricFamily("opshub_job_queue_depth", "Jobs waiting in the arq queue.", labels=["queue"])
     queued.add_metric([queue], int(depth))
     provider = CounterMetricFamily(
@@ -177,22 +223,14 @@ async def redis_families(redis: Redis, settings: Settings) -> list[Metric]:
         parts = (field.decode() if isinstance(field, bytes) else str(field)).split("|", 2)
         if len(parts) == 3:
             provider.add_metric(parts, int(count))
-    return [queued, provider]
+    return [queued, provider, *_ledger_families(ledger)]
 
 
-async def database_families() -> list[Metric]:
+async def database_reachable() -> None:
+    """Raises unless this process can query its database (the ledger's counts come from Redis)."""
     from schema.notifications import Delivery
 
-    rows = await Delivery.raw("SELECT status, COUNT(*) AS n FROM delivery GROUP BY status")
-    counts = dict.fromkeys(LEDGER_STATUSES, 0)
-    for row in rows:
-        counts[str(row["status"])] = int(row["n"])
-    ledger = GaugeMetricFamily(
-        "opshub_notification_deliveries", "Delivery ledger rows by status, all sites.", labels=["status"]
-    )
-    for status, count in counts.items():
-        ledger.add_metric([status], count)
-    return [ledger]
+    await Delivery.raw("SELECT 1")
 
 
 class _Snapshot:
@@ -219,7 +257,7 @@ async def scrape(state: Any) -> bytes:
         logger.warning("metrics: could not read Redis", exc_info=True)
         up.add_metric(["redis"], 0)
     try:
-        families += await database_families()
+        await database_reachable()
         up.add_metric(["database"], 1)
     except Exception:
         logger.warning("metrics: could not read the database", exc_info=True)
