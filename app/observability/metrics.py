@@ -182,9 +182,14 @@ async def record_ledger_counts(redis: Redis, settings: Settings) -> dict[str, in
     return counts
 
 
+def _text(field: bytes | str) -> str:
+    """A Redis hash's field name, as text (the client may hand back bytes)."""
+    return field.decode() if isinstance(field, bytes) else str(field)
+
+
 def _ledger_families(stored: dict[Any, Any]) -> list[Metric]:
     """The last count's families; none before a worker first counted."""
-    values = {(k.decode() if isinstance(k, bytes) else str(k)): v for k, v in stored.items()}
+    values = {_text(field): count for field, count in stored.items()}
     counted_at = values.pop(COUNTED_AT, None)
     if counted_at is None:
         return []
@@ -220,7 +225,7 @@ async def redis_families(redis: Redis, settings: Settings) -> list[Metric]:
         labels=["provider", "channel", "code"],
     )
     for field, count in sorted(errors.items()):
-        parts = (field.decode() if isinstance(field, bytes) else str(field)).split("|", 2)
+        parts = _text(field).split("|", 2)
         if len(parts) == 3:
             provider.add_metric(parts, int(count))
     return [queued, provider, *_ledger_families(ledger)]
