@@ -628,17 +628,24 @@ async def update_each(
     )
 
 
-def any_of(column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+def any_of(column: str, values: Sequence[Any], *, as_set_of: str | None = None) -> tuple[str, list[Any]]:
     """``column`` is one of ``values``, for :func:`fetch_rows`: one parameter whatever the list's length.
 
     PostgreSQL takes an array (``= ANY({})``) and plans it once. SQLite takes a JSON array (``IN (SELECT value
     FROM json_each({}))``), encoded here by msgspec: a parameter per value went through the sqlite3 module's
     adapters one by one on the database thread, holding the GIL that the event loop's thread was waiting for
     (a thousand UUIDs for each of a fan-out batch's reads). msgspec writes UUIDs as the adapter does,
-    ``str(uuid)``."""
+    ``str(uuid)``.
+
+    ``as_set_of`` (the values' PostgreSQL type, ``uuid``) hands PostgreSQL the values as a set it may hash
+    (``IN (SELECT unnest(...))``), for a table small enough that it reads it whole: there ``= ANY`` compares
+    every row with the values one by one (a fan-out's consent choices, 1,500 rows, for a batch of 500
+    people: 3.3 ms, against 0.6 ms as a set). Where the table is large it is read by index either way."""
     if not values:
         return "1 = 0", []
     if isinstance(current_engine(), PostgresEngine):
+        if as_set_of is not None:
+            return f"{column} IN (SELECT unnest({{}}::{as_set_of}[]))", [list(values)]
         return f"{column} = ANY({{}})", [list(values)]
     return f"{column} IN (SELECT value FROM json_each({{}}))", [msgspec.json.encode(list(values)).decode()]
 

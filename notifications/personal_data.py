@@ -14,6 +14,8 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
+from piccolo.columns.combination import Combinable
+
 from app.privacy.redact import redact, redact_json
 from app.privacy.registry import (
     ErasureOutcome,
@@ -201,16 +203,23 @@ async def _erase_feed(scope: PersonScope) -> ErasureOutcome:
     return ErasureOutcome(erased=len(deleted))
 
 
-async def _apply_ledger_retention(run: RetentionRun) -> int:
-    deleted = (
-        await Delivery.delete()
-        .where(
-            (Delivery.site == run.site_id)
-            & (Delivery.created_at < run.cutoff)
-            & Delivery.status.is_in(list(FINAL_STATUSES))
-        )
-        .returning(Delivery.id)
+def _old_final_rows(run: RetentionRun) -> Combinable:
+    """The site's finished ledger rows older than the cutoff, found through the site's notifications older than
+    it (a row is written when its notification is expanded, never before the notification was created): the
+    ledger has no index by site (migration 0024), and this reads only the old notifications' rows."""
+    old_notifications = Notification.select(Notification.id).where(
+        (Notification.site == run.site_id) & (Notification.created_at < run.cutoff)
     )
+    condition: Combinable = (
+        Delivery.notification.is_in(old_notifications)
+        & (Delivery.created_at < run.cutoff)
+        & Delivery.status.is_in(list(FINAL_STATUSES))
+    )
+    return condition
+
+
+async def _apply_ledger_retention(run: RetentionRun) -> int:
+    deleted = await Delivery.delete().where(_old_final_rows(run)).returning(Delivery.id)
     finished = await Notification.select(Notification.id).where(
         (Notification.site == run.site_id)
         & (Notification.created_at < run.cutoff)
@@ -230,11 +239,7 @@ async def _apply_ledger_retention(run: RetentionRun) -> int:
 
 async def _count_ledger_retention(run: RetentionRun) -> int:
     """What ``_apply_ledger_retention`` would delete: finished deliveries, then notifications left empty."""
-    old_final = (
-        (Delivery.site == run.site_id)
-        & (Delivery.created_at < run.cutoff)
-        & Delivery.status.is_in(list(FINAL_STATUSES))
-    )
+    old_final = _old_final_rows(run)
     count = int(await Delivery.count().where(old_final))
     finished = await Notification.select(Notification.id).where(
         (Notification.site == run.site_id)

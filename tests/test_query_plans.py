@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from app.db import any_of, current_engine, is_sqlite
-from schema.notifications import Delivery
+from app.privacy.registry import RetentionRun
+from schema.notifications import Delivery, Notification
 
 NOW = dt.datetime(2026, 12, 6, 12, 0, tzinfo=dt.UTC)
 SCANS = {
@@ -115,12 +116,12 @@ async def _ledger_indexes() -> dict[str, str]:
 
 async def test_the_ledger_keeps_only_the_indexes_its_reads_use() -> None:
     """Every index is another tree each insert or status change writes. Each one here has a reader:
-    claims (notification, channel, status), expansion's re-run (the unique key), a person's feed and
-    export (person, channel, created_at), retention by site, the digest cron, recovery, a digest's items.
-    Not provider_id (migration 0023): no query reads by it, and its random keys made each outcome write
-    scatter over the whole index."""
+    claims (notification, channel, status), expansion's re-run and retention (the unique key, which leads
+    with the notification), a person's feed and export (person, channel, created_at), the digest cron,
+    recovery, a digest's items. Not provider_id (migration 0023): no query reads by it, and its random keys
+    made each outcome write scatter over the whole index. Not site (migration 0024): retention finds a site's
+    rows through its notifications (the test below)."""
     assert set(await _ledger_indexes()) == {
-        "delivery_site",
         "uq_delivery_notification_person_channel",
         "ix_delivery_notification_channel_status",
         "ix_delivery_person_channel_created",
@@ -128,6 +129,45 @@ async def test_the_ledger_keeps_only_the_indexes_its_reads_use() -> None:
         "ix_delivery_deferred_due",
         "ix_delivery_sending_claimed",
     }
+
+
+async def test_retention_finds_a_sites_old_ledger_rows_through_its_old_notifications(world: Any) -> None:
+    """The ledger has no index by site: retention reads the rows of the site's notifications older than the
+    cutoff, by an index that leads with the notification, never the whole ledger."""
+    from notifications.personal_data import _old_final_rows
+
+    run = RetentionRun(site_id=world.site_id, cutoff=NOW, settings=world.settings, redis=cast(Any, None))
+    plan = await _plan(str(Delivery.select(Delivery.id).where(_old_final_rows(run))))
+    assert re.search(r"uq_delivery_notification_person_channel|ix_delivery_notification_channel_status", plan), plan
+    assert not re.search(r"SCAN delivery\b|Seq Scan on delivery\b", plan), plan
+
+
+async def test_a_sites_deletion_takes_its_ledger_rows_though_their_site_is_no_foreign_key(world: Any) -> None:
+    """A ledger row's site is its notification's (migration 0024): on PostgreSQL not a constraint of its own,
+    which every inserted row looked up again. Deleting a site still deletes its rows, through its notifications
+    and its people."""
+    import secrets
+
+    from schema.tables import Person, Site
+
+    if not is_sqlite():
+        constraints = await Delivery.raw(
+            "SELECT conname FROM pg_constraint WHERE conrelid = 'delivery'::regclass AND contype = 'f'"
+        )
+        assert {row["conname"] for row in constraints} == {"delivery_notification_fkey", "delivery_person_fkey"}
+    site = Site(name="Closing", slug=f"closing-{secrets.token_hex(4)}")
+    await site.save()
+    person = Person(site=site.id, full_name="Leaving Occupant")
+    await person.save()
+    notification = Notification(site=site.id, kind="announcement", category="announcement", title="Bye", body="-")
+    await notification.save()
+    for channel in ("push", "sms"):
+        await Delivery(
+            site=site.id, notification=notification.id, person=person.id, channel=channel, status="sent"
+        ).save()
+    assert await Delivery.count().where(Delivery.site == site.id) == 2
+    await Site.delete().where(Site.id == site.id)
+    assert await Delivery.count().where(Delivery.site == site.id) == 0
 
 
 async def test_no_index_covers_every_row_by_status() -> None:
