@@ -380,7 +380,7 @@ class _ClaimKeeper:
 
     async def _renew(self) -> None:
         now = self._ctx.clock()
-        self._held = await renew_claim(self._token, now)
+        self._held = await renew_claim(self._token, self._held, now)
         self._renewed_at = now
 
     async def _keep(self) -> None:

@@ -386,7 +386,8 @@ async def test_a_claim_renewed_while_recovery_asks_the_provider_is_not_given_bac
         fakes.twilio.configure(api_latency=0.5)  # each question to the provider, and each send, takes a while
         recovering = asyncio.create_task(reconcile_in_doubt(ctx, later))
         await asyncio.sleep(0.2)  # recovery has read the rows in doubt and asks about the first
-        held = await renew_claim(token, later)  # the slow sender comes back: its rows are still its own
+        # The slow sender comes back: its rows are still its own.
+        held = await renew_claim(token, [c.delivery_id for c in claimed], later)
         assert held == {c.delivery_id for c in claimed}
         notification = await Notification.objects().where(Notification.id == notification_id).first()
         mobiles = {p.person_id: p.mobile for p in people}

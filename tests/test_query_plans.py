@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from typing import Any, cast
+from uuid import uuid4
 
 import pytest
 
@@ -168,6 +169,36 @@ async def test_a_sites_deletion_takes_its_ledger_rows_though_their_site_is_no_fo
     assert await Delivery.count().where(Delivery.site == site.id) == 2
     await Site.delete().where(Site.id == site.id)
     assert await Delivery.count().where(Delivery.site == site.id) == 0
+
+
+async def test_a_claims_renewal_and_outcomes_find_their_rows_by_id_not_by_the_index_of_sending_rows() -> None:
+    """A batch's outcome (notifications.ledger, through app.db.update_each) and its claim's renewal know their
+    rows' ids, and are fenced by the claim: its token and the status ``sending``. Written as the bare column,
+    that status let PostgreSQL read the rows through the partial index of ``sending`` rows, which until a
+    vacuum keeps an entry for every row ever claimed: each batch then visited every row claimed before it.
+    (The planner may read a small table whole; here it must show an index.)"""
+    from notifications.ledger import _CLAIMED
+
+    if is_sqlite():
+        outcome = (
+            "WITH o(id) AS (VALUES ({})) UPDATE \"delivery\" SET status = 'sent' FROM o "
+            f'WHERE "delivery".id = o.id AND {_CLAIMED}'
+        )
+        ids: list[Any] = [str(uuid4())]
+    else:
+        outcome = (
+            "UPDATE \"delivery\" SET status = 'sent' FROM unnest({}::uuid[]) AS o(id) "
+            f'WHERE "delivery".id = o.id AND {_CLAIMED}'
+        )
+        ids = [[uuid4() for _ in range(500)]]
+    id_in, id_params = any_of("id", [uuid4() for _ in range(500)])
+    renewal = f"UPDATE delivery SET claimed_at = {{}} WHERE {id_in} AND {_CLAIMED}"
+    for plan in (await _plan(outcome, *ids, "token"), await _plan(renewal, NOW, *id_params, "token")):
+        assert "ix_delivery_sending_claimed" not in plan, plan
+    # The hazard itself: the same fence on the bare column reads that index.
+    bare = f"UPDATE delivery SET claimed_at = {{}} WHERE {id_in} AND claim_token = {{}} AND status = 'sending'"
+    if not is_sqlite():
+        assert "ix_delivery_sending_claimed" in await _plan(bare, NOW, *id_params, "token")
 
 
 async def test_no_index_covers_every_row_by_status() -> None:
