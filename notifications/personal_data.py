@@ -204,14 +204,9 @@ async def _erase_feed(scope: PersonScope) -> ErasureOutcome:
 
 
 def _old_final_rows(run: RetentionRun) -> Combinable:
-    """The site's finished ledger rows older than the cutoff, found through the site's notifications older than
-    it (a row is written when its notification is expanded, never before the notification was created): the
-    ledger has no index by site (migration 0024), and this reads only the old notifications' rows."""
-    old_notifications = Notification.select(Notification.id).where(
-        (Notification.site == run.site_id) & (Notification.created_at < run.cutoff)
-    )
+    """The site's finished ledger rows created before the cutoff (read by ``ix_delivery_site_created``)."""
     condition: Combinable = (
-        Delivery.notification.is_in(old_notifications)
+        (Delivery.site == run.site_id)
         & (Delivery.created_at < run.cutoff)
         & Delivery.status.is_in(list(FINAL_STATUSES))
     )

@@ -116,9 +116,9 @@ class Delivery(Table, tablename="delivery"):
     """The ledger: one row per (notification, person, channel) and its fate."""
 
     id = UUID(primary_key=True)
-    # The notification's site, copied so that reads by person can stay within a site. Not a foreign key and
-    # not indexed (migration 0024): the notification is both, and deleting a site deletes its notifications
-    # and their rows here. (SQLite keeps the constraint its table was created with.)
+    # The notification's site, copied for the reads by site and period (reports, retention), indexed with
+    # created_at. Not a foreign key of its own (migration 0024): the notification is one, and deleting a site
+    # deletes its notifications and their rows here. (SQLite keeps the constraint its table was created with.)
     site = UUID(null=False, default=None)
     # Indexed by uq_delivery_notification_person_channel and ix_delivery_person_channel_created (migrations).
     notification = ForeignKey(references=Notification, on_delete=OnDelete.cascade, null=False)

@@ -117,12 +117,13 @@ async def _ledger_indexes() -> dict[str, str]:
 
 async def test_the_ledger_keeps_only_the_indexes_its_reads_use() -> None:
     """Every index is another tree each insert or status change writes. Each one here has a reader:
-    claims (notification, channel, status), expansion's re-run and retention (the unique key, which leads
-    with the notification), a person's feed and export (person, channel, created_at), the digest cron,
-    recovery, a digest's items. Not provider_id (migration 0023): no query reads by it, and its random keys
-    made each outcome write scatter over the whole index. Not site (migration 0024): retention finds a site's
-    rows through its notifications (the test below)."""
+    claims (notification, channel, status), expansion's re-run (the unique key), a person's feed and export
+    (person, channel, created_at), retention and reports by site and period (site, created_at), the digest
+    cron, recovery, a digest's items. Not provider_id (migration 0023): no query reads by it, and its random
+    keys made each outcome write scatter over the whole index. Not site alone (migration 0024): its readers
+    ask for a period."""
     assert set(await _ledger_indexes()) == {
+        "ix_delivery_site_created",
         "uq_delivery_notification_person_channel",
         "ix_delivery_notification_channel_status",
         "ix_delivery_person_channel_created",
@@ -132,15 +133,29 @@ async def test_the_ledger_keeps_only_the_indexes_its_reads_use() -> None:
     }
 
 
-async def test_retention_finds_a_sites_old_ledger_rows_through_its_old_notifications(world: Any) -> None:
-    """The ledger has no index by site: retention reads the rows of the site's notifications older than the
-    cutoff, by an index that leads with the notification, never the whole ledger."""
+async def test_the_ledger_is_read_by_site_and_period_through_its_index(world: Any) -> None:
+    """Every read of the ledger by site asks for a period: retention (created before the cutoff) and the
+    notifications report, whose summary is the control room's delivery funnel (created in these days). Both
+    read ``(site, created_at)`` (migration 0024), where the index on ``site`` alone read every row the site
+    ever had."""
+    import datetime as dt
+
+    from app.reports.catalogue import NOTIFICATIONS
+    from app.reports.framework import make_query, scope_for_site
     from notifications.personal_data import _old_final_rows
 
-    run = RetentionRun(site_id=world.site_id, cutoff=NOW, settings=world.settings, redis=cast(Any, None))
-    plan = await _plan(str(Delivery.select(Delivery.id).where(_old_final_rows(run))))
-    assert re.search(r"uq_delivery_notification_person_channel|ix_delivery_notification_channel_status", plan), plan
-    assert not re.search(r"SCAN delivery\b|Seq Scan on delivery\b", plan), plan
+    retention = RetentionRun(site_id=world.site_id, cutoff=NOW, settings=world.settings, redis=cast(Any, None))
+    report = make_query(
+        NOTIFICATIONS,
+        scope_for_site(world.site_id, world.site_id),
+        date_from=dt.date(2026, 11, 29),
+        date_to=dt.date(2026, 12, 6),
+        now=NOW,
+    )
+    assert NOTIFICATIONS.source is not None
+    for condition in (_old_final_rows(retention), NOTIFICATIONS.source.where(report)):
+        plan = await _plan(str(Delivery.select(Delivery.id).where(condition)))
+        assert "ix_delivery_site_created" in plan, plan
 
 
 async def test_a_sites_deletion_takes_its_ledger_rows_though_their_site_is_no_foreign_key(world: Any) -> None:
