@@ -436,7 +436,7 @@ def is_unique_violation(error: BaseException) -> bool:
 async def bulk_insert(
     table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, ignore_conflicts: bool = False
 ) -> None:
-    """Insert many rows in one transaction: on SQLite as many rows to an INSERT as its parameters allow; on
+    """Insert many rows in one transaction: on SQLite one INSERT ... SELECT from the rows as JSON; on
     PostgreSQL binary COPY where conflicts are ignored, else (or when a row exists) one INSERT ... SELECT
     FROM unnest(arrays), a column per array.
 
@@ -449,9 +449,9 @@ async def bulk_insert(
     conflict = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
     engine = current_engine()
     if isinstance(engine, SQLiteEngine):
-        await _sqlite_rows_in_statements(
-            engine, rows, len(columns), lambda values: f'INSERT INTO "{table}" ({names}) VALUES {values}{conflict}'
-        )
+        # WHERE true: without it SQLite would read ON CONFLICT as part of the SELECT's join (its documentation).
+        select = _sqlite_json_rows_select(len(columns))
+        await _sqlite_write_rows_as_json(engine, rows, f'INSERT INTO "{table}" ({names}) {select} WHERE true{conflict}')
         return
     assert isinstance(engine, PostgresEngine)
     import asyncpg  # local: the SQLite default never loads the PostgreSQL driver
@@ -471,38 +471,77 @@ async def bulk_insert(
         await connection.execute(statement, *[list(values) for values in zip(*rows, strict=True)])
 
 
-# SQLite binds at most 32,766 parameters to one statement (since 3.32).
-SQLITE_MAX_PARAMETERS = 32_766
-
-
-async def _sqlite_rows_in_statements(
-    engine: SQLiteEngine,
-    rows: Sequence[Sequence[Any]],
-    width: int,
-    statement: Callable[[str], str],
-    params: Sequence[Any] = (),
+async def _sqlite_write_rows_as_json(
+    engine: SQLiteEngine, rows: Sequence[Sequence[Any]], sql: str, params: Sequence[Any] = ()
 ) -> None:
-    """Write rows as many to a statement as SQLite's parameters allow, in one write transaction.
+    """Write rows with one statement, in one write transaction, the rows bound as one JSON parameter (the
+    statement's first; ``params`` after it).
 
-    ``statement`` makes the SQL from the rows' ``VALUES`` list (``(?, ?), (?, ?) ...``); ``params`` are bound
-    after the rows' values. The sqlite3 module lets go of the GIL around each step of a statement, and
-    ``executemany`` steps once per row: while the event loop's thread was busy (a fan-out's provider calls),
-    each of those steps waited for the GIL again, up to the 5 ms switch interval, and a 3,000-row chunk of
-    the ledger took seconds. A statement of many rows is one step.
+    ``sql`` reads the rows as :func:`_sqlite_json_rows_select` does. Why one JSON parameter
+    (:func:`sqlite_json_rows`):
+    - ``executemany`` steps once per row, and the sqlite3 module lets go of the GIL around each step: while
+      the event loop's thread was busy (a fan-out's provider calls), each step waited for the GIL again, up
+      to the 5 ms switch interval, and a 3,000-row chunk of the ledger took seconds;
+    - a parameter per value went through the sqlite3 module's adapters one by one (a UUID's ``str``, a
+      datetime's text) on the database's thread, holding the GIL the event loop's thread waited for: a
+      fan-out's 30,000 ledger rows are 200,000 of them. SQLite reads the JSON in C, without the GIL.
     """
-    per_statement = max(1, (SQLITE_MAX_PARAMETERS - len(params)) // width)
-    placeholders = "(" + ", ".join("?" for _ in range(width)) + ")"
-    statements: list[tuple[str, list[Any]]] = []
-    for start in range(0, len(rows), per_statement):
-        part = rows[start : start + per_statement]
-        values = ", ".join(placeholders for _ in part)
-        statements.append((statement(values), [value for row in part for value in row] + list(params)))
+    values = [sqlite_json_rows(rows), *params]
 
     def write(connection: sqlite3.Connection) -> None:
-        for sql, values_of_rows in statements:
-            connection.execute(sql, values_of_rows)
+        connection.execute(sql, values)
 
     await sqlite_write_in_one_trip(engine, write)
+
+
+def _sqlite_json_rows_select(width: int) -> str:
+    """The rows of the JSON parameter, a column per value."""
+    columns = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(width))
+    return f"SELECT {columns} FROM json_each(?)"
+
+
+def _sqlite_update_sql(table: str, names: Sequence[str], assignments: str, condition: str, params: int) -> str:
+    """:func:`update_each`'s statement on SQLite. MATERIALIZED keeps the rows the outer loop, each finding its
+    row by id: unmaterialized, SQLite took the JSON's table function for cheap and, where the condition
+    had an index (``site = ?``), read the table by it and the whole JSON again for each of those rows."""
+    tail = f'UPDATE "{table}" SET {assignments} FROM o WHERE "{table}".id = o.id AND {condition}'
+    select = _sqlite_json_rows_select(len(names))
+    return f"WITH o({', '.join(names)}) AS MATERIALIZED ({select}) " + tail.format(*("?" for _ in range(params)))
+
+
+# Types msgspec writes to JSON as the sqlite3 module binds them (a UUID as ``str(uuid)``, which is Piccolo's
+# adapter); booleans are ints to both (JSON's true is 1 to SQLite).
+_JSON_AS_BOUND = frozenset({str, int, float, bool, UUID, type(None)})
+
+
+def sqlite_json_rows(rows: Sequence[Sequence[Any]]) -> str:
+    """Rows as one JSON array of arrays, each value as the sqlite3 module would have bound it.
+
+    msgspec encodes in C. A column holding another type (a datetime, whose stored text is Piccolo's, not
+    JSON's) is first turned into what the registered adapter makes of each of its distinct values: a
+    batch's timestamps are mostly one. The rows are looked at a column at a time, in C (``zip``, ``map``):
+    this runs on the event loop's thread, which a fan-out's provider calls keep busy."""
+    columns = list(zip(*rows, strict=True))
+    adapted_any = False
+    for i, column in enumerate(columns):
+        if set(map(type, column)) <= _JSON_AS_BOUND:
+            continue
+        try:
+            as_bound = {value: _sqlite_bound(value) for value in set(column)}
+            columns[i] = tuple(map(as_bound.__getitem__, column))
+        except TypeError:  # unhashable (a list for an array column): each value on its own
+            columns[i] = tuple(map(_sqlite_bound, column))
+        adapted_any = True
+    return msgspec.json.encode(list(zip(*columns, strict=True)) if adapted_any else rows).decode()
+
+
+def _sqlite_bound(value: Any) -> Any:
+    if type(value) in _JSON_AS_BOUND:
+        return value
+    adapter = sqlite3.adapters.get((type(value), sqlite3.PrepareProtocol))
+    if adapter is None:  # bytes, say: JSON has no blob, and sqlite3 refuses what it cannot bind
+        raise ValueError(f"no SQLite adapter for a {type(value).__name__} in a JSON row")
+    return adapter(value)
 
 
 async def sqlite_write_in_one_trip(engine: Engine[Any], work: Callable[[sqlite3.Connection], T]) -> T:
@@ -599,9 +638,10 @@ async def update_each(
 
     ``rows`` are ``(id, *values)``, the values named by ``columns``; ``assignments`` and ``condition`` read
     them as ``o.<column>`` and mark their other parameters ``{}``, given in ``params`` (assignments' first).
-    SQLite: ``WITH o(...) AS (VALUES ...) UPDATE ... FROM o``, one step per statement where ``executemany``
-    took one per row, each waiting for the GIL again while the event loop was busy; PostgreSQL: ``UPDATE ...
-    FROM unnest(arrays)``, one statement for the batch instead of one execution per row.
+    SQLite: ``WITH o(...) AS MATERIALIZED (SELECT ... FROM json_each(rows)) UPDATE ... FROM o``
+    (:func:`_sqlite_update_sql`), one statement and one parameter for the batch
+    (:func:`_sqlite_write_rows_as_json`); PostgreSQL: ``UPDATE ... FROM unnest(arrays)``, one statement for
+    the batch instead of one execution per row.
     """
     if not rows:
         return
@@ -620,11 +660,8 @@ async def update_each(
             await connection.execute(statement, *[list(values) for values in zip(*rows, strict=True)], *params)
         return
     assert isinstance(engine, SQLiteEngine)
-    tail = f'UPDATE "{table}" SET {assignments} FROM o WHERE "{table}".id = o.id AND {condition}'.format(
-        *("?" for _ in params)
-    )
-    await _sqlite_rows_in_statements(
-        engine, rows, len(names), lambda values: f"WITH o({', '.join(names)}) AS (VALUES {values}) {tail}", params
+    await _sqlite_write_rows_as_json(
+        engine, rows, _sqlite_update_sql(table, names, assignments, condition, len(params)), params
     )
 
 

@@ -308,10 +308,9 @@ async def test_a_bulk_insert_that_ignores_conflicts_writes_each_new_row_once() -
         await bulk_insert("site", columns, [site(9), first[0]])  # without ignore_conflicts it is an error
 
 
-async def test_a_bulk_insert_larger_than_one_statement_writes_every_row_once() -> None:
-    """On SQLite many rows go in each INSERT statement, as many as its 32,766 parameters allow: 4 columns
-    make 8,191 rows a statement, so 20,000 rows take three, the last one short. Re-inserting with a
-    conflict in every statement skips only the existing rows."""
+async def test_a_large_bulk_insert_writes_every_row_once() -> None:
+    """20,000 rows in one write (on SQLite one statement, the rows one JSON parameter; on PostgreSQL a
+    COPY). Re-inserting them all, 15,000 of them existing, skips only the existing rows."""
     import datetime as dt
     import secrets
     from uuid import uuid4
@@ -332,6 +331,96 @@ async def test_a_bulk_insert_larger_than_one_statement_writes_every_row_once() -
         assert sorted(r["phone_index"] for r in written) == [f"index-{n:05d}" for n in range(20_000)]
     finally:
         await Site.delete().where(Site.id == site.id)
+
+
+async def test_rows_written_in_bulk_are_stored_as_piccolo_stores_them() -> None:
+    """bulk_insert and update_each hand SQLite a batch's rows as JSON (made by msgspec, not by the sqlite3
+    module's adapters): each value must still be stored as Piccolo stores it, in the same text and type,
+    or later reads and comparisons (timestamps compared as text, UUIDs matched as text) would miss rows."""
+    import datetime as dt
+    import secrets
+    from uuid import uuid4
+
+    from app.db import bulk_insert, update_each
+    from schema.tables import Person
+
+    site = Site(name="Stored", slug=f"stored-{secrets.token_hex(4)}")
+    await site.save()
+    now = dt.datetime(2026, 12, 7, 21, 5, 9, 4321, tzinfo=dt.UTC)
+    # The same moment in another zone: stored in UTC by both paths.
+    later = dt.datetime(2026, 12, 8, 3, 0, tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=30)))
+    saved = Person(site=site.id, full_name="Saved", is_active=False, timezone=None, created_at=now, updated_at=now)
+    await saved.save()
+    await Person.update({Person.deactivated_at: later, Person.timezone: "Asia/Kolkata"}).where(Person.id == saved.id)
+    written = uuid4()
+    columns = ("id", "site", "full_name", "is_active", "timezone", "locale", "created_at", "updated_at")
+    await bulk_insert("person", columns, [(written, site.id, "Written", False, None, "en-IN", now, now)])
+    await update_each(
+        "person",
+        ("deactivated_at", "timezone"),
+        [(written, later, "Asia/Kolkata")],
+        "deactivated_at = o.deactivated_at, timezone = o.timezone",
+        "site = {}",
+        site.id,
+    )
+    stored = "is_active, timezone, locale, created_at, updated_at, deactivated_at"
+    as_text = ", ".join(f"CAST({c} AS TEXT) AS {c}" for c in stored.split(", "))
+    rows = await Person.raw(
+        f"SELECT full_name, CAST(site AS TEXT) AS site, {as_text} FROM person WHERE site = {{}} ORDER BY full_name",
+        site.id,
+    )
+    assert [row["full_name"] for row in rows] == ["Saved", "Written"]
+    assert {k: v for k, v in rows[0].items() if k != "full_name"} == {
+        k: v for k, v in rows[1].items() if k != "full_name"
+    }
+    read = await Person.select().where(Person.site == site.id).order_by(Person.full_name)
+    assert read[1]["id"] == written and read[1]["deactivated_at"] == later and read[1]["is_active"] is False
+
+
+async def test_a_bulk_write_on_sqlite_hands_over_its_rows_as_one_parameter() -> None:
+    """A fan-out's ledger is 200,000 values a 10,000-person announcement. Bound one by one, each went through
+    the sqlite3 module's adapter in Python (a UUID's str, a timestamp's text) on the database's thread,
+    holding the GIL that the provider calls on the event loop's thread waited for. As one JSON parameter,
+    made in C, only the statement's own parameters are adapted."""
+    if not is_sqlite():
+        pytest.skip("PostgreSQL binds through asyncpg's codecs, in C")
+    import datetime as dt
+    import secrets
+    import sqlite3
+    from uuid import UUID, uuid4
+
+    from app.db import bulk_insert, update_each
+    from schema.notifications import NationalDndEntry
+
+    site = Site(name="Adapters", slug=f"adapters-{secrets.token_hex(4)}")
+    await site.save()
+    now = dt.datetime.now(dt.UTC)
+    rows = [(uuid4(), site.id, f"index-{n:05d}", now) for n in range(3000)]
+    key = (UUID, sqlite3.PrepareProtocol)
+    adapt = sqlite3.adapters[key]
+    adapted: list[UUID] = []
+
+    def counting(value: UUID) -> Any:
+        adapted.append(value)
+        return adapt(value)
+
+    sqlite3.adapters[key] = counting
+    try:
+        await bulk_insert("national_dnd_entry", ("id", "site", "phone_index", "imported_at"), rows)
+        await update_each(
+            "national_dnd_entry",
+            ("phone_index",),
+            [(r[0], r[2] + "-x") for r in rows],
+            "phone_index = o.phone_index",
+            "site = {}",
+            site.id,
+        )
+    finally:
+        sqlite3.adapters[key] = adapt
+    assert adapted == [site.id]  # the update's own parameter; none of the rows' 9,000 UUIDs
+    stored = await NationalDndEntry.select(NationalDndEntry.phone_index).where(NationalDndEntry.site == site.id)
+    assert sorted(r["phone_index"] for r in stored) == [f"index-{n:05d}-x" for n in range(3000)]
+    await Site.delete().where(Site.id == site.id)
 
 
 async def test_rows_read_through_the_driver_have_the_types_piccolo_gives_them() -> None:
