@@ -81,12 +81,14 @@ async def count_audience(site_id: UUID, audience: Audience) -> int:
 
 
 async def audience_chunks(
-    site_id: UUID, audience: Audience, *, part: int = 0, parts: int = 1, chunk: int = 1000
+    site_id: UUID, audience: Audience, *, part: int = 0, parts: int = 1, chunk: int = 1000, first: int | None = None
 ) -> AsyncIterator[list[UUID]]:
-    """Active people of the site in the audience and in this part, `chunk` at a time, in id order."""
+    """Active people of the site in the audience and in this part, `chunk` at a time (the first chunk
+    `first`, where given), in id order."""
     where, params = _selector(site_id, audience)
     low, high = part_bounds(part, parts)
     after: UUID | None = None
+    size = first or chunk
     while True:
         bounds = " AND p.id >= {}" + (" AND p.id < {}" if high is not None else "")
         cursor = " AND p.id > {}" if after is not None else ""
@@ -96,15 +98,15 @@ async def audience_chunks(
             "ORDER BY p.id LIMIT {}",
             *values,
             *params,
-            chunk,
+            size,
         )
         ids = [row["id"] if isinstance(row["id"], UUID) else UUID(str(row["id"])) for row in rows]
         if not ids:
             return
         yield ids
-        if len(ids) < chunk:
+        if len(ids) < size:
             return
-        after = ids[-1]
+        after, size = ids[-1], chunk
 
 
 async def resolve_audience(site_id: UUID, audience: Audience) -> list[UUID]:

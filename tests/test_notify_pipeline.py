@@ -140,6 +140,29 @@ async def test_an_audience_s_ledger_rows_have_ids_in_the_order_they_were_made(wo
     assert all(before - dt.timedelta(milliseconds=1) <= when <= after for when in made), (before, made, after)
 
 
+async def test_an_announcements_senders_start_once_its_first_hundred_people_have_rows(
+    world, settings, redis, fakes
+) -> None:  # type: ignore[no-untyped-def]
+    """A part is expanded a chunk at a time, and its senders start (``first_rows``) once the first chunk's rows
+    are written. That chunk is small (fanout.FIRST_CHUNK): the senders do not wait for a thousand people's
+    facts and decisions, nor for the next chunk's, before the first message goes."""
+    people = await add_recipients(world, 250)
+    async with pipeline(settings, redis, fakes) as ctx:
+        audience = Audience(person_ids=[p.person_id for p in people])
+        notification_id = await announce(world, [Channel.PUSH, Channel.SMS], audience=audience)
+        planned = await fanout.plan(ctx, notification_id)
+        assert planned is not None and planned.todo == [0]
+        rows_when_started: list[int] = []
+
+        async def start_sending(channels: list[Channel]) -> None:
+            assert sorted(channels) == [Channel.PUSH, Channel.SMS]
+            rows_when_started.append(await Delivery.count().where(Delivery.notification == notification_id))
+
+        await fanout.expand_part(ctx, notification_id, 0, first_rows=start_sending)
+    assert rows_when_started == [fanout.FIRST_CHUNK * 2]
+    assert await Delivery.count().where(Delivery.notification == notification_id) == 250 * 2
+
+
 async def test_withdrawal_between_enqueue_and_send_suppresses(world, settings, redis, fakes) -> None:  # type: ignore[no-untyped-def]
     keep, withdraw = await add_recipients(world, 2)
     async with pipeline(settings, redis, fakes) as ctx:
