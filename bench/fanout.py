@@ -398,18 +398,20 @@ async def count_at_fakes(base: str) -> tuple[int, int, int, int]:
     return len(messages) - whatsapp, whatsapp, len(pushes), duplicates
 
 
-async def last_arrivals(base: str, started_at: float) -> tuple[float, float]:
-    """Seconds from a run's start (``time.time()``) to the last SMS or WhatsApp and to the last push to arrive
-    at the fakes: the run's first phase, while texts go out beside a trickle of pushes, and its end, pushes
-    alone. Where the pipeline loses its time shows as which of the two is later than the baseline's."""
+async def arrivals_at_fakes(base: str, started_at: float) -> tuple[float, float, float]:
+    """Seconds from a run's start (``time.time()``) to the first message of any kind at the fakes (how long
+    sending took to begin), to the last SMS or WhatsApp, and to the last push: the run's first phase, while
+    texts go out beside a trickle of pushes, and its end, pushes alone. Where the pipeline loses its time
+    shows as which of these is later than the baseline's."""
     import httpx
 
     async with httpx.AsyncClient(timeout=60) as client:
         messages = (await client.get(f"{base}/twilio/_fake/messages")).json()
         pushes = (await client.get(f"{base}/fcm/_fake/messages")).json()
-    texts = max((dt.datetime.fromisoformat(m["date_created"]).timestamp() for m in messages), default=started_at)
-    push = max((dt.datetime.fromisoformat(p["received_at"]).timestamp() for p in pushes), default=started_at)
-    return texts - started_at, push - started_at
+    texts = [dt.datetime.fromisoformat(m["date_created"]).timestamp() for m in messages]
+    push = [dt.datetime.fromisoformat(p["received_at"]).timestamp() for p in pushes]
+    first = min(texts + push, default=started_at)
+    return first - started_at, max(texts, default=started_at) - started_at, max(push, default=started_at) - started_at
 
 
 def since(started: tuple[float, float]) -> tuple[float, float]:
@@ -443,8 +445,8 @@ async def overhead(args: argparse.Namespace, base: str) -> None:
     cpu: dict[str, list[float]] = {"pipeline": [], "baseline": []}
     # The main thread's time on a core and waiting for one (schedstat), per run.
     main_thread: dict[str, list[tuple[float, float]]] = {"pipeline": [], "baseline": []}
-    # When the last text and the last push arrived at the fakes, from the run's start, per run.
-    arrivals: dict[str, list[tuple[float, float]]] = {"pipeline": [], "baseline": []}
+    # When the first message, the last text and the last push arrived at the fakes, from the run's start.
+    arrivals: dict[str, list[tuple[float, float, float]]] = {"pipeline": [], "baseline": []}
     duplicates_in_all = 0
     try:
         print(f"building a site with {count} recipients ...", flush=True)
@@ -479,12 +481,12 @@ async def overhead(args: argparse.Namespace, base: str) -> None:
                 stats.sort_stats("cumulative").print_stats(r"notifications|app/|piccolo|aiosqlite", 45)
                 stats.sort_stats("tottime").print_stats(70)
             sms, whatsapp, pushes, duplicates = await count_at_fakes(base)
-            arrivals["pipeline"].append(await last_arrivals(base, started_at))
+            arrivals["pipeline"].append(await arrivals_at_fakes(base, started_at))
             duplicates_in_all += duplicates
             await asyncio.to_thread(reset_fakes, base)
             started_cpu, started_at = time.process_time(), time.time()
             elapsed, schedule = await run_baseline(sms, whatsapp, pushes)
-            arrivals["baseline"].append(await last_arrivals(base, started_at))
+            arrivals["baseline"].append(await arrivals_at_fakes(base, started_at))
             baselines.append(elapsed)
             cpu["baseline"].append(time.process_time() - started_cpu)
             main_thread["baseline"].append(schedule)
@@ -534,8 +536,10 @@ async def overhead(args: argparse.Namespace, base: str) -> None:
             f"main thread, {side:8s} {statistics.median(walls[side]):.2f} s: on a core {on_core:.2f} s, "
             f"waiting for a core {waiting:.2f} s, asleep (I/O, the GIL) the rest (medians)"
         )
-    texts = {side: statistics.median(t for t, _ in arrivals[side]) for side in arrivals}
-    last_push = {side: statistics.median(p for _, p in arrivals[side]) for side in arrivals}
+    first = {side: statistics.median(f for f, _, _ in arrivals[side]) for side in arrivals}
+    texts = {side: statistics.median(t for _, t, _ in arrivals[side]) for side in arrivals}
+    last_push = {side: statistics.median(p for _, _, p in arrivals[side]) for side in arrivals}
+    print(f"first message at fakes  pipeline {first['pipeline']:.2f} s, baseline {first['baseline']:.2f} s (medians)")
     print(
         f"last text at the fakes  pipeline {texts['pipeline']:.2f} s, baseline {texts['baseline']:.2f} s; "
         f"then pushes alone until pipeline {last_push['pipeline']:.2f} s, baseline {last_push['baseline']:.2f} s "
