@@ -377,6 +377,18 @@ async def test_rows_written_in_bulk_are_stored_as_piccolo_stores_them() -> None:
     assert read[1]["id"] == written and read[1]["deactivated_at"] == later and read[1]["is_active"] is False
 
 
+async def _site_with_dnd_rows(name: str, count: int) -> tuple[Site, list[tuple[Any, ...]]]:
+    """A new site, and ``count`` rows of national_dnd_entry for it (id, site, phone_index, imported_at), unwritten."""
+    import datetime as dt
+    import secrets
+    from uuid import uuid4
+
+    site = Site(name=name, slug=f"{name.lower()}-{secrets.token_hex(4)}")
+    await site.save()
+    now = dt.datetime.now(dt.UTC)
+    return site, [(uuid4(), site.id, f"index-{n:05d}", now) for n in range(count)]
+
+
 async def test_a_bulk_write_on_sqlite_hands_over_its_rows_as_one_parameter() -> None:
     """A fan-out's ledger is 200,000 values a 10,000-person announcement. Bound one by one, each went through
     the sqlite3 module's adapter in Python (a UUID's str, a timestamp's text) on the database's thread,
@@ -384,18 +396,13 @@ async def test_a_bulk_write_on_sqlite_hands_over_its_rows_as_one_parameter() -> 
     made in C, only the statement's own parameters are adapted."""
     if not is_sqlite():
         pytest.skip("PostgreSQL binds through asyncpg's codecs, in C")
-    import datetime as dt
-    import secrets
     import sqlite3
-    from uuid import UUID, uuid4
+    from uuid import UUID
 
     from app.db import bulk_insert, update_each
     from schema.notifications import NationalDndEntry
 
-    site = Site(name="Adapters", slug=f"adapters-{secrets.token_hex(4)}")
-    await site.save()
-    now = dt.datetime.now(dt.UTC)
-    rows = [(uuid4(), site.id, f"index-{n:05d}", now) for n in range(3000)]
+    site, rows = await _site_with_dnd_rows("Adapters", 3000)
     key = (UUID, sqlite3.PrepareProtocol)
     adapt = sqlite3.adapters[key]
     adapted: list[UUID] = []
@@ -510,22 +517,15 @@ class _Trips:
 async def test_a_write_of_several_statements_is_one_trip_and_is_undone_whole_when_one_fails(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A bulk write's BEGIN IMMEDIATE, statements and COMMIT go to the connection's thread together: 20,000
-    rows in two INSERTs are one trip where they were four. A write whose last statement fails leaves
-    nothing of its first, and its connection goes back outside any transaction."""
+    """A bulk write's BEGIN IMMEDIATE, its statements and COMMIT go to the connection's thread together: one
+    trip where they were several. A write that fails part-way (an existing row, after 5,000 new ones) leaves
+    nothing of it, and its connection goes back outside any transaction."""
     if not is_sqlite():
         pytest.skip("SQLite only: PostgreSQL writes go through asyncpg")
-    import datetime as dt
-    import secrets
-    from uuid import uuid4
-
     from app.db import bulk_insert
     from schema.notifications import NationalDndEntry
 
-    site = Site(name="Trips", slug=f"trips-{secrets.token_hex(4)}")
-    await site.save()
-    now = dt.datetime.now(dt.UTC)
-    rows = [(uuid4(), site.id, f"index-{n:05d}", now) for n in range(20_000)]
+    site, rows = await _site_with_dnd_rows("Trips", 20_000)
     columns = ("id", "site", "phone_index", "imported_at")
     engine = current_engine()
     assert isinstance(engine, PooledSQLiteEngine)
@@ -534,7 +534,7 @@ async def test_a_write_of_several_statements_is_one_trip_and_is_undone_whole_whe
         trips = _Trips(monkeypatch)
         await bulk_insert("national_dnd_entry", columns, rows[:15_000])
         assert trips.count == 1
-        # 5,000 new rows, then (in the next statement) one that exists: the write fails, whole.
+        # 5,000 new rows, then rows that exist: the write fails, whole.
         with pytest.raises(Exception, match=r"(?i)unique"):
             await bulk_insert("national_dnd_entry", columns, [*rows[15_000:], *([rows[0]] * 9_000)])
         assert await NationalDndEntry.count().where(NationalDndEntry.site == site.id) == 15_000
