@@ -117,6 +117,7 @@ async def expand_part(
         async for chunk in audience_chunks(
             notification.site, audience, part=part, parts=notification.parts, chunk=CHUNK, first=FIRST_CHUNK
         ):
+            whole_part = people == 0 and len(chunk) < FIRST_CHUNK  # a first chunk that is not full: no more follow
             people += len(chunk)
             done = await existing_people(notification_id, chunk)
             todo = [p for p in chunk if p not in done]
@@ -124,9 +125,10 @@ async def expand_part(
             if writing is not None:
                 await writing
             writing = asyncio.create_task(insert_rows(rows))
-            if first_rows is not None and rows:
+            if first_rows is not None and rows and not whole_part:
                 # The first (small) chunk's rows are written at once and their senders started; the rest of
-                # the part is decided while they send.
+                # the part is decided while they send. (A part that is one small chunk starts its senders when
+                # it is done, once: the caller does.)
                 await writing
                 await first_rows(channels)
                 first_rows = None
