@@ -308,7 +308,12 @@ async def test_a_partitioned_shard_holds_only_its_topics_and_is_reported_degrade
         assert recorder.client.connects == 1  # never disconnected
         for topic in topics:
             # The shard kept its data: what its topic missed while cut off is replayed, no resync.
-            assert [e.seq for e in recorder.events(topic)] == list(range(1, published[topic] + 1)), topic
+            seqs = [e.seq for e in recorder.events(topic)]
+            assert seqs == list(range(1, len(seqs) + 1)), topic  # no gap, no duplicate
+            # A publish refused during the cut may land later still: its socket was closed with the
+            # command unsent, and the kernel goes on retransmitting it once the network is back.
+            late = refused[topic]
+            assert published[topic] <= len(seqs) <= published[topic] + late, (topic, late)
         assert not [m for m in recorder.messages if isinstance(m, Resync)]
 
 
